@@ -1,0 +1,205 @@
+"""Shared fixtures: a fresh Pulumi mock runtime per test.
+
+Pitfalls this guards against (see the README's testing section):
+- ``set_mocks`` at module level leaks one root stack and event loop across tests;
+  here every test gets a new event loop, a new root ``Stack`` and new mocks.
+- an assertion inside ``Output.apply`` silently never runs when the output is
+  unknown or the test returns first; ``MockRuntime.run`` waits for every export
+  and hands back plain values, so tests assert outside ``apply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import runpy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from google.protobuf import json_format
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+
+REPO = Path(__file__).resolve().parents[1]
+#: Reference material beside the clone (test oracles only; the program never reads it).
+SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@dataclass
+class Registered:
+    """One resource registration as the engine would see it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    parent: str
+    secret_paths: set[str]
+    urn: str
+    id: str
+
+    def is_secret(self, key: str) -> bool:
+        """Whether input ``key`` (or any value inside it) was sent to the engine as a secret."""
+        return any(path == key or path.startswith(f"{key}.") for path in self.secret_paths)
+
+
+@dataclass
+class Exported:
+    value: Any
+    is_secret: bool
+    is_known: bool
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Resources get sequential numeric ids and echo their inputs as outputs."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.existing_network = {"id": 4711, "name": "shared-net", "ipRange": "10.100.0.0/16"}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return f"{1000 + len(_REGISTRY)}", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "hcloud:index/getNetwork:getNetwork":
+            return {**self.existing_network, "labels": {}, "deleteProtection": False}
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+
+_REGISTRY: list[Registered] = []
+
+
+def _secret_paths(value: Any, path: str = "") -> set[str]:
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return {path}
+        found: set[str] = set()
+        for key, inner in value.items():
+            found |= _secret_paths(inner, f"{path}.{key}" if path else key)
+        return found
+    if isinstance(value, list):
+        found = set()
+        for index, inner in enumerate(value):
+            found |= _secret_paths(inner, f"{path}[{index}]")
+        return found
+    return set()
+
+
+def _reveal(value: Any) -> Any:
+    """Plain values, with the engine's secret wrappers removed (secretness is kept apart)."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return _reveal(value["value"])
+        return {key: _reveal(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_reveal(inner) for inner in value]
+    return value
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Keeps every registration, including which inputs were marked secret."""
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = json_format.MessageToDict(request.object)
+            registration = self.resources[response.urn]
+            _REGISTRY.append(
+                Registered(
+                    type=request.type,
+                    name=request.name,
+                    inputs=_reveal(rpc.deserialize_properties(request.object)),
+                    parent=request.parent,
+                    secret_paths=_secret_paths(raw),
+                    urn=response.urn,
+                    id=registration.id or "",
+                )
+            )
+        return response
+
+
+@dataclass
+class MockRuntime:
+    """A fresh mock engine; ``run`` executes a program and returns its exports."""
+
+    mocks: RecordingMocks
+    resources: list[Registered] = field(default_factory=list)
+
+    def run(
+        self, program: Callable[[], None] | Path, config: dict[str, Any] | None = None
+    ) -> dict[str, Exported]:
+        flat = {key: _engine_value(value) for key, value in (config or {}).items()}
+        runtime_config.set_all_config(flat, [])
+        exports: dict[str, Exported] = {}
+
+        def body() -> Any:
+            if isinstance(program, Path):
+                runpy.run_path(str(program), run_name="__main__")
+            else:
+                program()
+            root = settings.get_root_resource()
+            assert root is not None
+
+            async def collect() -> None:
+                for name, value in dict(root.outputs).items():  # type: ignore[attr-defined]
+                    output = pulumi.Output.from_input(value)
+                    exports[name] = Exported(
+                        value=await output.future(),
+                        is_secret=await output.is_secret(),
+                        is_known=await output.is_known(),
+                    )
+
+            return asyncio.ensure_future(collect())
+
+        pulumi.runtime.test(body)()
+        self.resources[:] = _REGISTRY
+        return exports
+
+    def by_type(self, type_: str) -> list[Registered]:
+        return [resource for resource in self.resources if resource.type == type_]
+
+    def one(self, type_: str) -> Registered:
+        found = self.by_type(type_)
+        assert len(found) == 1, f"expected one {type_}, got {[r.name for r in found]}"
+        return found[0]
+
+    def parent_of(self, resource: Registered) -> Registered:
+        for candidate in self.resources:
+            if candidate.urn == resource.parent:
+                return candidate
+        raise AssertionError(f"{resource.name} has no registered parent ({resource.parent})")
+
+
+def _engine_value(value: Any) -> str:
+    """The engine hands objects to the program as JSON text."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@pytest.fixture
+def pulumi_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
+    """A fresh event loop, root stack and mock monitor for one test."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    _REGISTRY.clear()
+    settings.ROOT.set(None)
+    monkeypatch.delenv("PULUMI_CONFIG", raising=False)
+    monkeypatch.delenv("HCLOUD_TOKEN", raising=False)
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(
+        mocks,
+        project="hcloud-talos-autoscaler",
+        stack="dev",
+        preview=False,
+        monitor=RecordingMonitor(mocks),
+    )
+    yield MockRuntime(mocks)
+    runtime_config.set_all_config({}, [])
+    settings.ROOT.set(None)
+    _REGISTRY.clear()
+    loop.close()
+    asyncio.set_event_loop(None)

@@ -1,0 +1,268 @@
+"""The stack-config contract: every rule rejects bad input with a message naming the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.config import (
+    ConfigError,
+    Encrypted,
+    Secret,
+    load_stack_file,
+    parse_stack_config,
+    sections_from_flat_config,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+VALID: dict[str, Any] = {
+    "talos": {
+        "version": "v1.11.6",
+        "kubernetesVersion": "1.33.1",
+        "workerConfigFile": "examples/worker.yaml",
+    },
+    "network": {},
+    "image": {},
+    "autoscaler": {
+        "nodeGroups": [
+            {
+                "name": "workers-fsn1",
+                "minSize": 0,
+                "maxSize": 3,
+                "instanceType": "cpx22",
+                "region": "fsn1",
+            }
+        ]
+    },
+}
+
+
+def parse(sections: dict[str, Any], token: Any = "token") -> Any:
+    return parse_stack_config(sections, token, REPO)
+
+
+def problems_of(sections: dict[str, Any], token: Any = "token") -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(sections, token)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def changed(path: str, value: Any) -> dict[str, Any]:
+    """VALID with one key (dotted, list indexes as numbers) set; None deletes it."""
+    sections = copy.deepcopy(VALID)
+    *parents, last = path.split(".")
+    target: Any = sections
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target.setdefault(part, {})
+    if value is None:
+        del target[last]
+    else:
+        target[last] = value
+    return sections
+
+
+def test_valid_minimal_stack_gets_the_documented_defaults() -> None:
+    stack = parse(VALID)
+    assert stack.network.name == "cozystack-vswitch"
+    assert stack.network.ip_range == "10.100.0.0/16"
+    assert stack.network.subnet == "10.100.0.0/24"
+    assert stack.network_zone == "eu-central"
+    assert stack.image.location == "fsn1"
+    assert stack.image.builder_server_types == {"amd64": "cx23", "arm64": "cax11"}
+    assert stack.talos.extensions == ["siderolabs/qemu-guest-agent"]
+    assert stack.talos.image_factory_url == "https://factory.talos.dev"
+    assert stack.autoscaler.deploy == "package"
+    assert stack.autoscaler.namespace == "cozy-cluster-autoscaler-hetzner"
+    assert stack.autoscaler.config_format == "cluster-config"
+    assert (stack.autoscaler.public_ipv4, stack.autoscaler.public_ipv6) == (True, False)
+    assert stack.autoscaler.server_creation_timeout == 10
+    assert stack.architectures == ["amd64"]
+
+
+def test_shipped_dev_stack_validates() -> None:
+    sections, token = load_stack_file(REPO, "dev")
+    stack = parse_stack_config(sections, token, REPO, require_token=False)
+    assert stack.base_worker_config is not None
+    assert [group.name for group in stack.autoscaler.node_groups] == ["workers-fsn1"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("talos.verison", "v1.11.6", "talos.verison: unknown key; did you mean 'version'?"),
+        ("talos.version", "1.11.6", "talos.version: '1.11.6' is not a Talos version of the form"),
+        ("talos.version", "v1.7.0", "talos.version: Talos v1.7.0 is not supported"),
+        ("talos.version", None, "talos.version: is required"),
+        ("talos.kubernetesVersion", "1.35.0", "talos.kubernetesVersion: Kubernetes 1.35.0 is outside"),
+        ("talos.kubernetesVersion", "1.33", "talos.kubernetesVersion: '1.33' is not a Kubernetes"),
+        ("talos.schematicId", "ABC", "talos.schematicId: 'ABC' is not an Image Factory schematic"),
+        ("talos.imageFactoryUrl", "factory", "talos.imageFactoryUrl: 'factory' is not an http(s)"),
+        ("talos.registryMirrors", {"docker.io": []}, "talos.registryMirrors: mirror 'docker.io' has no"),
+        ("talos.workerConfigFile", "missing.yaml", "talos.workerConfigFile: cannot read"),
+        ("talos.workerConfigFile", None, "talos: set exactly one of workerConfigFile"),
+        ("network.subnet", "10.200.0.0/24", "network.subnet: 10.200.0.0/24 is not inside ipRange"),
+        ("network.ipRange", "10.100.0.0/33", "network.ipRange: '10.100.0.0/33' is not a network"),
+        ("network.networkZone", "eu-west", "network.networkZone: 'eu-west' is not a network zone"),
+        ("network.networkZone", "us-east", "network.networkZone: is 'us-east' but the pools are"),
+        ("network.vswitchId", 123, "vswitchId and vswitchSubnet go together"),
+        ("image.location", "fra1", "image.location: 'fra1' is not a Hetzner Cloud location"),
+        ("image.builderServerTypes", {"amd64": "cax11"}, "builderServerTypes.amd64 is 'cax11', an arm64"),
+        ("autoscaler.deploy", "kubectl", "autoscaler.deploy: got 'kubectl': Input should be 'package'"),
+        ("autoscaler.configFormat", "env", "autoscaler.configFormat: got 'env'"),
+        ("autoscaler.nodeGroups", [], "autoscaler.nodeGroups: got []"),
+        ("autoscaler.nodeGroups", None, "autoscaler.nodeGroups: is required: list at least one pool"),
+        ("autoscaler.nodeGroups.0.minSize", -1, "nodeGroups[0].minSize: got -1"),
+        ("autoscaler.nodeGroups.0.minSize", 5, "nodeGroups[0].maxSize: maxSize 3 is smaller than minSize 5"),
+        ("autoscaler.nodeGroups.0.name", "Workers_1", "nodeGroups[0].name: 'Workers_1' is not a valid pool"),
+        ("autoscaler.nodeGroups.0.name", "w" * 47, "is 47 characters long; pool names are at most 46"),
+        ("autoscaler.nodeGroups.0.region", "mars", "nodeGroups[0].region: 'mars' is not a Hetzner Cloud"),
+        ("autoscaler.nodeGroups.0.size", 3, "nodeGroups[0].size: unknown key"),
+        ("autoscaler.serverCreationTimeout", 0, "autoscaler.serverCreationTimeout: got 0"),
+    ],
+)
+def test_each_rule_names_the_key(path: str, value: Any, expected: str) -> None:
+    problems = problems_of(changed(path, value))
+    assert any(expected in problem for problem in problems), problems
+    assert all(problem.startswith("hcloud-talos-autoscaler:") for problem in problems)
+
+
+def test_region_is_case_insensitive() -> None:
+    stack = parse(changed("autoscaler.nodeGroups.0.region", "FSN1"))
+    assert stack.autoscaler.node_groups[0].region == "fsn1"
+
+
+def test_unknown_top_level_key_is_reported_with_a_suggestion() -> None:
+    problems = problems_of({**VALID, "netwrok": {}})
+    assert problems == [
+        "hcloud-talos-autoscaler:netwrok: unknown key; did you mean 'network'? "
+        "known keys: talos, network, image, autoscaler"
+    ]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    sections = changed("talos.version", "1.11")
+    sections["network"] = {"subnet": "10.200.0.0/24"}
+    sections["autoscaler"]["deploy"] = "kubectl"
+    problems = problems_of(sections, token=None)
+    assert len(problems) == 4
+    assert any("hcloud:token: is not set" in problem for problem in problems)
+
+
+def test_missing_token_is_an_error_unless_only_rendering() -> None:
+    assert any("hcloud:token: is not set" in p for p in problems_of(VALID, token=None))
+    assert parse_stack_config(VALID, None, REPO, require_token=False).hcloud_token is None
+
+
+def test_pools_spanning_network_zones_are_refused() -> None:
+    sections = copy.deepcopy(VALID)
+    sections["autoscaler"]["nodeGroups"].append(
+        {"name": "ash", "minSize": 0, "maxSize": 1, "instanceType": "cpx21", "region": "ash"}
+    )
+    problems = problems_of(sections)
+    assert any("pools span several network zones" in p and "us-east: ash" in p for p in problems)
+
+
+def test_duplicate_pool_names_are_refused() -> None:
+    sections = copy.deepcopy(VALID)
+    sections["autoscaler"]["nodeGroups"].append(dict(sections["autoscaler"]["nodeGroups"][0]))
+    assert any("duplicated: workers-fsn1" in p for p in problems_of(sections))
+
+
+def test_arm_pool_needs_an_arm_builder() -> None:
+    sections = changed("image.builderServerTypes", {"amd64": "cx23"})
+    sections["autoscaler"]["nodeGroups"].append(
+        {"name": "arm", "minSize": 0, "maxSize": 1, "instanceType": "cax21", "region": "nbg1"}
+    )
+    problems = problems_of(sections)
+    assert any(
+        "image.builderServerTypes.arm64: is missing but pools arm need an arm64 image" in p
+        for p in problems
+    ), problems
+
+
+def test_mixed_architectures_get_both_builders_by_default() -> None:
+    sections = copy.deepcopy(VALID)
+    sections["autoscaler"]["nodeGroups"].append(
+        {"name": "arm", "minSize": 0, "maxSize": 1, "instanceType": "CAX21", "region": "nbg1"}
+    )
+    assert parse(sections).architectures == ["amd64", "arm64"]
+
+
+def test_legacy_format_refuses_what_it_cannot_carry() -> None:
+    sections = changed("autoscaler.configFormat", "legacy")
+    sections["autoscaler"]["nodeGroups"][0]["labels"] = {"pool": "a"}
+    sections["autoscaler"]["nodeGroups"].append(
+        {"name": "arm", "minSize": 0, "maxSize": 1, "instanceType": "cax21", "region": "fsn1"}
+    )
+    problems = problems_of(sections)
+    assert any("legacy hands one image to every pool" in p for p in problems)
+    assert any("nodeGroups[0]: pool workers-fsn1 has labels/taints" in p for p in problems)
+
+
+def test_schematic_id_and_explicit_extensions_conflict() -> None:
+    sections = changed("talos.schematicId", "a" * 64)
+    sections["talos"]["extensions"] = ["siderolabs/zfs"]
+    assert any("both schematicId and extensions are set" in p for p in problems_of(sections))
+    assert parse(changed("talos.schematicId", "a" * 64)).talos.schematic_id == "a" * 64
+
+
+def test_network_overlapping_the_cluster_pod_network_is_refused() -> None:
+    sections = changed("network.ipRange", "10.244.0.0/16")
+    sections["network"]["subnet"] = "10.244.0.0/24"
+    problems = problems_of(sections)
+    assert any(
+        "network.ipRange: 10.244.0.0/16 overlaps the cluster's podSubnets 10.244.0.0/16" in p
+        for p in problems
+    ), problems
+
+
+def test_worker_config_yaml_errors_give_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "worker.yaml").write_text("machine:\n  type: worker\n   token: x\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(changed("talos.workerConfigFile", "worker.yaml"), "t", tmp_path)
+    assert "talos.workerConfigFile: is not valid YAML" in str(caught.value)
+    assert "line 3" in str(caught.value)
+
+
+def test_secret_worker_config_is_used_and_never_shown() -> None:
+    text = (REPO / "examples" / "worker.yaml").read_text()
+    sections = changed("talos.workerConfigFile", None)
+    sections["talos"]["workerConfig"] = text
+    stack = parse(sections)
+    assert isinstance(stack.base_worker_config, Secret)
+    assert stack.base_worker_config.reveal() == text
+    assert text not in repr(stack)
+
+
+def test_encrypted_values_from_a_stack_file_stay_encrypted() -> None:
+    sections, token = sections_from_flat_config(
+        {
+            "hcloud:token": {"secure": "v1:abc"},
+            "hcloud-talos-autoscaler:talos": {
+                **{k: v for k, v in VALID["talos"].items() if k != "workerConfigFile"},
+                "workerConfig": {"secure": "v1:def"},
+            },
+            "hcloud-talos-autoscaler:autoscaler": VALID["autoscaler"],
+        }
+    )
+    stack = parse_stack_config(sections, token, REPO)
+    assert stack.hcloud_token == Encrypted("v1:abc")
+    assert stack.talos.worker_config == Encrypted("v1:def")
+    assert stack.base_worker_config is None
+
+
+def test_engine_json_values_are_parsed() -> None:
+    sections, token = sections_from_flat_config(
+        {"hcloud-talos-autoscaler:network": '{"name": "x"}', "kubernetes:context": "c"}
+    )
+    assert sections == {"network": {"name": "x"}}
+    assert token is None
+
+
+def test_autoscaler_token_overrides_the_provider_token() -> None:
+    assert parse(VALID).autoscaler_token == Secret("token")
+    assert parse(changed("autoscaler.token", "own")).autoscaler_token == Secret("own")
