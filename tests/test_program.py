@@ -41,7 +41,9 @@ def test_dev_stack_registers_network_and_subnet_under_the_component(
         "networkZone": "eu-central",
         "ipRange": "10.100.0.0/24",
     }
-    assert {name: exports[name].value for name in exports if name.startswith(("network", "subnet"))} == {
+    assert {
+        name: exports[name].value for name in exports if name.startswith(("network", "subnet"))
+    } == {
         "networkId": network.id,
         "networkName": "cozystack-vswitch",
         "networkZone": "eu-central",
@@ -73,7 +75,10 @@ def test_existing_network_by_id(pulumi_runtime: MockRuntime) -> None:
 
 def test_vswitch_subnet_is_attached_when_configured(pulumi_runtime: MockRuntime) -> None:
     config = dev_config()
-    config["hcloud-talos-autoscaler:network"] = {"vswitchId": 9876, "vswitchSubnet": "10.100.1.0/24"}
+    config["hcloud-talos-autoscaler:network"] = {
+        "vswitchId": 9876,
+        "vswitchSubnet": "10.100.1.0/24",
+    }
     pulumi_runtime.run(MAIN, config)
 
     network = pulumi_runtime.one(NETWORK)
