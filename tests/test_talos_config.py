@@ -178,7 +178,7 @@ def test_a_registry_document_on_talos_1_11_is_refused() -> None:
     base = base_for(11) + "---\napiVersion: v1alpha1\nkind: RegistryMirrorConfig\nname: x.io\n"
     with pytest.raises(
         WorkerConfigError,
-        match="document kind 'RegistryMirrorConfig' does not exist in Talos v1.11",
+        match=r"document kind 'RegistryMirrorConfig' does not exist in Talos v1\.11",
     ):
         build_worker_config(base, spec(11))
 
