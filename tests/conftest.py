@@ -64,7 +64,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         return f"{1000 + len(_REGISTRY)}", dict(args.inputs)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
         self.calls.append((args.token, dict(args.args)))
         if args.token == "hcloud:index/getNetwork:getNetwork":
             return {**self.existing_network, "labels": {}, "deleteProtection": False}

@@ -278,7 +278,7 @@ def test_same_inputs_give_identical_bytes() -> None:
 def _big_config(size: int, compressible: bool) -> str:
     rng = random.Random(7)
     alphabet = string.ascii_letters + string.digits
-    files = []
+    files: list[dict[str, Any]] = []
     while sum(len(f["content"]) for f in files) < size:
         content = "x" * 4000 if compressible else "".join(rng.choices(alphabet, k=4000))
         files.append(
