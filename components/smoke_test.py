@@ -9,11 +9,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import Taint
+from components.talos_config import NODE_GROUP_LABEL
 
 SMOKE_TEST_NAME = "autoscaler-smoke-test"
-#: Label every autoscaled node carries (set in its Talos config, and in the
-#: autoscaler's node templates), naming its pool.
-NODE_GROUP_LABEL = "hcloud/node-group"
 
 
 def smoke_test_deployment(

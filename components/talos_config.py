@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import yaml
 
 from components import talos_versions
-from components.config import StackConfig, Taint
+from components.config import NodeGroup, StackConfig, Taint
 from components.hetzner import USER_DATA_LIMIT_BYTES
 
 MAIN_DOCUMENT = "v1alpha1"
@@ -41,6 +41,8 @@ SECRET_FIELDS = frozenset(
     {"token", "key", "secret", "secretboxEncryptionSecret", "aescbcEncryptionSecret"}
 )
 REDACTED = "<redacted>"
+#: Names a node's pool, like the autoscaler's own node templates do.
+NODE_GROUP_LABEL = "hcloud/node-group"
 #: Keys Talos still decodes but its JSON schema leaves out (``talosctl gen config``
 #: wrote ``persist: true`` for years; the field is deprecated and ignored).
 ACCEPTED_OUTSIDE_SCHEMA = frozenset({"persist"})
@@ -465,15 +467,24 @@ def pool_worker_spec(
         image_factory_url=stack.talos.image_factory_url,
         subnet=subnet,
         network_ip_range=stack.network.ip_range,
-        node_labels={**stack.talos.node_labels, **pool_node_labels(group.name, group.labels)},
+        node_labels={**stack.talos.node_labels, **pool_node_labels(group)},
         taints=list(group.taints),
         registry_mirrors=stack.talos.registry_mirrors,
     )
 
 
-def pool_node_labels(pool: str, labels: dict[str, str]) -> dict[str, str]:
-    """A pool's own labels plus ``hcloud/node-group``, which the autoscaler's templates carry."""
-    return {"hcloud/node-group": pool, **labels}
+def pool_node_labels(group: NodeGroup) -> dict[str, str]:
+    """Labels a pool's nodes carry beyond ``talos.nodeLabels``.
+
+    The same labels go into the Talos config (so real nodes have them) and into
+    the autoscaler's node templates (so scale-from-zero simulation matches):
+    the pool name, its region (pods select on it), and the pool's own labels.
+    """
+    return {
+        NODE_GROUP_LABEL: group.name,
+        "topology.kubernetes.io/region": group.region,
+        **group.labels,
+    }
 
 
 def render_worker_configs(

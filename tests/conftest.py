@@ -25,6 +25,9 @@ from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
+#: Fixtures of the image-build stand-ins (API emulator, Image Factory, real sshd).
+pytest_plugins = ["image_builder.fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 #: Reference material beside the clone (test oracles only; the program never reads it).
 SHARED_REFERENCE = REPO.parent / "shared" / "reference"

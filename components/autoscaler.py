@@ -1,0 +1,70 @@
+"""The cluster-autoscaler release: Cozystack `Package` or upstream Helm chart (guide step 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.autoscaler_values import (
+    CHART_NAME,
+    CHART_REPOSITORY,
+    PACKAGE_NAME,
+    RELEASE_NAME,
+    helm_values,
+    package_manifest,
+)
+
+#: The chart names its Deployment ``<release>-<cloudProvider>-cluster-autoscaler``;
+#: the Helm release takes Cozystack's release name so both modes share one name.
+DEPLOYMENT_NAME = f"{RELEASE_NAME}-hetzner-cluster-autoscaler"
+
+
+@dataclass(frozen=True)
+class ClusterAutoscalerArgs:
+    deploy: Literal["package", "helm"]
+    namespace: pulumi.Input[str]
+    #: Chart values from ``autoscaler_values.autoscaler_values`` (resolved from other outputs).
+    values: pulumi.Input[dict[str, Any]]
+    chart_version: str
+
+
+class ClusterAutoscaler(pulumi.ComponentResource):
+    """Deploys the autoscaler once its Secrets and images exist (pass them in ``depends_on``)."""
+
+    release_name: pulumi.Output[str]
+    logs_target: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("hcloud-talos-autoscaler:index:ClusterAutoscaler", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        values = pulumi.Output.from_input(args.values)
+        if args.deploy == "package":
+            manifest = values.apply(package_manifest)
+            package = k8s.apiextensions.CustomResource(
+                f"{name}-package",
+                api_version="cozystack.io/v1alpha1",
+                kind="Package",
+                metadata={"name": PACKAGE_NAME},
+                spec=manifest["spec"],
+                opts=child,
+            )
+            self.release_name = package.urn.apply(lambda _urn: PACKAGE_NAME)
+        else:
+            release = k8s.helm.v3.Release(
+                f"{name}-release",
+                name=RELEASE_NAME,
+                chart=CHART_NAME,
+                version=args.chart_version,
+                repository_opts={"repo": CHART_REPOSITORY},
+                namespace=args.namespace,
+                values=values.apply(helm_values),
+                opts=child,
+            )
+            self.release_name = release.name.apply(lambda value: value or RELEASE_NAME)
+        self.logs_target = pulumi.Output.from_input(f"deployment/{DEPLOYMENT_NAME}")
+        self.register_outputs({"releaseName": self.release_name, "logsTarget": self.logs_target})

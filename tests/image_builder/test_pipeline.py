@@ -1,0 +1,220 @@
+"""End-to-end builds against the local API emulator, Image Factory and a real OpenSSH server."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hcloud import Client
+from image_builder.fixtures import RAW_IMAGE, RescueSystem
+from image_builder.stand_ins import HetznerEmulator, ImageFactory
+
+from components.image_builder.pipeline import (
+    BUILDER_LABEL,
+    BuildError,
+    BuildRequest,
+    build_image,
+    check_labels,
+    snapshot_labels,
+)
+
+
+def assert_nothing_left(hetzner: HetznerEmulator) -> None:
+    assert hetzner.state.servers == {}, "a builder server leaked"
+    assert hetzner.state.ssh_keys == {}, "a builder ssh key leaked"
+
+
+def test_build_writes_the_image_byte_for_byte_and_leaves_only_the_snapshot(
+    client: Client,
+    hetzner: HetznerEmulator,
+    factory: ImageFactory,
+    rescue: RescueSystem,
+    request_for: BuildRequest,
+) -> None:
+    result = build_image(client, request_for)
+
+    disk = rescue.disk.read_bytes()
+    assert disk[: len(RAW_IMAGE)] == RAW_IMAGE
+    assert set(disk[len(RAW_IMAGE) :]) == {0xFF}  # nothing past the image was touched
+    assert_nothing_left(hetzner)
+    snapshot = hetzner.state.images[result.image_id]
+    assert snapshot["labels"] == {
+        "os": "talos",
+        "talos-version": "v1.11.6",
+        "talos-schematic": request_for.schematic_id[:32],
+        "arch": "amd64",
+        "managed-by": "hcloud-talos-autoscaler",
+        "environment": "test",
+    }
+    assert snapshot["description"] == request_for.description
+    assert result.disk_size == 40.0
+    assert factory.downloads == [f"/image/{request_for.schematic_id}/v1.11.6/hcloud-amd64.raw.xz"]
+    assert set(result.timings) >= {"create server", "write image", "create snapshot", "total"}
+
+
+def test_builder_resources_never_carry_snapshot_labels(
+    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    seen: list[dict[str, str]] = []
+    original = hetzner._post_servers
+
+    def spy(parts, params, body):  # type: ignore[no-untyped-def]
+        if not parts:
+            seen.append(body["labels"])
+            seen.append(next(iter(hetzner.state.ssh_keys.values()))["labels"])
+        return original(parts, params, body)
+
+    hetzner._post_servers = spy  # type: ignore[method-assign]
+    build_image(client, request_for)
+    assert len(seen) == 2
+    for labels in seen:
+        assert list(labels) == [BUILDER_LABEL]
+        assert "os" not in labels
+
+
+@pytest.mark.parametrize(
+    ("break_it", "step", "detail"),
+    [
+        (
+            lambda h, f, r: setattr(h.faults, "server_create_status", 500),
+            "create server",
+            "server_error",
+        ),
+        (
+            lambda h, f, r: setattr(h.faults, "rescue_action_fails", True),
+            "enable rescue",
+            "enable_rescue failed",
+        ),
+        (
+            lambda h, f, r: setattr(h.faults, "rescue_skips_key", True),
+            "wait for ssh",
+            "did not accept SSH within",
+        ),
+        (lambda h, f, r: f.known_schematics.clear(), "write image", "404"),
+        (
+            lambda h, f, r: setattr(h.faults, "power_off_never_off", True),
+            "power off",
+            "is still 'running'",
+        ),
+        (
+            lambda h, f, r: setattr(h.faults, "snapshot_action_fails", True),
+            "create snapshot",
+            "create_image failed",
+        ),
+    ],
+)
+def test_each_failed_step_is_named_and_nothing_leaks(
+    client: Client,
+    hetzner: HetznerEmulator,
+    factory: ImageFactory,
+    rescue: RescueSystem,
+    request_for: BuildRequest,
+    break_it,  # type: ignore[no-untyped-def]
+    step: str,
+    detail: str,
+) -> None:
+    break_it(hetzner, factory, rescue)
+    request = replace(request_for, ssh_timeout=2)
+    with pytest.raises(BuildError) as caught:
+        build_image(client, request)
+    assert caught.value.step == step
+    assert detail in str(caught.value)
+    assert caught.value.leaked == []
+    assert_nothing_left(hetzner)
+    assert [i for i in hetzner.state.images.values() if i["labels"].get("os") == "talos"] == []
+
+
+def test_corrupt_xz_fails_the_write_step(
+    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    corrupt = ImageFactory(RAW_IMAGE, corrupt=True).start()
+    corrupt.known_schematics.add(request_for.schematic_id)
+    try:
+        with pytest.raises(BuildError) as caught:
+            build_image(client, replace(request_for, factory_url=corrupt.url))
+    finally:
+        corrupt.stop()
+    assert caught.value.step == "write image"
+    assert "xz" in str(caught.value)
+    assert_nothing_left(hetzner)
+
+
+def test_disk_write_failure_fails_the_write_step(
+    client: Client, hetzner: HetznerEmulator, rescue: RescueSystem, request_for: BuildRequest
+) -> None:
+    missing = rescue.disk.parent / "no-such-dir" / "disk"
+    with pytest.raises(BuildError) as caught:
+        build_image(client, replace(request_for, target_device=str(missing)))
+    assert caught.value.step == "write image"
+    assert "dd" in str(caught.value)
+    assert_nothing_left(hetzner)
+
+
+def test_server_delete_failing_once_is_retried(
+    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    hetzner.faults.server_delete_failures = 1
+    result = build_image(client, request_for)
+    assert result.image_id in hetzner.state.images
+    assert_nothing_left(hetzner)
+
+
+def test_teardown_that_keeps_failing_is_reported_with_the_cleanup_command(
+    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    hetzner.faults.server_delete_failures = 10
+    with pytest.raises(BuildError) as caught:
+        build_image(client, request_for)
+    assert caught.value.step == "teardown"
+    assert caught.value.leaked == [f"server {next(iter(hetzner.state.servers))}"]
+    assert "python -m components.image_builder cleanup" in str(caught.value)
+    assert hetzner.state.ssh_keys == {}
+
+
+def test_rate_limit_is_retried(
+    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    hetzner.faults.rate_limited_requests = 1
+    result = build_image(client, request_for)
+    assert result.image_id in hetzner.state.images
+    assert_nothing_left(hetzner)
+
+
+def test_ctrl_c_mid_build_still_tears_down(
+    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    def interrupt(message: str) -> None:
+        if "builder server" in message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(BuildError) as caught:
+        build_image(client, request_for, log=interrupt)
+    assert caught.value.step == "create server"
+    assert caught.value.detail == "interrupted"
+    assert_nothing_left(hetzner)
+
+
+def test_snapshot_must_fit_every_pool_server_type(
+    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    with pytest.raises(BuildError, match=r"would not fit tiny \(20 GB disk\)"):
+        build_image(client, replace(request_for, must_fit_server_types=["tiny"]))
+    assert hetzner.state.ssh_keys == {} and hetzner.state.servers == {}
+
+
+def test_label_rules() -> None:
+    with pytest.raises(ValueError, match="not a valid Hetzner label value"):
+        check_labels({"team": "x" * 64})
+    with pytest.raises(ValueError, match="not a valid Hetzner label key"):
+        check_labels({"bad key": "x"})
+    labels = snapshot_labels(
+        BuildRequest(
+            talos_version="v1.12.0",
+            schematic_id="f" * 64,
+            architecture="arm64",
+            location="fsn1",
+            server_type="cax11",
+        )
+    )
+    assert labels["talos-schematic"] == "f" * 32
+    assert all(len(value) <= 63 for value in labels.values())
