@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import gzip
+import importlib.util
 import json
 import random
 import string
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +105,13 @@ def test_the_oracle_rejects_a_misplaced_key() -> None:
 
 
 def test_committed_key_table_matches_the_schemas() -> None:
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from generate_talos_config_keys import OUTPUT, generate
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    assert json.loads(OUTPUT.read_text()) == generate(SCHEMAS), (
+    spec_ = importlib.util.spec_from_file_location(
+        "generate_talos_config_keys", REPO / "scripts" / "generate_talos_config_keys.py"
+    )
+    assert spec_ is not None and spec_.loader is not None
+    generator = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(generator)
+    assert json.loads(generator.OUTPUT.read_text()) == generator.generate(SCHEMAS), (
         "components/talos_config_keys.json is stale: run "
         "`python scripts/generate_talos_config_keys.py ../shared/reference/talos-schemas`"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -109,7 +110,7 @@ def test_each_failed_step_is_named_and_nothing_leaks(
     factory: ImageFactory,
     rescue: RescueSystem,
     request_for: BuildRequest,
-    break_it,  # type: ignore[no-untyped-def]
+    break_it: Callable[[HetznerEmulator, ImageFactory, RescueSystem], object],
     step: str,
     detail: str,
 ) -> None:
