@@ -1,25 +1,184 @@
 """hcloud-talos-autoscaler: autoscaled Hetzner Cloud nodes for a Talos cluster.
 
 Reads and validates the stack config (nothing is created from an invalid
-stack), builds the components and exports what other stacks consume.
+stack), builds the components, wires them by outputs and exports what other
+stacks consume.
 """
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
-from components.config import ConfigError
+from components import autoscaler_values as values
+from components.autoscaler import DEPLOYMENT_NAME, ClusterAutoscaler, ClusterAutoscalerArgs
+from components.config import ConfigError, reveal
 from components.engine_config import read_stack_config
+from components.image_builder.schematic import schematic_id_for
 from components.network import PrivateNetwork, PrivateNetworkArgs
+from components.provider_id import ProviderIdController
+from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
+from components.smoke_test import SmokeTest, SmokeTestArgs, watch_nodes_command
+from components.talos_config import (
+    WorkerConfig,
+    WorkerConfigError,
+    render_worker_configs,
+    worker_configs_sha256,
+)
+from components.talos_image import TalosImage, TalosImageArgs
+from components.verify import verification_commands
 
 try:
     stack = read_stack_config(Path(__file__).parent)
-except ConfigError as error:
+    schematic_id = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
+    # Validate the worker configs before any resource is registered; the wired
+    # configs below are built again from the network's output.
+    render_worker_configs(stack, schematic_id, stack.network.subnet)
+except (ConfigError, WorkerConfigError) as error:
     raise pulumi.RunError(str(error)) from None
 
+hcloud_token = pulumi.Output.secret(reveal(stack.hcloud_token))
+autoscaler_token = pulumi.Output.secret(reveal(stack.autoscaler_token))
+settings = stack.autoscaler
+legacy = settings.config_format == "legacy"
+
 network = PrivateNetwork("network", PrivateNetworkArgs.from_stack(stack))
+images = TalosImage("talos-image", TalosImageArgs.from_stack(stack, schematic_id, hcloud_token))
+
+worker_configs: pulumi.Output[dict[str, WorkerConfig]] = pulumi.Output.secret(
+    network.subnet_ip_range.apply(lambda subnet: render_worker_configs(stack, schematic_id, subnet))
+)
+
+
+def talos_config_secret(configs: dict[str, WorkerConfig], image_ids: dict[str, str]) -> Any:
+    """What the autoscaler reads from the talos-config Secret, and whether it is a file."""
+    if legacy:
+        (config,) = {c.user_data.text: c for c in configs.values()}.values()
+        return values.legacy_cloud_init(config.user_data.text), False
+    cluster_config = values.cluster_config(
+        settings.node_groups,
+        stack.talos.node_labels,
+        image_ids,  # type: ignore[arg-type]
+        {pool: config.user_data.text for pool, config in configs.items()},
+    )
+    secret = values.cluster_config_secret(cluster_config)
+    return secret.value, secret.as_file
+
+
+secret_content = pulumi.Output.all(worker_configs, images.image_ids).apply(
+    lambda resolved: talos_config_secret(resolved[0], resolved[1])
+)
+secrets = AutoscalerSecrets(
+    "autoscaler-secrets",
+    AutoscalerSecretsArgs(
+        namespace=settings.namespace,
+        hcloud_token=autoscaler_token,
+        talos_config_key=values.LEGACY_CLOUD_INIT_KEY if legacy else values.CLUSTER_CONFIG_KEY,
+        talos_config_value=pulumi.Output.secret(secret_content.apply(lambda content: content[0])),
+        retain_namespace=settings.deploy == "package",
+    ),
+)
+
+# A fingerprint of everything the autoscaler hands to new servers: changing the
+# Talos config or an image rolls the autoscaler pods.
+config_hash = pulumi.Output.unsecret(
+    pulumi.Output.all(secret_content, images.image_ids).apply(
+        lambda resolved: hashlib.sha256(repr(resolved).encode()).hexdigest()
+    )
+)
+chart_values = pulumi.Output.all(
+    network=network.network_name,
+    image_ids=images.image_ids,
+    credentials=secrets.credentials_secret_name,
+    talos_config=secrets.talos_config_secret_name,
+    as_file=pulumi.Output.unsecret(secret_content.apply(lambda content: content[1])),
+    config_hash=config_hash,
+).apply(
+    lambda resolved: values.autoscaler_values(
+        values.ValuesInputs(
+            settings=settings,
+            kubernetes_version=stack.talos.kubernetes_version,
+            network_name=resolved["network"],
+            image_ids=resolved["image_ids"],
+            credentials_secret=resolved["credentials"],
+            talos_config_secret=resolved["talos_config"],
+            config_hash=resolved["config_hash"],
+            cluster_config_as_file=resolved["as_file"],
+        )
+    )
+)
+autoscaler = ClusterAutoscaler(
+    "autoscaler",
+    ClusterAutoscalerArgs(
+        deploy=settings.deploy,
+        namespace=secrets.namespace,
+        values=chart_values,
+        chart_version=settings.chart_version or values.DEFAULT_CHART_VERSION,
+    ),
+    pulumi.ResourceOptions(depends_on=[secrets, images]),
+)
+
+if settings.provider_id_controller:
+    ProviderIdController("provider-id")
+else:
+    pulumi.log.warn(values.node_registration_warning(provider_id_controller=False) or "")
+
+pools = [group.name for group in settings.node_groups]
+if settings.smoke_test is not None:
+    SmokeTest(
+        "smoke-test",
+        SmokeTestArgs(
+            namespace=secrets.namespace,
+            replicas=settings.smoke_test.replicas,
+            pools=[] if legacy else pools,
+            taints=[taint for group in settings.node_groups for taint in group.taints],
+        ),
+        pulumi.ResourceOptions(depends_on=[autoscaler]),
+    )
+    pulumi.export("smokeTestWatch", watch_nodes_command(pools))
 
 pulumi.export("networkId", network.network_id)
 pulumi.export("networkName", network.network_name)
 pulumi.export("networkZone", network.network_zone)
 pulumi.export("subnetIpRange", network.subnet_ip_range)
+pulumi.export("imageIds", images.image_ids)
+pulumi.export("autoscalerNamespace", secrets.namespace)
+pulumi.export(
+    "nodeGroups",
+    [
+        {
+            "name": group.name,
+            "minSize": group.min_size,
+            "maxSize": group.max_size,
+            "instanceType": group.instance_type,
+            "region": group.region,
+        }
+        for group in settings.node_groups
+    ],
+)
+pulumi.export(
+    "credentialsSecret",
+    {
+        "namespace": secrets.namespace,
+        "name": secrets.credentials_secret_name,
+        "key": secrets.credentials_secret_key,
+    },
+)
+pulumi.export(
+    "talosConfigSecret",
+    {
+        "namespace": secrets.namespace,
+        "name": secrets.talos_config_secret_name,
+        "key": secrets.talos_config_secret_key,
+    },
+)
+pulumi.export(
+    "workerConfigSha256", pulumi.Output.unsecret(worker_configs.apply(worker_configs_sha256))
+)
+pulumi.export("autoscalerRelease", autoscaler.release_name)
+pulumi.export("autoscalerLogsTarget", autoscaler.logs_target)
+for name, command in verification_commands(
+    settings.namespace, f"deployment/{DEPLOYMENT_NAME}", pools
+).items():
+    pulumi.export(name, command)

@@ -83,6 +83,13 @@ class Secret:
 SecretValue = Secret | Encrypted
 
 
+def reveal(value: SecretValue | None) -> str:
+    """The plain text of a secret the Pulumi engine decrypted (never an offline one)."""
+    if not isinstance(value, Secret):
+        raise ValueError("secret value is not available (missing, or encrypted offline)")
+    return value.reveal()
+
+
 def _as_secret(value: Any) -> SecretValue:
     if isinstance(value, Secret | Encrypted):
         return value

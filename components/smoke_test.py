@@ -20,35 +20,39 @@ def smoke_test_deployment(
     """The guide's anti-affinity nginx Deployment, pinned to the autoscaled pools.
 
     One pod per node (anti-affinity on the hostname) and only on pool nodes, so
-    ``replicas`` more than the pools' current nodes forces a scale-up.
+    ``replicas`` more than the pools' current nodes forces a scale-up. With no
+    ``pools`` (legacy format: nodes carry no pool label) it is the guide's
+    unpinned Deployment.
     """
     labels = {"app": SMOKE_TEST_NAME}
     tolerations = [
         {"key": taint.key, "operator": "Equal", "value": taint.value, "effect": taint.effect}
         for taint in taints
     ]
-    pod_spec: dict[str, Any] = {
-        "affinity": {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {"key": NODE_GROUP_LABEL, "operator": "In", "values": pools}
-                            ]
-                        }
-                    ]
+    affinity: dict[str, Any] = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": labels},
+                    "topologyKey": "kubernetes.io/hostname",
                 }
-            },
-            "podAntiAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": [
+            ]
+        }
+    }
+    if pools:
+        affinity["nodeAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
                     {
-                        "labelSelector": {"matchLabels": labels},
-                        "topologyKey": "kubernetes.io/hostname",
+                        "matchExpressions": [
+                            {"key": NODE_GROUP_LABEL, "operator": "In", "values": pools}
+                        ]
                     }
                 ]
-            },
-        },
+            }
+        }
+    pod_spec: dict[str, Any] = {
+        "affinity": affinity,
         "containers": [
             {
                 "name": "nginx",

@@ -456,10 +456,13 @@ def _redacted(node: Any) -> Any:
 
 
 def pool_worker_spec(
-    stack: StackConfig, pool: str, schematic_id: str, subnet: str
+    stack: StackConfig, group: NodeGroup, schematic_id: str, subnet: str
 ) -> WorkerConfigSpec:
-    """The spec of one pool: stack-wide Talos settings plus the pool's labels and taints."""
-    group = next(group for group in stack.autoscaler.node_groups if group.name == pool)
+    """One pool's spec: stack-wide Talos settings plus the pool's labels and taints.
+
+    The legacy format hands one config to every pool, so it carries no pool labels.
+    """
+    legacy = stack.autoscaler.config_format == "legacy"
     return WorkerConfigSpec(
         talos_version=stack.talos.version,
         kubernetes_version=stack.talos.kubernetes_version,
@@ -467,8 +470,10 @@ def pool_worker_spec(
         image_factory_url=stack.talos.image_factory_url,
         subnet=subnet,
         network_ip_range=stack.network.ip_range,
-        node_labels={**stack.talos.node_labels, **pool_node_labels(group)},
-        taints=list(group.taints),
+        node_labels=dict(stack.talos.node_labels)
+        if legacy
+        else {**stack.talos.node_labels, **pool_node_labels(group)},
+        taints=[] if legacy else list(group.taints),
         registry_mirrors=stack.talos.registry_mirrors,
     )
 
@@ -499,8 +504,14 @@ def render_worker_configs(
     return {
         group.name: build_worker_config(
             stack.base_worker_config.reveal(),
-            pool_worker_spec(stack, group.name, schematic_id, subnet),
+            pool_worker_spec(stack, group, schematic_id, subnet),
             source=f"of pool {group.name} (from {source_key})",
         )
         for group in stack.autoscaler.node_groups
     }
+
+
+def worker_configs_sha256(configs: dict[str, WorkerConfig]) -> str:
+    """One fingerprint of every pool's config: changes when nodes would boot differently."""
+    listing = "".join(f"{pool}\t{configs[pool].sha256}\n" for pool in sorted(configs))
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()

@@ -65,7 +65,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.existing_network = {"id": 4711, "name": "shared-net", "ipRange": "10.100.0.0/16"}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        return f"{1000 + len(_REGISTRY)}", dict(args.inputs)
+        resource_id = f"{1000 + len(_REGISTRY)}"
+        outputs = dict(args.inputs)
+        if args.typ == "pulumi-python:dynamic:Resource":
+            outputs["image_id"] = resource_id  # a Talos snapshot: its id is the image id
+        return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
         self.calls.append((args.token, dict(args.args)))
