@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 from typing import Any
 
 import pulumi
@@ -115,3 +117,221 @@ def test_token_can_come_from_the_environment(
     monkeypatch.setenv("HCLOUD_TOKEN", "from-env")
     exports = pulumi_runtime.run(MAIN, config)
     assert exports["networkName"].value == "cozystack-vswitch"
+
+
+# ---- the whole graph --------------------------------------------------------------
+
+SNAPSHOT = "pulumi-python:dynamic:Resource"
+PACKAGE = "kubernetes:cozystack.io/v1alpha1:Package"
+HELM = "kubernetes:helm.sh/v3:Release"
+K8S_SECRET = "kubernetes:core/v1:Secret"
+
+
+def secret_named(runtime: MockRuntime, name: str) -> Any:
+    return next(s for s in runtime.by_type(K8S_SECRET) if s.inputs["metadata"]["name"] == name)
+
+
+def rendered_user_data(config: dict[str, Any], pool: str) -> str:
+    """What the program should hand a pool's servers, rendered independently."""
+    from pathlib import Path
+
+    from components.config import parse_stack_config, sections_from_flat_config
+    from components.image_builder.schematic import schematic_id_for
+    from components.talos_config import render_worker_configs
+
+    sections, token = sections_from_flat_config(config)
+    stack = parse_stack_config(sections, token, Path(REPO))
+    schematic = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
+    return render_worker_configs(stack, schematic, stack.network.subnet)[pool].user_data.text
+
+
+def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: MockRuntime) -> None:
+    config = dev_config()
+    exports = pulumi_runtime.run(MAIN, config)
+
+    components = sorted(
+        r.type.rsplit(":", 1)[-1]
+        for r in pulumi_runtime.resources
+        if r.type.startswith("hcloud-talos-autoscaler:")
+    )
+    assert components == ["AutoscalerSecrets", "ClusterAutoscaler", "PrivateNetwork", "TalosImage"]
+    snapshot = pulumi_runtime.one(SNAPSHOT)
+    assert pulumi_runtime.parent_of(snapshot).type == "hcloud-talos-autoscaler:index:TalosImage"
+    assert snapshot.name == "talos-image-amd64"
+    assert snapshot.inputs["architecture"] == "amd64"
+    assert snapshot.inputs["server_type"] == "cx23"
+    assert (
+        snapshot.inputs["schematic_id"]
+        == "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
+    )
+    assert snapshot.inputs["extensions"] == ["siderolabs/qemu-guest-agent"]
+    assert snapshot.inputs["must_fit_server_types"] == ["cpx22"]
+    assert snapshot.inputs["hcloud_token"] == "test-token"
+    assert snapshot.is_secret("hcloud_token")
+
+    package = pulumi_runtime.one(PACKAGE)
+    assert pulumi_runtime.by_type(HELM) == []
+    assert package.inputs["metadata"] == {"name": "cozystack.cluster-autoscaler-hetzner"}
+    chart = package.inputs["spec"]["components"]["cluster-autoscaler-hetzner"]["values"][
+        "cluster-autoscaler"
+    ]
+    network = pulumi_runtime.one(NETWORK)
+    assert chart["extraEnv"]["HCLOUD_NETWORK"] == network.inputs["name"]
+    assert chart["extraEnvSecrets"] == {
+        "HCLOUD_TOKEN": {"name": "hetzner-credentials", "key": "token"},
+        "HCLOUD_CLUSTER_CONFIG": {"name": "talos-config", "key": "cluster-config"},
+    }
+    assert not package.secret_paths, "chart values must stay readable in previews"
+
+    talos_config = secret_named(pulumi_runtime, "talos-config")
+    assert talos_config.inputs["metadata"]["namespace"] == "cozy-cluster-autoscaler-hetzner"
+    assert talos_config.is_secret("stringData")
+    decoded = json.loads(base64.b64decode(talos_config.inputs["stringData"]["cluster-config"]))
+    assert decoded["imagesForArch"] == {"amd64": snapshot.id}
+    assert decoded["nodeConfigs"]["workers-fsn1"]["cloudInit"] == rendered_user_data(
+        config, "workers-fsn1"
+    )
+    assert decoded["nodeConfigs"]["workers-fsn1"]["labels"]["hcloud/node-group"] == "workers-fsn1"
+    credentials = secret_named(pulumi_runtime, "hetzner-credentials")
+    assert credentials.inputs["stringData"] == {"token": "test-token"}
+    assert credentials.is_secret("stringData")
+
+    assert exports["imageIds"].value == {"amd64": snapshot.id}
+    assert exports["autoscalerNamespace"].value == "cozy-cluster-autoscaler-hetzner"
+    assert exports["nodeGroups"].value == [
+        {
+            "name": "workers-fsn1",
+            "minSize": 0,
+            "maxSize": 10,
+            "instanceType": "cpx22",
+            "region": "fsn1",
+        }
+    ]
+    assert exports["credentialsSecret"].value == {
+        "namespace": "cozy-cluster-autoscaler-hetzner",
+        "name": "hetzner-credentials",
+        "key": "token",
+    }
+    assert exports["talosConfigSecret"].value["key"] == "cluster-config"
+    assert len(exports["workerConfigSha256"].value) == 64
+    assert exports["autoscalerRelease"].value == "cozystack.cluster-autoscaler-hetzner"
+    assert (
+        exports["autoscalerLogsTarget"].value
+        == "deployment/cluster-autoscaler-hetzner-hetzner-cluster-autoscaler"
+    )
+    assert exports["kubectlLogs"].value == (
+        "kubectl -n cozy-cluster-autoscaler-hetzner logs "
+        "deployment/cluster-autoscaler-hetzner-hetzner-cluster-autoscaler -f"
+    )
+    assert "smokeTestWatch" not in exports
+    assert pulumi_runtime.by_type("kubernetes:apps/v1:Deployment") == []
+
+
+def test_no_export_or_resource_name_carries_secret_material(pulumi_runtime: MockRuntime) -> None:
+    exports = pulumi_runtime.run(MAIN, dev_config())
+    worker = (REPO / "examples" / "worker.yaml").read_text()
+    secrets = ["test-token", "7x1m9q.0sample0token00", "3f9k2p.0sample0cluster0", worker[-200:]]
+    text = json.dumps({name: export.value for name, export in exports.items()})
+    names = " ".join(r.name for r in pulumi_runtime.resources)
+    for secret in secrets:
+        assert secret not in text
+        assert secret not in names
+    assert [name for name, export in exports.items() if export.is_secret] == []
+
+
+def test_mixed_helm_stack_builds_two_snapshots_and_both_images(pulumi_runtime: MockRuntime) -> None:
+    flat = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    pulumi_runtime.run(MAIN, {**flat, "hcloud:token": "t"})
+
+    snapshots = {s.inputs["architecture"]: s for s in pulumi_runtime.by_type(SNAPSHOT)}
+    assert set(snapshots) == {"amd64", "arm64"}
+    assert snapshots["arm64"].inputs["server_type"] == "cax11"
+    assert snapshots["arm64"].inputs["must_fit_server_types"] == ["cax21"]
+    assert snapshots["amd64"].inputs["must_fit_server_types"] == ["cpx32"]
+    assert pulumi_runtime.by_type(PACKAGE) == []
+    releases = {r.inputs["name"]: r for r in pulumi_runtime.by_type(HELM)}
+    autoscaler = releases["cluster-autoscaler-hetzner"]
+    assert autoscaler.inputs["chart"] == "cluster-autoscaler"
+    assert autoscaler.inputs["repositoryOpts"] == {
+        "repo": "https://kubernetes.github.io/autoscaler"
+    }
+    assert autoscaler.inputs["namespace"] == "cluster-autoscaler"
+    assert autoscaler.inputs["version"] == "9.56.0"
+    assert autoscaler.inputs["values"]["cloudProvider"] == "hetzner"
+    assert autoscaler.inputs["values"]["extraEnv"]["HCLOUD_FIREWALL"] == "prod-nodes"
+    assert "talos-cloud-controller-manager" in releases  # providerIdController: true
+
+    decoded = json.loads(
+        base64.b64decode(
+            secret_named(pulumi_runtime, "talos-config").inputs["stringData"]["cluster-config"]
+        )
+    )
+    assert decoded["imagesForArch"] == {
+        "amd64": snapshots["amd64"].id,
+        "arm64": snapshots["arm64"].id,
+    }
+    assert decoded["nodeConfigs"]["arm-fsn1"]["taints"] == [
+        {"key": "arch", "value": "arm64", "effect": "NoSchedule"}
+    ]
+
+
+def test_legacy_format_is_the_guide_shape(pulumi_runtime: MockRuntime) -> None:
+    config = dev_config()
+    config["hcloud-talos-autoscaler:autoscaler"] = {
+        **config["hcloud-talos-autoscaler:autoscaler"],
+        "configFormat": "legacy",
+    }
+    pulumi_runtime.run(MAIN, config)
+    snapshot = pulumi_runtime.one(SNAPSHOT)
+    chart = pulumi_runtime.one(PACKAGE).inputs["spec"]["components"]["cluster-autoscaler-hetzner"][
+        "values"
+    ]["cluster-autoscaler"]
+    assert chart["extraEnv"]["HCLOUD_IMAGE"] == snapshot.id
+    assert chart["extraEnvSecrets"]["HCLOUD_CLOUD_INIT"] == {
+        "name": "talos-config",
+        "key": "cloud-init",
+    }
+    cloud_init = secret_named(pulumi_runtime, "talos-config").inputs["stringData"]["cloud-init"]
+    # The autoscaler base64-decodes the env var once: that must give the user data itself.
+    assert base64.b64decode(cloud_init).decode() == rendered_user_data(config, "workers-fsn1")
+
+
+def test_smoke_test_only_when_enabled(pulumi_runtime: MockRuntime) -> None:
+    config = dev_config()
+    config["hcloud-talos-autoscaler:autoscaler"] = {
+        **config["hcloud-talos-autoscaler:autoscaler"],
+        "smokeTest": {"replicas": 4},
+    }
+    exports = pulumi_runtime.run(MAIN, config)
+    deployment = pulumi_runtime.one("kubernetes:apps/v1:Deployment")
+    assert deployment.inputs["spec"]["replicas"] == 4
+    assert deployment.inputs["metadata"]["namespace"] == "cozy-cluster-autoscaler-hetzner"
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"][0]["values"] == ["workers-fsn1"]
+    assert exports["smokeTestWatch"].value.startswith(
+        "kubectl get nodes -l 'hcloud/node-group in (workers-fsn1)'"
+    )
+
+
+def test_a_worker_config_problem_registers_nothing(
+    pulumi_runtime: MockRuntime, tmp_path: Any
+) -> None:
+    bad = (
+        (REPO / "examples" / "worker.yaml")
+        .read_text()
+        .replace("  kubelet:\n", "  kubelet:\n    nodeLabels: {a: b}\n", 1)
+    )
+    path = tmp_path / "worker.yaml"
+    path.write_text(bad)
+    config = dev_config()
+    config["hcloud-talos-autoscaler:talos"] = {
+        **config["hcloud-talos-autoscaler:talos"],
+        "workerConfigFile": str(path),
+    }
+    with pytest.raises(
+        pulumi.RunError, match=r"machine\.kubelet\.nodeLabels: unknown key for Talos v1\.11"
+    ):
+        pulumi_runtime.run(MAIN, config)
+    assert pulumi_runtime.resources == []
