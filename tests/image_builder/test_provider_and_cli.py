@@ -1,0 +1,192 @@
+"""The dynamic provider's lifecycle and the CLI, against the local stand-ins."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from image_builder.fixtures import RAW_IMAGE, SCHEMATIC, RescueSystem
+from image_builder.stand_ins import HetznerEmulator, ImageFactory
+
+from components.image_builder.pipeline import BUILDER_LABEL
+from components.image_builder.provider import TalosSnapshotProvider
+from components.image_builder.schematic import schematic_id_for, schematic_yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def props(hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem) -> dict[str, Any]:
+    return {
+        "talos_version": "v1.11.6",
+        "schematic_id": SCHEMATIC,
+        "extensions": ["siderolabs/qemu-guest-agent"],
+        "architecture": "amd64",
+        "location": "fsn1",
+        "server_type": "cx23",
+        "factory_url": factory.url,
+        "extra_labels": {"environment": "test"},
+        "must_fit_server_types": ["cpx22"],
+        "hcloud_endpoint": hetzner.endpoint,
+        "ssh_port": rescue.port,
+        "target_device": str(rescue.disk),
+        "hcloud_token": "test-token",
+    }
+
+
+def test_provider_lifecycle(
+    hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem, props: dict[str, Any]
+) -> None:
+    provider = TalosSnapshotProvider()
+    factory.known_schematics.clear()  # the provider must register the schematic itself
+
+    created = provider.create(props)
+    assert created.id in {str(image_id) for image_id in hetzner.state.images}
+    assert created.outs is not None and created.outs["image_id"] == created.id
+    assert rescue.disk.read_bytes()[: len(RAW_IMAGE)] == RAW_IMAGE
+    assert hetzner.state.servers == {} and hetzner.state.ssh_keys == {}
+    outs = created.outs
+
+    # Nothing changed: no diff (so `pulumi up --refresh` right after changes nothing).
+    assert not provider.diff(created.id, outs, props).changes
+    refreshed = provider.read(created.id, outs)
+    assert refreshed.id == created.id
+    assert refreshed.outs is not None
+    assert not provider.diff(created.id, refreshed.outs, props).changes
+
+    # New labels: updated in place.
+    relabelled = {**props, "extra_labels": {"environment": "prod"}}
+    diff = provider.diff(created.id, outs, relabelled)
+    assert diff.changes and not diff.replaces
+    updated = provider.update(created.id, outs, relabelled)
+    assert hetzner.state.images[int(created.id)]["labels"]["environment"] == "prod"
+    assert updated.outs is not None and updated.outs["labels"]["environment"] == "prod"
+
+    # Another version, schematic, architecture or factory: a new snapshot.
+    for key, value in [
+        ("talos_version", "v1.11.7"),
+        ("schematic_id", "0" * 64),
+        ("architecture", "arm64"),
+        ("factory_url", "https://factory.example.com"),
+    ]:
+        assert provider.diff(created.id, outs, {**props, key: value}).replaces == [key]
+
+    provider.delete(created.id, outs)
+    assert int(created.id) not in hetzner.state.images
+    provider.delete(created.id, outs)  # already gone: still success
+    gone = provider.read(created.id, outs)
+    assert gone.id is None  # dropped from state; the next up rebuilds
+
+
+def test_snapshot_id_rule_matches_the_factory(factory: ImageFactory) -> None:
+    from components.image_builder.schematic import register_schematic
+
+    assert (
+        schematic_id_for([]) == "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+    )
+    assert schematic_id_for(["siderolabs/qemu-guest-agent"]) == (
+        "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
+    )
+    assert schematic_id_for(["b/x", "a/y"]) == schematic_id_for(["a/y", "b/x"])
+    assert schematic_yaml(["siderolabs/zfs"]).startswith("customization:\n    systemExtensions:\n")
+    registered = register_schematic(factory.url, ["siderolabs/zfs", "siderolabs/drbd"])
+    assert registered == schematic_id_for(["siderolabs/drbd", "siderolabs/zfs"])
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "components.image_builder", *args],
+        cwd=REPO_ROOT,
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
+    hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem
+) -> None:
+    env = {"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint}
+    result = cli(
+        "build",
+        "--talos-version",
+        "v1.11.6",
+        "--extension",
+        "siderolabs/qemu-guest-agent",
+        "--arch",
+        "amd64",
+        "--location",
+        "fsn1",
+        "--factory-url",
+        factory.url,
+        "--label",
+        "team=platform",
+        "--ssh-port",
+        str(rescue.port),
+        "--target-device",
+        str(rescue.disk),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert int(output["image_id"]) in hetzner.state.images
+    assert output["architecture"] == "amd64"
+    assert output["labels"]["team"] == "platform"
+    assert output["disk_size"] == 40.0
+    assert "write image" in output["timings"]
+    assert "test-token" not in result.stderr + result.stdout
+
+    # A leaked builder (as after a killed process) is found by label and removed.
+    hetzner.state.servers[1] = {
+        "id": 1,
+        "name": "talos-builder-x",
+        "server_type": "cx23",
+        "status": "running",
+        "rescue_enabled": True,
+        "labels": {BUILDER_LABEL: "abc"},
+        "created": "2026-11-24T10:00:00+00:00",
+        "location": "fsn1",
+    }
+    cleaned = cli("cleanup", env=env)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert json.loads(cleaned.stdout) == {"removed": ["server 1 (talos-builder-x)"]}
+    assert hetzner.state.servers == {}
+
+
+def test_cli_needs_a_token() -> None:
+    result = cli("cleanup", env={})
+    assert result.returncode == 2
+    assert "HCLOUD_TOKEN is not set" in result.stderr
+
+
+def test_cli_failure_names_the_step(
+    hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem
+) -> None:
+    hetzner.faults.server_create_status = 503
+    result = cli(
+        "build",
+        "--talos-version",
+        "v1.11.6",
+        "--schematic-id",
+        SCHEMATIC,
+        "--arch",
+        "amd64",
+        "--location",
+        "fsn1",
+        "--factory-url",
+        factory.url,
+        "--ssh-port",
+        str(rescue.port),
+        "--target-device",
+        str(rescue.disk),
+        env={"HCLOUD_TOKEN": "t", "HCLOUD_ENDPOINT": hetzner.endpoint},
+    )
+    assert result.returncode == 1
+    assert "image build failed at step 'create server'" in result.stderr
+    assert result.stdout == ""
