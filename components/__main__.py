@@ -12,6 +12,7 @@ from pathlib import Path
 
 from components.config import ConfigError
 from components.render import render_stack
+from components.talos_config import WorkerConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         rendered = render_stack(args.project_dir, args.stack, show_secrets=args.show_secrets)
-    except ConfigError as error:
+    except (ConfigError, WorkerConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -7,11 +7,25 @@ builders the components call. Encrypted values are shown as such.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from components import autoscaler_values as values
+from components.autoscaler import DEPLOYMENT_NAME
 from components.config import Encrypted, Secret, StackConfig, load_stack_file, parse_stack_config
+from components.hetzner import USER_DATA_LIMIT_BYTES
+from components.image_builder.pipeline import BuildRequest, snapshot_labels
+from components.image_builder.schematic import schematic_id_for
 from components.network import PrivateNetworkArgs
+from components.provider_id import TALOS_CCM_CHART, TALOS_CCM_VERSION
+from components.secrets import CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
+from components.smoke_test import smoke_test_deployment, watch_nodes_command
+from components.talos_config import WorkerConfig, redact, render_worker_configs
+from components.verify import verification_commands
 
 
 @dataclass
@@ -37,6 +51,10 @@ def render_stack(project_dir: Path, stack_name: str, *, show_secrets: bool = Fal
     rendered.line(f"stack {stack_name}: configuration is valid (nothing was contacted)")
     _token_notes(stack, rendered)
     _network(stack, rendered)
+    schematic_id = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
+    _images(stack, schematic_id, rendered)
+    configs = _worker_configs(stack, schematic_id, rendered, show_secrets=show_secrets)
+    _secrets_and_autoscaler(stack, configs, rendered)
     return rendered
 
 
@@ -81,3 +99,134 @@ def _network(stack: StackConfig, rendered: Rendered) -> None:
             f"  hcloud.NetworkSubnet  network-vswitch-subnet  type=vswitch "
             f"vswitchId={args.vswitch_id} ipRange={args.vswitch_subnet}"
         )
+
+
+def _images(stack: StackConfig, schematic_id: str, rendered: Rendered) -> None:
+    rendered.line()
+    source = (
+        "talos.schematicId"
+        if stack.talos.schematic_id
+        else f"registered from extensions {', '.join(stack.talos.extensions)}"
+    )
+    rendered.line('TalosImage "talos-image"')
+    rendered.line(f"  schematic {schematic_id} ({source})")
+    for arch in stack.architectures:
+        request = BuildRequest(
+            talos_version=stack.talos.version,
+            schematic_id=schematic_id,
+            architecture=arch,
+            location=stack.image.location,
+            server_type=stack.image.builder_server_types[arch],
+            factory_url=stack.talos.image_factory_url,
+            extra_labels=dict(stack.image.labels),
+        )
+        labels = ",".join(f"{k}={v}" for k, v in snapshot_labels(request).items())
+        rendered.line(
+            f"  snapshot {arch:<6} talos-image-{arch}: built on a temporary {request.server_type} "
+            f"in {request.location} from {request.image_url}"
+        )
+        rendered.line(f"                  labels {labels}")
+
+
+def _worker_configs(
+    stack: StackConfig, schematic_id: str, rendered: Rendered, *, show_secrets: bool
+) -> dict[str, WorkerConfig] | None:
+    rendered.line()
+    rendered.line("Talos worker configs (user data of new servers)")
+    if stack.base_worker_config is None:
+        rendered.line("  talos.workerConfig is encrypted in the stack file: not rendered offline")
+        return None
+    configs = render_worker_configs(stack, schematic_id, stack.network.subnet)
+    for pool, config in configs.items():
+        name = f"worker-{pool}.yaml"
+        rendered.files[name] = config.yaml if show_secrets else redact(config.yaml)
+        user_data = config.user_data
+        rendered.line(
+            f"  {name:<28} {len(config.yaml.encode()):>6} bytes YAML, user data "
+            f"{user_data.size:>6} of {USER_DATA_LIMIT_BYTES} bytes ({user_data.encoding})"
+        )
+    return configs
+
+
+def _secrets_and_autoscaler(
+    stack: StackConfig, configs: dict[str, WorkerConfig] | None, rendered: Rendered
+) -> None:
+    settings = stack.autoscaler
+    legacy = settings.config_format == "legacy"
+    key = values.LEGACY_CLOUD_INIT_KEY if legacy else values.CLUSTER_CONFIG_KEY
+    rendered.line()
+    rendered.line(f'AutoscalerSecrets "autoscaler-secrets" (namespace {settings.namespace})')
+    rendered.line(f"  Secret {CREDENTIALS_SECRET:<20} key {'token':<14} = the token [secret]")
+    rendered.line(f"  Secret {TALOS_CONFIG_SECRET:<20} key {key:<14} = Talos config [secret]")
+
+    image_ids = {arch: f"<{arch} snapshot id>" for arch in stack.architectures}
+    as_file = False
+    if configs is not None and not legacy:
+        cluster_config = values.cluster_config(
+            settings.node_groups,
+            stack.talos.node_labels,
+            image_ids,
+            {pool: config.user_data.text for pool, config in configs.items()},
+        )
+        as_file = values.cluster_config_secret(cluster_config).as_file
+        for pool, node_config in cluster_config["nodeConfigs"].items():
+            node_config["cloudInit"] = f"<user data of worker-{pool}.yaml>"
+        rendered.files["cluster-config.json"] = json.dumps(cluster_config, indent=2) + "\n"
+        note = " (mounted as a file: too large for an env var)" if as_file else ""
+        rendered.line(f"  cluster config, decoded: cluster-config.json{note}")
+
+    chart_values = values.autoscaler_values(
+        values.ValuesInputs(
+            settings=settings,
+            kubernetes_version=stack.talos.kubernetes_version,
+            network_name=stack.network.existing or stack.network.name,
+            image_ids=image_ids,
+            credentials_secret=CREDENTIALS_SECRET,
+            talos_config_secret=TALOS_CONFIG_SECRET,
+            config_hash="<sha256 of the Talos config and images>",
+            cluster_config_as_file=as_file,
+        )
+    )
+    rendered.line()
+    rendered.line('ClusterAutoscaler "autoscaler"')
+    manifest: dict[str, Any]
+    if settings.deploy == "package":
+        manifest = values.package_manifest(chart_values)
+        rendered.files["package.yaml"] = yaml.safe_dump(manifest, sort_keys=False)
+        rendered.line(f"  Package {values.PACKAGE_NAME} (cluster-scoped): package.yaml")
+    else:
+        manifest = values.helm_values(chart_values)
+        rendered.files["helm-values.yaml"] = yaml.safe_dump(manifest, sort_keys=False)
+        version = settings.chart_version or values.DEFAULT_CHART_VERSION
+        rendered.line(
+            f"  Helm release {values.RELEASE_NAME}: chart {values.CHART_NAME} {version} from "
+            f"{values.CHART_REPOSITORY} into {settings.namespace}: helm-values.yaml"
+        )
+    for group in settings.node_groups:
+        rendered.line(
+            f"  pool {group.name:<20} {group.instance_type:<7} {group.region:<5} "
+            f"{group.min_size}..{group.max_size} ({group.architecture})"
+        )
+
+    rendered.line()
+    if settings.provider_id_controller:
+        rendered.line(f"ProviderIdController: Talos CCM {TALOS_CCM_CHART} {TALOS_CCM_VERSION}")
+    warning = values.node_registration_warning(settings.provider_id_controller)
+    if warning:
+        rendered.warnings.append(warning)
+    pools = [group.name for group in settings.node_groups]
+    if settings.smoke_test is not None:
+        deployment = smoke_test_deployment(
+            settings.namespace,
+            settings.smoke_test.replicas,
+            [] if legacy else pools,
+            [taint for group in settings.node_groups for taint in group.taints],
+        )
+        rendered.files["smoke-test.yaml"] = yaml.safe_dump(deployment, sort_keys=False)
+        rendered.line(f"SmokeTest: {settings.smoke_test.replicas} replicas; watch with:")
+        rendered.line(f"  {watch_nodes_command(pools)}")
+    rendered.line("Verify after `pulumi up`:")
+    for command in verification_commands(
+        settings.namespace, f"deployment/{DEPLOYMENT_NAME}", pools
+    ).values():
+        rendered.line(f"  {command}")

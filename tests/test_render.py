@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -68,3 +69,35 @@ def test_encrypted_values_are_shown_as_encrypted_never_decrypted(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert "hcloud:token is not set" not in result.stderr
     assert "AAAAbm90LWEtcmVhbC1jaXBoZXJ0ZXh0" not in result.stdout
+
+
+def test_render_writes_redacted_worker_configs_and_autoscaler_manifests(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_render("--stack", "prod", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cluster-config.json",
+        "helm-values.yaml",
+        "worker-arm-fsn1.yaml",
+        "worker-general-fsn1.yaml",
+        "worker-general-nbg1.yaml",
+    ]
+    worker = (out / "worker-arm-fsn1.yaml").read_text()
+    assert "7x1m9q.0sample0token00" not in worker and "<redacted>" in worker
+    assert "registerWithTaints" in worker
+    assert "of 32768 bytes (plain)" in result.stdout
+    assert (
+        "Helm release cluster-autoscaler-hetzner: chart cluster-autoscaler 9.56.0" in result.stdout
+    )
+    assert "snapshot arm64" in result.stdout and "snapshot amd64" in result.stdout
+    cluster_config = json.loads((out / "cluster-config.json").read_text())
+    assert set(cluster_config["imagesForArch"]) == {"amd64", "arm64"}
+    assert "spec.providerID" not in result.stderr  # prod enables the controller
+
+
+def test_show_secrets_writes_the_real_values(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_render("--stack", "dev", "--out", str(out), "--show-secrets")
+    assert result.returncode == 0, result.stderr
+    assert "7x1m9q.0sample0token00" in (out / "worker-workers-fsn1.yaml").read_text()
+    assert "spec.providerID" in result.stderr  # dev leaves the controller off: warned
