@@ -335,3 +335,30 @@ def test_a_worker_config_problem_registers_nothing(
     ):
         pulumi_runtime.run(MAIN, config)
     assert pulumi_runtime.resources == []
+
+
+#: The stack outputs other stacks may rely on (README "Stack outputs"); renaming one breaks them.
+OUTPUT_CONTRACT = {
+    "networkId",
+    "networkName",
+    "networkZone",
+    "subnetIpRange",
+    "imageIds",
+    "autoscalerNamespace",
+    "nodeGroups",
+    "credentialsSecret",
+    "talosConfigSecret",
+    "workerConfigSha256",
+    "autoscalerRelease",
+    "autoscalerLogsTarget",
+    "kubectlLogs",
+    "kubectlNodes",
+    "kubectlNodeLabels",
+    "kubectlProviderIds",
+}
+
+
+def test_every_contracted_output_is_exported(pulumi_runtime: MockRuntime) -> None:
+    exports = pulumi_runtime.run(MAIN, dev_config())
+    assert set(exports) == OUTPUT_CONTRACT
+    assert all(export.is_known for export in exports.values())
