@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: test lint unit render install system-deps clean bench
+.PHONY: test lint unit render install system-deps clean
 
 test: install lint unit
 
@@ -20,9 +20,6 @@ lint: install
 
 render: install
 	$(PY) -m components render --stack $(STACK)
-
-bench: install
-	$(PY) bench/image_build.py
 
 install: system-deps $(VENV)/.installed node_modules/.installed
 
