@@ -144,19 +144,7 @@ pulumi.export("networkZone", network.network_zone)
 pulumi.export("subnetIpRange", network.subnet_ip_range)
 pulumi.export("imageIds", images.image_ids)
 pulumi.export("autoscalerNamespace", secrets.namespace)
-pulumi.export(
-    "nodeGroups",
-    [
-        {
-            "name": group.name,
-            "minSize": group.min_size,
-            "maxSize": group.max_size,
-            "instanceType": group.instance_type,
-            "region": group.region,
-        }
-        for group in settings.node_groups
-    ],
-)
+pulumi.export("nodeGroups", [values.autoscaling_group(group) for group in settings.node_groups])
 pulumi.export(
     "credentialsSecret",
     {

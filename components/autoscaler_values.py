@@ -179,6 +179,17 @@ def image_tag(settings: AutoscalerSettings, kubernetes_version: str | None) -> s
     return f"v{tag}"
 
 
+def autoscaling_group(group: NodeGroup) -> dict[str, Any]:
+    """A pool in the chart's vocabulary (also the ``nodeGroups`` stack output)."""
+    return {
+        "name": group.name,
+        "minSize": group.min_size,
+        "maxSize": group.max_size,
+        "instanceType": group.instance_type,
+        "region": group.region,
+    }
+
+
 def autoscaler_values(inputs: ValuesInputs) -> dict[str, Any]:
     """Chart values (top level: the upstream chart; nested by ``package_manifest``)."""
     settings = inputs.settings
@@ -219,16 +230,7 @@ def autoscaler_values(inputs: ValuesInputs) -> dict[str, Any]:
 
     values.update(
         {
-            "autoscalingGroups": [
-                {
-                    "name": group.name,
-                    "minSize": group.min_size,
-                    "maxSize": group.max_size,
-                    "instanceType": group.instance_type,
-                    "region": group.region,
-                }
-                for group in settings.node_groups
-            ],
+            "autoscalingGroups": [autoscaling_group(group) for group in settings.node_groups],
             "extraEnv": env,
             "extraEnvSecrets": secrets,
             "extraArgs": {**DEFAULT_EXTRA_ARGS, **settings.extra_args},

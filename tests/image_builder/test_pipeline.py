@@ -151,12 +151,16 @@ def test_disk_write_failure_fails_the_write_step(
     assert_nothing_left(hetzner)
 
 
-def test_server_delete_failing_once_is_retried(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+@pytest.mark.parametrize(
+    "fault", ["server_delete_failures", "rate_limited_requests"], ids=["delete-once", "429"]
+)
+def test_passing_faults_are_retried(
+    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest, fault: str
 ) -> None:
-    hetzner.faults.server_delete_failures = 1
+    setattr(hetzner.faults, fault, 1)
     result = build_image(client, request_for)
     assert result.image_id in hetzner.state.images
+    assert getattr(hetzner.faults, fault) == 0  # the fault did happen
     assert_nothing_left(hetzner)
 
 
@@ -170,15 +174,6 @@ def test_teardown_that_keeps_failing_is_reported_with_the_cleanup_command(
     assert caught.value.leaked == [f"server {next(iter(hetzner.state.servers))}"]
     assert "python -m components.image_builder cleanup" in str(caught.value)
     assert hetzner.state.ssh_keys == {}
-
-
-def test_rate_limit_is_retried(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
-) -> None:
-    hetzner.faults.rate_limited_requests = 1
-    result = build_image(client, request_for)
-    assert result.image_id in hetzner.state.images
-    assert_nothing_left(hetzner)
 
 
 def test_ctrl_c_mid_build_still_tears_down(
