@@ -39,6 +39,11 @@ class Rendered:
     def line(self, text: str = "") -> None:
         self.report.append(text)
 
+    def document(self, name: str, text: str) -> None:
+        """Write ``text`` to the file ``name`` and print it, indented, in the report."""
+        self.files[name] = text
+        self.report.extend(f"    {line}" for line in text.splitlines())
+
 
 def render_stack(project_dir: Path, stack_name: str, *, show_secrets: bool = False) -> Rendered:
     """Validate the stack file and describe everything the stack will create.
@@ -171,9 +176,9 @@ def _secrets_and_autoscaler(
         as_file = values.cluster_config_secret(cluster_config).as_file
         for pool, node_config in cluster_config["nodeConfigs"].items():
             node_config["cloudInit"] = f"<user data of worker-{pool}.yaml>"
-        rendered.files["cluster-config.json"] = json.dumps(cluster_config, indent=2) + "\n"
         note = " (mounted as a file: too large for an env var)" if as_file else ""
         rendered.line(f"  cluster config, decoded: cluster-config.json{note}")
+        rendered.document("cluster-config.json", json.dumps(cluster_config, indent=2) + "\n")
 
     chart_values = values.autoscaler_values(
         values.ValuesInputs(
@@ -192,16 +197,16 @@ def _secrets_and_autoscaler(
     manifest: dict[str, Any]
     if settings.deploy == "package":
         manifest = values.package_manifest(chart_values)
-        rendered.files["package.yaml"] = yaml.safe_dump(manifest, sort_keys=False)
         rendered.line(f"  Package {values.PACKAGE_NAME} (cluster-scoped): package.yaml")
+        rendered.document("package.yaml", yaml.safe_dump(manifest, sort_keys=False))
     else:
         manifest = values.helm_values(chart_values)
-        rendered.files["helm-values.yaml"] = yaml.safe_dump(manifest, sort_keys=False)
         version = settings.chart_version or values.DEFAULT_CHART_VERSION
         rendered.line(
             f"  Helm release {values.RELEASE_NAME}: chart {values.CHART_NAME} {version} from "
             f"{values.CHART_REPOSITORY} into {settings.namespace}: helm-values.yaml"
         )
+        rendered.document("helm-values.yaml", yaml.safe_dump(manifest, sort_keys=False))
     for group in settings.node_groups:
         rendered.line(
             f"  pool {group.name:<20} {group.instance_type:<7} {group.region:<5} "

@@ -38,6 +38,19 @@ def test_dev_stack_renders_without_credentials(tmp_path: Path) -> None:
     assert "hcloud:token is not set" in result.stderr
 
 
+def test_render_prints_the_package_and_the_decoded_cluster_config(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_render("--stack", "dev", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    printed = "\n".join(
+        line.removeprefix("    ") for line in result.stdout.splitlines() if line.startswith("    ")
+    )
+    for name in ("package.yaml", "cluster-config.json"):
+        assert (out / name).read_text().strip() in printed, name
+    assert "kind: Package" in result.stdout
+    assert '"imagesForArch"' in result.stdout
+
+
 def test_invalid_stack_exits_non_zero_with_every_problem(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     stack_file = project / "Pulumi.dev.yaml"
