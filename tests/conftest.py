@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import runpy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,8 +30,21 @@ from pulumi.runtime import rpc, settings
 pytest_plugins = ["image_builder.fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
-#: Reference material beside the clone (test oracles only; the program never reads it).
-SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+
+
+def _find_shared_reference() -> Path:
+    """Reference material (test oracles only; the program never reads it).
+
+    It sits beside the working clone; a CI clone elsewhere on the machine points at it
+    with SHARED_REFERENCE or finds it at its fixed place.
+    """
+    candidates = [REPO.parent / "shared" / "reference", Path("/work/shared/reference")]
+    if "SHARED_REFERENCE" in os.environ:
+        candidates.insert(0, Path(os.environ["SHARED_REFERENCE"]))
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+SHARED_REFERENCE = _find_shared_reference()
 
 
 @dataclass
