@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: test lint unit render install system-deps clean
+.PHONY: test lint unit render bench install system-deps clean
 
 test: install lint unit
 
@@ -20,6 +20,10 @@ lint: install
 
 render: install
 	$(PY) -m components render --stack $(STACK)
+
+# Figures, not pass/fail: render time, sizes against their limits, an emulated image build.
+bench: install
+	$(PY) scripts/bench.py
 
 install: system-deps $(VENV)/.installed node_modules/.installed
 

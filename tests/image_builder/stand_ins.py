@@ -1,10 +1,10 @@
-"""Local stand-ins for the image build: a Hetzner Cloud API emulator and an Image Factory.
+"""Local stand-ins for the image build: Hetzner Cloud API emulator, Image Factory, rescue sshd.
 
-Both are stdlib HTTP servers on 127.0.0.1. The emulator speaks enough of the
-Hetzner Cloud API for the official ``hcloud`` library: actions that run and
-finish, locks, the error envelope, label selectors, pagination and rate limits,
-plus fault injection per step. Servers report 127.0.0.1 as their public IPv4
-so the real OpenSSH server of the tests plays the rescue system.
+The first two are stdlib HTTP servers on 127.0.0.1. The emulator speaks enough
+of the Hetzner Cloud API for the official ``hcloud`` library: actions that run
+and finish, locks, the error envelope, label selectors, pagination and rate
+limits, plus fault injection per step. Servers report 127.0.0.1 as their public
+IPv4 so a real OpenSSH server on loopback (``RescueSshd``) plays the rescue system.
 """
 
 from __future__ import annotations
@@ -14,12 +14,18 @@ import itertools
 import json
 import lzma
 import re
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 NOW = "2026-11-24T12:00:00+00:00"
 SERVER_TYPES: dict[str, dict[str, Any]] = {
@@ -512,7 +518,8 @@ class ImageFactory:
 
     def __init__(self, raw_image: bytes, corrupt: bool = False) -> None:
         self.raw_image = raw_image
-        self.compressed = lzma.compress(raw_image, format=lzma.FORMAT_XZ)
+        # The fastest preset: `xz -d` reads any, and big benchmark images compress in seconds.
+        self.compressed = lzma.compress(raw_image, format=lzma.FORMAT_XZ, preset=0)
         if corrupt:
             self.compressed = self.compressed[: len(self.compressed) // 2] + b"garbage"
         self.known_schematics: set[str] = set()
@@ -571,3 +578,82 @@ def generated_raw_image(size: int = 3 * 1024 * 1024, seed: int = 11) -> bytes:
         for index in range(size // (64 * 1024))
     )
     return b"".join(chunks)
+
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+class RescueSshd:
+    """A real OpenSSH server on a free loopback port, configured in ``home``.
+
+    The emulator writes each rescue key into ``authorized_keys``, as Hetzner's rescue
+    system would accept it.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.authorized_keys = home / "authorized_keys"
+        self.port = _free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10) -> RescueSshd:
+        if not SSHD.exists():
+            raise RuntimeError("openssh-server is not installed: `make install` installs it")
+        self.home.mkdir(parents=True, exist_ok=True)
+        host_key = self.home / "host_ed25519"
+        host_key.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.NoEncryption(),
+            )
+        )
+        host_key.chmod(0o600)
+        self.authorized_keys.write_text("")
+        config = self.home / "sshd_config"
+        config.write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {host_key}",
+                    f"AuthorizedKeysFile {self.authorized_keys}",
+                    "PermitRootLogin prohibit-password",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    f"PidFile {self.home / 'sshd.pid'}",
+                    "",
+                ]
+            )
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)
+        self._process = subprocess.Popen(
+            [str(SSHD), "-D", "-e", "-f", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if self._process.poll() is not None:
+                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+                raise RuntimeError(f"sshd did not start: {stderr}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"sshd did not listen on 127.0.0.1:{self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

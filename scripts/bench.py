@@ -1,0 +1,163 @@
+"""Benchmarks: the speed and size figures of this project, printed, never asserted.
+
+    make bench                                   # or: .venv/bin/python scripts/bench.py
+    .venv/bin/python scripts/bench.py --image-mib 1024
+
+1. The offline render of each shipped stack (best of five runs).
+2. Sizes against their limits: each pool's user data (Hetzner: 32 KiB) and the
+   cluster config (inline env var up to 128 KiB, then a mounted file up to the
+   1 MiB Secret limit) as the number of pools like the dev stack's grows.
+3. One image build against the local stand-ins (Hetzner API emulator, Image
+   Factory, a real sshd on loopback, a file as the disk) with an image of
+   realistic size: time per step and the throughput of the streamed write.
+   Only loopback is contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import hashlib
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from image_builder.stand_ins import (  # noqa: E402
+    HetznerEmulator,
+    ImageFactory,
+    RescueSshd,
+    generated_raw_image,
+)
+
+from components import autoscaler_values as values  # noqa: E402
+from components.config import load_stack_file, parse_stack_config  # noqa: E402
+from components.image_builder.pipeline import BuildRequest, build_image, make_client  # noqa: E402
+from components.image_builder.schematic import schematic_id_for  # noqa: E402
+from components.render import render_stack  # noqa: E402
+from components.talos_config import render_worker_configs  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+def best_of(runs: int, work: Callable[[], object]) -> float:
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def bench_render(stacks: list[str]) -> None:
+    print("offline render (best of 5)")
+    for stack in stacks:
+        seconds = best_of(5, functools.partial(render_stack, REPO, stack))
+        print(f"  {stack:<6} {seconds * 1000:8.1f} ms")
+
+
+def bench_sizes(stacks: list[str]) -> None:
+    print("\nuser data per pool (Hetzner limit 32768 bytes)")
+    for stack in stacks:
+        sections, token = load_stack_file(REPO, stack)
+        config = parse_stack_config(sections, token, REPO, require_token=False)
+        schematic = config.talos.schematic_id or schematic_id_for(config.talos.extensions)
+        for pool, worker in render_worker_configs(config, schematic, config.network.subnet).items():
+            print(
+                f"  {stack:<6} {pool:<16} {worker.user_data.size:>6} bytes "
+                f"({worker.user_data.encoding})"
+            )
+
+    print("\ncluster config by number of pools like the dev stack's")
+    print(f"  (env var up to {values.ENV_VALUE_LIMIT_BYTES} bytes of base64, then a mounted file")
+    print(f"   up to {values.SECRET_LIMIT_BYTES} bytes, then refused)")
+    sections, token = load_stack_file(REPO, "dev")
+    template = sections["autoscaler"]["nodeGroups"][0]
+    for pools in (1, 10, 40, 80, 160, 320, 640):
+        grown = copy.deepcopy(sections)
+        grown["autoscaler"]["nodeGroups"] = [
+            {**template, "name": f"{template['name']}-{index}"} for index in range(pools)
+        ]
+        config = parse_stack_config(grown, token, REPO, require_token=False)
+        schematic = config.talos.schematic_id or schematic_id_for(config.talos.extensions)
+        workers = render_worker_configs(config, schematic, config.network.subnet)
+        cluster_config = values.cluster_config(
+            config.autoscaler.node_groups,
+            config.talos.node_labels,
+            {arch: "123456789" for arch in config.architectures},
+            {pool: worker.user_data.text for pool, worker in workers.items()},
+        )
+        try:
+            secret = values.cluster_config_secret(cluster_config)
+        except ValueError:
+            print(f"  {pools:>4} pools: refused (above the Secret limit)")
+            continue
+        where = "mounted file" if secret.as_file else "env var"
+        print(f"  {pools:>4} pools: {len(secret.value):>8} bytes as {where}")
+
+
+def bench_image_build(image_mib: int) -> None:
+    print(f"\nimage build against the local stand-ins ({image_mib} MiB raw image)")
+    raw_image = generated_raw_image(image_mib * MIB)
+    started = time.perf_counter()
+    factory = ImageFactory(raw_image)
+    print(
+        f"  image {len(raw_image) // MIB} MiB raw, {len(factory.compressed) / MIB:.1f} MiB xz "
+        f"(compressed in {time.perf_counter() - started:.1f} s, not part of the build)"
+    )
+    schematic = schematic_id_for(["siderolabs/qemu-guest-agent"])
+    factory.known_schematics.add(schematic)
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        sshd = RescueSshd(Path(scratch) / "sshd").start()
+        hetzner = HetznerEmulator(sshd.authorized_keys).start()
+        factory.start()
+        disk = Path(scratch) / "disk.img"
+        with disk.open("wb") as handle:
+            for _ in range(image_mib + 1):
+                handle.write(b"\xff" * MIB)
+        try:
+            result = build_image(
+                make_client("bench-token", hetzner.endpoint, poll_interval=0.01),
+                BuildRequest(
+                    talos_version="v1.11.6",
+                    schematic_id=schematic,
+                    architecture="amd64",
+                    location="fsn1",
+                    server_type="cx23",
+                    factory_url=factory.url,
+                    ssh_port=sshd.port,
+                    target_device=str(disk),
+                ),
+            )
+        finally:
+            factory.stop()
+            hetzner.stop()
+            sshd.stop()
+        with disk.open("rb") as handle:
+            written = hashlib.sha256(handle.read(len(raw_image))).hexdigest()
+        leftovers = len(hetzner.state.servers) + len(hetzner.state.ssh_keys)
+    for step, seconds in result.timings.items():
+        print(f"  {step:<28} {seconds:8.3f} s")
+    throughput = image_mib / result.timings["write image"]
+    print(f"  stream throughput            {throughput:8.1f} MiB/s raw")
+    intact = written == hashlib.sha256(raw_image).hexdigest()
+    print(f"  disk equals the image: {intact}; servers and keys left: {leftovers}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-mib", type=int, default=512, help="raw image size (MiB)")
+    parser.add_argument("--stacks", nargs="+", default=["dev", "prod"])
+    args = parser.parse_args()
+    bench_render(args.stacks)
+    bench_sizes(args.stacks)
+    bench_image_build(args.image_mib)
+
+
+if __name__ == "__main__":
+    main()
