@@ -88,6 +88,8 @@ class HetznerState:
     images: dict[int, dict[str, Any]] = field(default_factory=dict)
     actions: dict[int, Action] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    #: Most servers that existed at once (concurrent builds show as 2).
+    peak_servers: int = 0
 
 
 class HetznerEmulator:
@@ -321,6 +323,7 @@ class HetznerEmulator:
             "location": body.get("location"),
         }
         self.state.servers[server_id] = server
+        self.state.peak_servers = max(self.state.peak_servers, len(self.state.servers))
         action = self._action("create_server", ("server", server_id))
         return 201, {
             "server": self._server_json(server),
@@ -369,10 +372,17 @@ class HetznerEmulator:
             def rescue() -> None:
                 server["rescue_enabled"] = True
                 if not self.faults.rescue_skips_key:
-                    keys = [
+                    server["rescue_keys"] = [
                         self.state.ssh_keys[int(k)]["public_key"] for k in body.get("ssh_keys", [])
                     ]
-                    self.authorized_keys.write_text("\n".join(keys) + "\n")
+                # One sshd plays every server's rescue system: it takes all their keys.
+                self.authorized_keys.write_text(
+                    "".join(
+                        f"{key}\n"
+                        for each in self.state.servers.values()
+                        for key in each.get("rescue_keys", [])
+                    )
+                )
 
             action = self._action(
                 "enable_rescue",

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import grpc
 import pytest
+from google.protobuf import json_format
 from image_builder.fixtures import RAW_IMAGE, SCHEMATIC, RescueSystem
 from image_builder.stand_ins import HetznerEmulator, ImageFactory
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime import rpc
+from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from components.image_builder.pipeline import BUILDER_LABEL
 from components.image_builder.provider import TalosSnapshotProvider
@@ -190,3 +197,71 @@ def test_cli_failure_names_the_step(
     assert result.returncode == 1
     assert "image build failed at step 'create server'" in result.stderr
     assert result.stdout == ""
+
+
+def test_pulumi_dynamic_host_builds_both_architectures_at_once_from_the_serialized_provider(
+    hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem, props: dict[str, Any]
+) -> None:
+    """What `pulumi up` runs: the provider pickled by the program, unpickled by a fresh
+    `python -m pulumi.dynamic` in the project directory (as Pulumi's plugin shim starts it),
+    driven over gRPC like the engine does."""
+    host = subprocess.Popen(
+        [sys.executable, "-u", "-m", "pulumi.dynamic"],
+        cwd=REPO_ROOT,
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert host.stdout is not None
+        port = int(host.stdout.readline())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            engine = provider_pb2_grpc.ResourceProviderStub(channel)
+            engine.Configure(provider_pb2.ConfigureRequest(acceptSecrets=True))
+            provider_blob = serialize_provider(TalosSnapshotProvider())
+            requests = {
+                arch: {
+                    **props,
+                    "architecture": arch,
+                    "server_type": server_type,
+                    "must_fit_server_types": [pool_type],
+                    "__provider": provider_blob,
+                }
+                for arch, server_type, pool_type in [
+                    ("amd64", "cx23", "cpx22"),
+                    ("arm64", "cax11", "cax21"),
+                ]
+            }
+
+            def create(inputs: dict[str, Any]) -> provider_pb2.CreateResponse:
+                properties = asyncio.run(rpc.serialize_properties(inputs, {}))
+                response: provider_pb2.CreateResponse = engine.Create(
+                    provider_pb2.CreateRequest(
+                        urn=f"urn:{inputs['architecture']}", properties=properties
+                    )
+                )
+                return response
+
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                created = dict(zip(requests, pool.map(create, requests.values()), strict=True))
+
+            outs = {
+                arch: json_format.MessageToDict(reply.properties) for arch, reply in created.items()
+            }
+            assert {outs[arch]["labels"]["arch"] for arch in outs} == {"amd64", "arm64"}
+            assert {reply.id for reply in created.values()} == {
+                str(image_id) for image_id in hetzner.state.images
+            }
+            assert hetzner.state.peak_servers == 2  # the builds overlapped
+            assert hetzner.state.servers == {} and hetzner.state.ssh_keys == {}
+
+            for reply in created.values():
+                engine.Delete(
+                    provider_pb2.DeleteRequest(
+                        id=reply.id, urn="urn:x", properties=reply.properties
+                    )
+                )
+            assert hetzner.state.images == {}
+    finally:
+        host.kill()
+        host.wait(timeout=10)
