@@ -122,7 +122,7 @@ def bench_image_build(image_mib: int) -> None:
                 handle.write(b"\xff" * MIB)
         try:
             result = build_image(
-                make_client("bench-token", hetzner.endpoint, poll_interval=0.01),
+                make_client("test-token", hetzner.endpoint, poll_interval=0.01),
                 BuildRequest(
                     talos_version="v1.11.6",
                     schematic_id=schematic,

@@ -8,13 +8,15 @@ state; the builder server and key live and die inside ``create``.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import pulumi
-from hcloud import APIException
+from hcloud import APIException, Client
 from hcloud.images import Image
 from pulumi.dynamic import (
+    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
@@ -36,8 +38,10 @@ DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
 REPLACE_ON = ("talos_version", "schematic_id", "architecture", "factory_url")
 #: Changed in place on the existing snapshot.
 UPDATE_IN_PLACE = ("labels", "description")
-#: Kept in state (encrypted) only so that update, refresh and destroy can authenticate.
+#: Kept in state (encrypted) so that update, refresh and destroy can authenticate.
 TOKEN = "hcloud_token"
+#: Recorded in state when they change (a rotated token), without touching the snapshot.
+ACCESS = (TOKEN, "hcloud_endpoint")
 
 
 def request_from(props: dict[str, Any]) -> BuildRequest:
@@ -58,11 +62,23 @@ def request_from(props: dict[str, Any]) -> BuildRequest:
 class TalosSnapshotProvider(ResourceProvider):
     """create = build; read drops a vanished snapshot; delete treats 404 as done."""
 
+    #: The stack's token as of this run (``hcloud:token`` or ``HCLOUD_TOKEN``). Refresh and
+    #: destroy only see the state, whose token may have been rotated away since.
+    current_token: str | None = None
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self.current_token = req.config.get("hcloud:token") or os.environ.get("HCLOUD_TOKEN")
+
+    def _client(self, props: dict[str, Any]) -> Client:
+        return make_client(
+            self.current_token or props[TOKEN], props.get("hcloud_endpoint") or DEFAULT_ENDPOINT
+        )
+
     def create(self, props: dict[str, Any]) -> CreateResult:
         request = request_from(props)
         if props.get("extensions"):
             register_schematic(request.factory_url, props["extensions"])
-        client = make_client(props[TOKEN], props.get("hcloud_endpoint") or DEFAULT_ENDPOINT)
+        client = self._client(props)
         result = build_image(client, request, log=lambda line: print(line, file=sys.stderr))
         outs = {
             **props,
@@ -77,6 +93,7 @@ class TalosSnapshotProvider(ResourceProvider):
         replaces = [key for key in REPLACE_ON if olds.get(key) != news.get(key)]
         wanted = _wanted(news)
         updates = [key for key in UPDATE_IN_PLACE if olds.get(key) != wanted[key]]
+        updates += [key for key in ACCESS if olds.get(key) != news.get(key)]
         return DiffResult(
             changes=bool(replaces or updates),
             replaces=replaces,
@@ -84,17 +101,15 @@ class TalosSnapshotProvider(ResourceProvider):
         )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        client = make_client(news[TOKEN], news.get("hcloud_endpoint") or DEFAULT_ENDPOINT)
         wanted = _wanted(news)
-        client.images.update(
+        self._client(news).images.update(
             Image(id=int(_id)), description=wanted["description"], labels=wanted["labels"]
         )
         return UpdateResult(outs={**olds, **news, **wanted})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        client = make_client(props[TOKEN], props.get("hcloud_endpoint") or DEFAULT_ENDPOINT)
         try:
-            image = client.images.get_by_id(int(id_))
+            image = self._client(props).images.get_by_id(int(id_))
         except APIException as error:
             if error.code == "not_found":
                 return ReadResult(id_=None, outs={})  # gone: the next up builds a new one
@@ -110,9 +125,8 @@ class TalosSnapshotProvider(ResourceProvider):
         )
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        client = make_client(props[TOKEN], props.get("hcloud_endpoint") or DEFAULT_ENDPOINT)
         try:
-            client.images.delete(Image(id=int(_id)))
+            self._client(props).images.delete(Image(id=int(_id)))
         except APIException as error:
             if error.code != "not_found":
                 raise

@@ -95,8 +95,16 @@ class HetznerState:
 class HetznerEmulator:
     """Start with ``start()``; ``endpoint`` is the API base URL for ``hcloud.Client``."""
 
-    def __init__(self, authorized_keys: Path, action_polls: int = 1, page_size: int = 2) -> None:
+    def __init__(
+        self,
+        authorized_keys: Path,
+        action_polls: int = 1,
+        page_size: int = 2,
+        token: str = "test-token",
+    ) -> None:
         self.state = HetznerState()
+        #: Bearer tokens the API accepts; replace to revoke or rotate.
+        self.valid_tokens = {token}
         self.faults = Faults()
         self.authorized_keys = authorized_keys
         self.action_polls = action_polls
@@ -224,9 +232,10 @@ class HetznerEmulator:
                 path, _, query = self.path.partition("?")
                 params = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
                 params = {key: _unquote(value) for key, value in params.items()}
+                token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                 with emulator._lock:
                     emulator.state.requests.append((method, path))
-                    status, payload = emulator._route(method, path, params, body)
+                    status, payload = emulator._route(method, path, params, body, token)
                 data = json.dumps(payload).encode() if payload is not None else b""
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -237,22 +246,19 @@ class HetznerEmulator:
         return Handler
 
     def _route(
-        self, method: str, path: str, params: dict[str, str], body: dict[str, Any]
+        self, method: str, path: str, params: dict[str, str], body: dict[str, Any], token: str
     ) -> tuple[int, Any]:
+        if token not in self.valid_tokens:
+            return _error(401, "unauthorized", "unable to authenticate")
         if self.faults.rate_limited_requests > 0:
             self.faults.rate_limited_requests -= 1
             return _error(429, "rate_limit_exceeded", "limit of 3600 requests per hour reached")
-        if self.authorization_missing(path):
-            return _error(401, "unauthorized", "unable to authenticate")
         parts = path.removeprefix("/v1/").split("/")
         handler = getattr(self, f"_{method.lower()}_{parts[0]}", None)
         if handler is None:
             return _error(404, "not_found", f"no route {method} {path}")
         result: tuple[int, Any] = handler(parts[1:], params, body)
         return result
-
-    def authorization_missing(self, path: str) -> bool:
-        return False
 
     # actions
     def _get_actions(self, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:

@@ -13,8 +13,10 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import json_format
+from hcloud import APIException
 from image_builder.fixtures import RAW_IMAGE, SCHEMATIC, RescueSystem
 from image_builder.stand_ins import HetznerEmulator, ImageFactory
+from pulumi.dynamic import Config, ConfigureRequest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
@@ -72,6 +74,14 @@ def test_provider_lifecycle(
     updated = provider.update(created.id, outs, relabelled)
     assert hetzner.state.images[int(created.id)]["labels"]["environment"] == "prod"
     assert updated.outs is not None and updated.outs["labels"]["environment"] == "prod"
+
+    # A rotated token or another endpoint: recorded in state, the snapshot stays.
+    rotated = {**relabelled, "hcloud_token": "rotated-token"}
+    diff = provider.diff(created.id, updated.outs, rotated)
+    assert diff.changes and not diff.replaces
+    hetzner.valid_tokens.add("rotated-token")
+    recorded = provider.update(created.id, updated.outs, rotated).outs
+    assert recorded is not None and recorded["hcloud_token"] == "rotated-token"
 
     # Another version, schematic, architecture or factory: a new snapshot.
     for key, value in [
@@ -192,11 +202,31 @@ def test_cli_failure_names_the_step(
         str(rescue.port),
         "--target-device",
         str(rescue.disk),
-        env={"HCLOUD_TOKEN": "t", "HCLOUD_ENDPOINT": hetzner.endpoint},
+        env={"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint},
     )
     assert result.returncode == 1
     assert "image build failed at step 'create server'" in result.stderr
     assert result.stdout == ""
+
+
+def test_refresh_and_destroy_use_the_stacks_current_token_after_rotation(
+    hetzner: HetznerEmulator, props: dict[str, Any]
+) -> None:
+    created = TalosSnapshotProvider().create(props)
+    assert created.outs is not None
+    hetzner.valid_tokens = {"rotated-token"}  # the token in state is revoked
+
+    stale = TalosSnapshotProvider()
+    with pytest.raises(APIException, match="unable to authenticate"):
+        stale.read(created.id, created.outs)
+
+    provider = TalosSnapshotProvider()  # as Pulumi hands it the stack config
+    provider.configure(
+        ConfigureRequest(Config({"hcloud:token": "rotated-token"}, "hcloud-talos-autoscaler"))
+    )
+    assert provider.read(created.id, created.outs).id == created.id
+    provider.delete(created.id, created.outs)
+    assert hetzner.state.images == {}
 
 
 def test_pulumi_dynamic_host_builds_both_architectures_at_once_from_the_serialized_provider(
