@@ -5,9 +5,7 @@ stack), builds the components, wires them by outputs and exports what other
 stacks consume.
 """
 
-import hashlib
 from pathlib import Path
-from typing import Any
 
 import pulumi
 
@@ -51,23 +49,13 @@ worker_configs: pulumi.Output[dict[str, WorkerConfig]] = pulumi.Output.secret(
 )
 
 
-def talos_config_secret(configs: dict[str, WorkerConfig], image_ids: dict[str, str]) -> Any:
-    """What the autoscaler reads from the talos-config Secret, and whether it is a file."""
-    if legacy:
-        (config,) = {c.user_data.text: c for c in configs.values()}.values()
-        return values.legacy_cloud_init(config.user_data.text), False
-    cluster_config = values.cluster_config(
-        settings.node_groups,
-        stack.talos.node_labels,
-        image_ids,  # type: ignore[arg-type]
-        {pool: config.user_data.text for pool, config in configs.items()},
-    )
-    secret = values.cluster_config_secret(cluster_config)
-    return secret.value, secret.as_file
-
-
 secret_content = pulumi.Output.all(worker_configs, images.image_ids).apply(
-    lambda resolved: talos_config_secret(resolved[0], resolved[1])
+    lambda resolved: values.talos_config_secret_value(
+        settings,
+        stack.talos.node_labels,
+        resolved[1],
+        {pool: config.user_data.text for pool, config in resolved[0].items()},
+    )
 )
 secrets = AutoscalerSecrets(
     "autoscaler-secrets",
@@ -84,7 +72,7 @@ secrets = AutoscalerSecrets(
 # Talos config or an image rolls the autoscaler pods.
 config_hash = pulumi.Output.unsecret(
     pulumi.Output.all(secret_content, images.image_ids).apply(
-        lambda resolved: hashlib.sha256(repr(resolved).encode()).hexdigest()
+        lambda resolved: values.config_fingerprint(resolved[0][0], resolved[1])
     )
 )
 chart_values = pulumi.Output.all(

@@ -13,6 +13,7 @@ PlacementGroup, Taints, Labels}}`` (Go matches JSON keys case-insensitively);
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -115,6 +116,29 @@ def cluster_config_secret(config: dict[str, Any]) -> ClusterConfigSecret:
             "smaller Talos worker config"
         )
     return ClusterConfigSecret(value=text, as_file=True, config=config)
+
+
+def talos_config_secret_value(
+    settings: AutoscalerSettings,
+    node_labels: dict[str, str],
+    image_ids: dict[Architecture, str],
+    user_data_by_pool: dict[str, str],
+) -> tuple[str, bool]:
+    """What the ``talos-config`` Secret holds, and whether the autoscaler mounts it as a file."""
+    if settings.config_format == "legacy":
+        # One config for every pool: the config layer refuses pool labels, taints and mixed
+        # architectures in this format, so the pools' configs are identical.
+        return legacy_cloud_init(next(iter(user_data_by_pool.values()))), False
+    secret = cluster_config_secret(
+        cluster_config(settings.node_groups, node_labels, image_ids, user_data_by_pool)
+    )
+    return secret.value, secret.as_file
+
+
+def config_fingerprint(talos_config_value: str, image_ids: dict[str, str]) -> str:
+    """sha256 of all the autoscaler hands new servers; its pods roll when it changes."""
+    listing = json.dumps({"images": image_ids, "talosConfig": talos_config_value}, sort_keys=True)
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
 
 def legacy_cloud_init(user_data: str) -> str:

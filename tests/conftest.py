@@ -77,11 +77,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.existing_network = {"id": 4711, "name": "shared-net", "ipRange": "10.100.0.0/16"}
+        #: Fixed snapshot ids by resource name (others get the next number).
+        self.snapshot_ids: dict[str, str] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         resource_id = f"{1000 + len(_REGISTRY)}"
         outputs = dict(args.inputs)
         if args.typ == "pulumi-python:dynamic:Resource":
+            resource_id = self.snapshot_ids.get(args.name, resource_id)
             outputs["image_id"] = resource_id  # a Talos snapshot: its id is the image id
         return resource_id, outputs
 
@@ -156,6 +159,7 @@ class MockRuntime:
     ) -> dict[str, Exported]:
         flat = {key: _engine_value(value) for key, value in (config or {}).items()}
         runtime_config.set_all_config(flat, [])
+        _REGISTRY.clear()  # a second run in one test records only its own registrations
         exports: dict[str, Exported] = {}
 
         def body() -> Any:

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from conftest import REPO, MockRuntime
 
+from components.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
+
 MAIN = REPO / "__main__.py"
 NETWORK = "hcloud:index/network:Network"
 SUBNET = "hcloud:index/networkSubnet:NetworkSubnet"
@@ -362,3 +364,34 @@ def test_every_contracted_output_is_exported(pulumi_runtime: MockRuntime) -> Non
     exports = pulumi_runtime.run(MAIN, dev_config())
     assert set(exports) == OUTPUT_CONTRACT
     assert all(export.is_known for export in exports.values())
+
+
+def test_a_new_talos_config_or_image_rolls_the_autoscaler(pulumi_runtime: MockRuntime) -> None:
+    def annotation(config: dict[str, Any], snapshot_id: str) -> str:
+        pulumi_runtime.mocks.snapshot_ids = {"talos-image-amd64": snapshot_id}
+        exports = pulumi_runtime.run(MAIN, config)
+        chart = pulumi_runtime.one(PACKAGE).inputs["spec"]["components"][
+            "cluster-autoscaler-hetzner"
+        ]["values"]["cluster-autoscaler"]
+        talos_config = secret_named(pulumi_runtime, "talos-config")
+        value: str = chart["podAnnotations"][CONFIG_HASH_ANNOTATION]
+        # Wired from the Secret's content and the snapshot ids, not from the stack file.
+        assert value == config_fingerprint(
+            talos_config.inputs["stringData"]["cluster-config"], exports["imageIds"].value
+        )
+        return value
+
+    first = annotation(dev_config(), "5001")
+    assert annotation(dev_config(), "5001") == first
+    assert annotation(dev_config(), "5002") != first  # a new snapshot
+    relabelled = dev_config()
+    relabelled["hcloud-talos-autoscaler:talos"]["nodeLabels"]["team"] = "platform"
+    assert annotation(relabelled, "5001") != first  # a new Talos config
+
+
+def test_config_fingerprint_follows_config_and_images() -> None:
+    base = config_fingerprint("config", {"amd64": "1"})
+    assert config_fingerprint("config", {"amd64": "1"}) == base
+    assert config_fingerprint("config", {"amd64": "2"}) != base
+    assert config_fingerprint("config", {"amd64": "1", "arm64": "3"}) != base
+    assert config_fingerprint("other", {"amd64": "1"}) != base
