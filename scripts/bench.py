@@ -23,7 +23,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -36,7 +38,8 @@ from image_builder.stand_ins import (  # noqa: E402
 )
 
 from components import autoscaler_values as values  # noqa: E402
-from components.config import load_stack_file, parse_stack_config  # noqa: E402
+from components.config import StackConfig, load_stack_file, parse_stack_config  # noqa: E402
+from components.hetzner import Architecture  # noqa: E402
 from components.image_builder.pipeline import BuildRequest, build_image, make_client  # noqa: E402
 from components.image_builder.schematic import schematic_id_for  # noqa: E402
 from components.render import render_stack  # noqa: E402
@@ -61,17 +64,20 @@ def bench_render(stacks: list[str]) -> None:
         print(f"  {stack:<6} {seconds * 1000:8.1f} ms")
 
 
+def workers_of(sections: dict[str, Any], token: Any) -> tuple[StackConfig, dict[str, str]]:
+    """The validated stack and each pool's user data, as the program renders them."""
+    config = parse_stack_config(sections, token, REPO, require_token=False)
+    schematic = config.talos.schematic_id or schematic_id_for(config.talos.extensions)
+    workers = render_worker_configs(config, schematic, config.network.subnet)
+    return config, {pool: worker.user_data.text for pool, worker in workers.items()}
+
+
 def bench_sizes(stacks: list[str]) -> None:
     print("\nuser data per pool (Hetzner limit 32768 bytes)")
     for stack in stacks:
-        sections, token = load_stack_file(REPO, stack)
-        config = parse_stack_config(sections, token, REPO, require_token=False)
-        schematic = config.talos.schematic_id or schematic_id_for(config.talos.extensions)
-        for pool, worker in render_worker_configs(config, schematic, config.network.subnet).items():
-            print(
-                f"  {stack:<6} {pool:<16} {worker.user_data.size:>6} bytes "
-                f"({worker.user_data.encoding})"
-            )
+        _, user_data = workers_of(*load_stack_file(REPO, stack))
+        for pool, text in user_data.items():
+            print(f"  {stack:<6} {pool:<16} {len(text.encode()):>6} bytes")
 
     print("\ncluster config by number of pools like the dev stack's")
     print(f"  (env var up to {values.ENV_VALUE_LIMIT_BYTES} bytes of base64, then a mounted file")
@@ -83,22 +89,17 @@ def bench_sizes(stacks: list[str]) -> None:
         grown["autoscaler"]["nodeGroups"] = [
             {**template, "name": f"{template['name']}-{index}"} for index in range(pools)
         ]
-        config = parse_stack_config(grown, token, REPO, require_token=False)
-        schematic = config.talos.schematic_id or schematic_id_for(config.talos.extensions)
-        workers = render_worker_configs(config, schematic, config.network.subnet)
-        cluster_config = values.cluster_config(
-            config.autoscaler.node_groups,
-            config.talos.node_labels,
-            {arch: "123456789" for arch in config.architectures},
-            {pool: worker.user_data.text for pool, worker in workers.items()},
-        )
+        config, user_data = workers_of(grown, token)
+        image_ids: dict[Architecture, str] = {arch: "123456789" for arch in config.architectures}
         try:
-            secret = values.cluster_config_secret(cluster_config)
+            value, as_file = values.talos_config_secret_value(
+                config.autoscaler, config.talos.node_labels, image_ids, user_data
+            )
         except ValueError:
             print(f"  {pools:>4} pools: refused (above the Secret limit)")
             continue
-        where = "mounted file" if secret.as_file else "env var"
-        print(f"  {pools:>4} pools: {len(secret.value):>8} bytes as {where}")
+        where = "mounted file" if as_file else "env var"
+        print(f"  {pools:>4} pools: {len(value):>8} bytes as {where}")
 
 
 def bench_image_build(image_mib: int) -> None:
@@ -112,32 +113,29 @@ def bench_image_build(image_mib: int) -> None:
     )
     schematic = schematic_id_for(["siderolabs/qemu-guest-agent"])
     factory.known_schematics.add(schematic)
-    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch, ExitStack() as running:
         sshd = RescueSshd(Path(scratch) / "sshd").start()
+        running.callback(sshd.stop)
         hetzner = HetznerEmulator(sshd.authorized_keys).start()
-        factory.start()
+        running.callback(hetzner.stop)
+        running.callback(factory.start().stop)
         disk = Path(scratch) / "disk.img"
         with disk.open("wb") as handle:
             for _ in range(image_mib + 1):
                 handle.write(b"\xff" * MIB)
-        try:
-            result = build_image(
-                make_client("test-token", hetzner.endpoint, poll_interval=0.01),
-                BuildRequest(
-                    talos_version="v1.11.6",
-                    schematic_id=schematic,
-                    architecture="amd64",
-                    location="fsn1",
-                    server_type="cx23",
-                    factory_url=factory.url,
-                    ssh_port=sshd.port,
-                    target_device=str(disk),
-                ),
-            )
-        finally:
-            factory.stop()
-            hetzner.stop()
-            sshd.stop()
+        result = build_image(
+            make_client("test-token", hetzner.endpoint, poll_interval=0.01),
+            BuildRequest(
+                talos_version="v1.11.6",
+                schematic_id=schematic,
+                architecture="amd64",
+                location="fsn1",
+                server_type="cx23",
+                factory_url=factory.url,
+                ssh_port=sshd.port,
+                target_device=str(disk),
+            ),
+        )
         with disk.open("rb") as handle:
             written = hashlib.sha256(handle.read(len(raw_image))).hexdigest()
         leftovers = len(hetzner.state.servers) + len(hetzner.state.ssh_keys)
