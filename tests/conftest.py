@@ -72,17 +72,24 @@ class Exported:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Resources get sequential numeric ids and echo their inputs as outputs."""
+    """Resources get sequential numeric ids and echo their inputs as outputs.
 
-    def __init__(self) -> None:
+    In a preview, resources to be created have no id and no outputs beyond their
+    inputs yet, as the engine answers for them: those resolve as unknown.
+    """
+
+    def __init__(self, preview: bool = False) -> None:
+        self.preview = preview
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.existing_network = {"id": 4711, "name": "shared-net", "ipRange": "10.100.0.0/16"}
         #: Fixed snapshot ids by resource name (others get the next number).
         self.snapshot_ids: dict[str, str] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        resource_id = f"{1000 + len(_REGISTRY)}"
         outputs = dict(args.inputs)
+        if self.preview:
+            return "", outputs
+        resource_id = f"{1000 + len(_REGISTRY)}"
         if args.typ == "pulumi-python:dynamic:Resource":
             resource_id = self.snapshot_ids.get(args.name, resource_id)
             outputs["image_id"] = resource_id  # a Talos snapshot: its id is the image id
@@ -207,19 +214,29 @@ def _engine_value(value: Any) -> str:
 
 @pytest.fixture
 def pulumi_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
-    """A fresh event loop, root stack and mock monitor for one test."""
+    """A fresh event loop, root stack and mock monitor for one test (an update)."""
+    yield from _mocked_runtime(monkeypatch, preview=False)
+
+
+@pytest.fixture
+def pulumi_preview(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
+    """The same for a preview of a new stack: nothing exists yet, ids and outputs unknown."""
+    yield from _mocked_runtime(monkeypatch, preview=True)
+
+
+def _mocked_runtime(monkeypatch: pytest.MonkeyPatch, *, preview: bool) -> Iterator[MockRuntime]:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     _REGISTRY.clear()
     settings.ROOT.set(None)
     monkeypatch.delenv("PULUMI_CONFIG", raising=False)
     monkeypatch.delenv("HCLOUD_TOKEN", raising=False)
-    mocks = RecordingMocks()
+    mocks = RecordingMocks(preview=preview)
     pulumi.runtime.set_mocks(
         mocks,
         project="hcloud-talos-autoscaler",
         stack="dev",
-        preview=False,
+        preview=preview,
         monitor=RecordingMonitor(mocks),
     )
     yield MockRuntime(mocks)

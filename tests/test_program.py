@@ -13,6 +13,9 @@ import yaml
 from conftest import REPO, MockRuntime
 
 from components.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
+from components.config import parse_stack_config, sections_from_flat_config
+from components.image_builder.schematic import schematic_id_for
+from components.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
 
 MAIN = REPO / "__main__.py"
 NETWORK = "hcloud:index/network:Network"
@@ -133,18 +136,16 @@ def secret_named(runtime: MockRuntime, name: str) -> Any:
     return next(s for s in runtime.by_type(K8S_SECRET) if s.inputs["metadata"]["name"] == name)
 
 
-def rendered_user_data(config: dict[str, Any], pool: str) -> str:
-    """What the program should hand a pool's servers, rendered independently."""
-    from pathlib import Path
-
-    from components.config import parse_stack_config, sections_from_flat_config
-    from components.image_builder.schematic import schematic_id_for
-    from components.talos_config import render_worker_configs
-
+def rendered_configs(config: dict[str, Any]) -> dict[str, WorkerConfig]:
+    """What the program should hand each pool's servers, rendered independently."""
     sections, token = sections_from_flat_config(config)
-    stack = parse_stack_config(sections, token, Path(REPO))
+    stack = parse_stack_config(sections, token, REPO)
     schematic = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
-    return render_worker_configs(stack, schematic, stack.network.subnet)[pool].user_data.text
+    return render_worker_configs(stack, schematic, stack.network.subnet)
+
+
+def rendered_user_data(config: dict[str, Any], pool: str) -> str:
+    return rendered_configs(config)[pool].user_data.text
 
 
 def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: MockRuntime) -> None:
@@ -215,7 +216,7 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
         "key": "token",
     }
     assert exports["talosConfigSecret"].value["key"] == "cluster-config"
-    assert len(exports["workerConfigSha256"].value) == 64
+    assert exports["workerConfigSha256"].value == worker_configs_sha256(rendered_configs(config))
     assert exports["autoscalerRelease"].value == "cozystack.cluster-autoscaler-hetzner"
     assert (
         exports["autoscalerLogsTarget"].value
@@ -395,3 +396,30 @@ def test_config_fingerprint_follows_config_and_images() -> None:
     assert config_fingerprint("config", {"amd64": "2"}) != base
     assert config_fingerprint("config", {"amd64": "1", "arm64": "3"}) != base
     assert config_fingerprint("other", {"amd64": "1"}) != base
+
+
+def test_a_new_stack_previews_with_unknown_ids_and_no_error(pulumi_preview: MockRuntime) -> None:
+    """`pulumi preview` of a new stack: nothing exists, so ids and snapshot outputs are unknown."""
+    exports = pulumi_preview.run(MAIN, dev_config())
+
+    assert sorted(r.type.rsplit(":", 1)[-1] for r in pulumi_preview.resources) == [
+        "AutoscalerSecrets",
+        "ClusterAutoscaler",
+        "Namespace",
+        "Network",
+        "NetworkSubnet",
+        "Package",
+        "PrivateNetwork",
+        "Resource",
+        "Secret",
+        "Secret",
+        "TalosImage",
+    ]
+    unknown = sorted(name for name, exported in exports.items() if not exported.is_known)
+    assert unknown == ["imageIds", "networkId"]
+    # What reviewers read in a pull request is known before anything exists.
+    assert exports["workerConfigSha256"].value == worker_configs_sha256(
+        rendered_configs(dev_config())
+    )
+    assert exports["nodeGroups"].value[0]["name"] == "workers-fsn1"
+    assert secret_named(pulumi_preview, "hetzner-credentials").is_secret("stringData")
