@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -92,7 +92,27 @@ class HetznerState:
     peak_servers: int = 0
 
 
-class HetznerEmulator:
+class _LoopbackHttpServer:
+    """A stdlib HTTP server on a free 127.0.0.1 port, served from a daemon thread."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class HetznerEmulator(_LoopbackHttpServer):
     """Start with ``start()``; ``endpoint`` is the API base URL for ``hcloud.Client``."""
 
     def __init__(
@@ -111,20 +131,11 @@ class HetznerEmulator:
         self.page_size = page_size
         self._ids = itertools.count(100)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def start(self) -> HetznerEmulator:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.base_url}/v1"
 
     # ---- state helpers -------------------------------------------------------------
     def add_snapshot(self, labels: dict[str, str], description: str = "seed") -> int:
@@ -529,7 +540,7 @@ def _matches(labels: dict[str, str], term: str) -> bool:
     return term.removeprefix("!") not in labels if term.startswith("!") else term in labels
 
 
-class ImageFactory:
+class ImageFactory(_LoopbackHttpServer):
     """Serves ``/image/{schematic}/{version}/hcloud-{arch}.raw.xz`` and ``POST /schematics``."""
 
     def __init__(self, raw_image: bytes, corrupt: bool = False) -> None:
@@ -568,20 +579,11 @@ class ImageFactory:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> ImageFactory:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.base_url
 
 
 def generated_raw_image(size: int = 3 * 1024 * 1024, seed: int = 11) -> bytes:
