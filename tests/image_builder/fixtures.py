@@ -36,7 +36,7 @@ class RescueSystem:
 @pytest.fixture(scope="session")
 def sshd_binary() -> Path:
     if not SSHD.exists():
-        pytest.fail("openssh-server is not installed: run `make test` (it installs it) first")
+        pytest.fail("openssh-server is not installed: run `make setup` (it installs it) first")
     return SSHD
 
 

@@ -616,7 +616,7 @@ class RescueSshd:
 
     def start(self, timeout: float = 10) -> RescueSshd:
         if not SSHD.exists():
-            raise RuntimeError("openssh-server is not installed: `make install` installs it")
+            raise RuntimeError("openssh-server is not installed: `make setup` installs it")
         self.home.mkdir(parents=True, exist_ok=True)
         host_key = self.home / "host_ed25519"
         host_key.write_bytes(
