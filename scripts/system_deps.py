@@ -104,8 +104,11 @@ def install(chosen: Plan) -> int:
     print(f"installing Debian packages: {wanted}", flush=True)
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in chosen.commands:
-        result = subprocess.run(command, env=environment, check=False)
+        result = subprocess.run(
+            command, env=environment, capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
+            print((result.stdout + result.stderr)[-4000:], file=sys.stderr)
             print(
                 f"error: `{' '.join(command)}` exited with {result.returncode}; install "
                 f"{wanted} by hand (Debian or Ubuntu with apt), then run `make setup` again.",

@@ -14,7 +14,13 @@ EVERYTHING = "sshd,xz,curl,npm,venv"
 
 def dry_run(present: str, user: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dry-run", f"--assume-present={present}", f"--assume-user={user}"],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--dry-run",
+            f"--assume-present={present}",
+            f"--assume-user={user}",
+        ],
         capture_output=True,
         text=True,
         check=True,
