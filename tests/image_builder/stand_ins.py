@@ -143,6 +143,71 @@ class HetznerEmulator(_LoopbackHttpServer):
         self.state.images[image_id] = self._image_json(image_id, description, labels, 40.0)
         return image_id
 
+    def add_server(
+        self,
+        name: str,
+        labels: dict[str, str],
+        *,
+        server_type: str = "cx23",
+        status: str = "running",
+        private_ips: dict[int, str] | None = None,
+        public_ipv4: str | None = "127.0.0.1",
+        created: str = NOW,
+    ) -> int:
+        """A server that exists already (another run's, the autoscaler's, or unrelated).
+
+        ``private_ips`` maps network id -> the server's IP in that network.
+        """
+        server_id = next(self._ids)
+        self.state.servers[server_id] = {
+            "id": server_id,
+            "name": name,
+            "server_type": server_type,
+            "status": status,
+            "rescue_enabled": False,
+            "labels": dict(labels),
+            "created": created,
+            "location": "fsn1",
+            "private_net": dict(private_ips or {}),
+            "public_ipv4": public_ipv4,
+        }
+        return server_id
+
+    def add_ssh_key(self, name: str, labels: dict[str, str], created: str = NOW) -> int:
+        key_id = next(self._ids)
+        public_key = f"ssh-ed25519 AAAA{key_id} seeded"
+        self.state.ssh_keys[key_id] = {
+            "id": key_id,
+            "name": name,
+            "fingerprint": hashlib.md5(public_key.encode()).hexdigest(),
+            "public_key": public_key,
+            "labels": dict(labels),
+            "created": created,
+        }
+        return key_id
+
+    def seed_unrelated(self, count: int = 60) -> set[tuple[str, int]]:
+        """More than a page of servers, keys and snapshots that are none of our business.
+
+        Returns their (kind, id) so a test can prove every one of them survived.
+        """
+        seeded: set[tuple[str, int]] = set()
+        for index in range(count):
+            labels = {"team": "other", "index": str(index)}
+            seeded.add(("server", self.add_server(f"unrelated-{index}", labels)))
+            seeded.add(("ssh_key", self.add_ssh_key(f"unrelated-{index}", labels)))
+            seeded.add(("image", self.add_snapshot(labels, description=f"unrelated {index}")))
+        return seeded
+
+    def surviving(self, seeded: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which of ``seeded`` still exist."""
+        tables = {
+            "server": self.state.servers,
+            "ssh_key": self.state.ssh_keys,
+            "image": self.state.images,
+        }
+        return {(kind, item_id) for kind, item_id in seeded if item_id in tables[kind]}
+
     def _action(self, command: str, resource: tuple[str, int], **kwargs: Any) -> Action:
         action = Action(
             id=next(self._ids),
@@ -187,18 +252,30 @@ class HetznerEmulator(_LoopbackHttpServer):
 
     def _server_json(self, server: dict[str, Any]) -> dict[str, Any]:
         server_type = SERVER_TYPES[server["server_type"]]
+        # Builders answer SSH on loopback: the real sshd plays every rescue system.
+        ipv4 = server.get("public_ipv4", "127.0.0.1")
         return {
             "id": server["id"],
             "name": server["name"],
             "status": server["status"],
             "created": server["created"],
             "public_net": {
-                "ipv4": {"id": 1, "ip": "127.0.0.1", "blocked": False, "dns_ptr": "localhost"},
+                "ipv4": {"id": 1, "ip": ipv4, "blocked": False, "dns_ptr": "localhost"}
+                if ipv4
+                else None,
                 "ipv6": None,
                 "floating_ips": [],
                 "firewalls": [],
             },
-            "private_net": [],
+            "private_net": [
+                {
+                    "network": network_id,
+                    "ip": ip,
+                    "alias_ips": [],
+                    "mac_address": "86:00:00:00:00:01",
+                }
+                for network_id, ip in (server.get("private_net") or {}).items()
+            ],
             "server_type": _server_type_json(server["server_type"], server_type),
             "datacenter": None,
             "image": None,

@@ -160,19 +160,12 @@ def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
     assert "test-token" not in result.stderr + result.stdout
 
     # A leaked builder (as after a killed process) is found by label and removed.
-    hetzner.state.servers[1] = {
-        "id": 1,
-        "name": "talos-builder-x",
-        "server_type": "cx23",
-        "status": "running",
-        "rescue_enabled": True,
-        "labels": {BUILDER_LABEL: "abc"},
-        "created": "2026-11-24T10:00:00+00:00",
-        "location": "fsn1",
-    }
+    leaked = hetzner.add_server(
+        "talos-builder-x", {BUILDER_LABEL: "abc"}, created="2026-11-24T10:00:00+00:00"
+    )
     cleaned = cli("cleanup", env=env)
     assert cleaned.returncode == 0, cleaned.stderr
-    assert json.loads(cleaned.stdout) == {"removed": ["server 1 (talos-builder-x)"]}
+    assert json.loads(cleaned.stdout) == {"removed": [f"server {leaked} (talos-builder-x)"]}
     assert hetzner.state.servers == {}
 
 
