@@ -1,0 +1,414 @@
+"""Sets ``spec.providerID`` on the Nodes of servers the cluster-autoscaler created in Hetzner Cloud.
+
+The autoscaler counts a node as registered only when its providerID is
+``hcloud://<server-id>`` and deletes unregistered servers after
+``--max-node-provision-time`` (15 minutes). On a Cozystack cluster Local CCM removes
+the ``uninitialized`` taint within seconds, so no cloud controller ever sets it.
+
+A node with an empty providerID belongs to a server when the server carries the
+``hcloud/node-group`` label (the autoscaler labels every server it creates), has the
+node's name, and one of the node's addresses is among the server's private or public
+IPs. The API server lets providerID only go from empty to a value, so a set one is
+never overwritten; nodes that match no such server (bare metal, control planes) are
+never touched.
+
+Deployed as a single file from a ConfigMap into an official ``python:alpine`` image:
+standard library only, nothing imported from the project that ships it. In the
+cluster it uses its ServiceAccount (token and CA at the standard paths,
+``KUBERNETES_SERVICE_HOST``/``_PORT``) and ``HCLOUD_TOKEN`` (``HCLOUD_ENDPOINT``
+overrides the API URL). ``PROVIDER_ID_SETTER_*`` variables exist for tests.
+
+Request budget: one node list per loop (every 10 s); the Hetzner server list only
+when a node without providerID is due, and a node that matched nothing is looked at
+again after 30 s, then ever less often (at most every 15 min). API errors back off
+exponentially up to 5 min. ``GET /healthz`` answers 200 while the loop runs on time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import signal
+import ssl
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+PROVIDER_ID_PREFIX = "hcloud://"
+#: Label the autoscaler puts on every server it creates (hetzner_cloud_provider.go).
+NODE_GROUP_LABEL = "hcloud/node-group"
+#: Set by the kubelet from ``--node-ip`` when the cloud provider is external.
+PROVIDED_NODE_IP_ANNOTATION = "alpha.kubernetes.io/provided-node-ip"
+DEFAULT_HCLOUD_ENDPOINT = "https://api.hetzner.cloud/v1"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+#: Hetzner's largest page.
+SERVERS_PER_PAGE = 50
+NODES_PER_PAGE = 500
+REQUEST_TIMEOUT_SECONDS = 10.0
+LOOP_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 300.0
+FIRST_RECHECK_SECONDS = 30.0
+MAX_RECHECK_SECONDS = 900.0
+#: How late the loop may be before /healthz fails (requests may time out on the way).
+LIVENESS_GRACE_SECONDS = 120.0
+
+log = logging.getLogger("provider-id-setter")
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class ApiError(Exception):
+    """A failed API call: which API, what was asked, and the server's answer."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    hcloud_token: str
+    hcloud_endpoint: str
+    kubernetes_url: str
+    service_account_dir: Path
+    loop_seconds: float
+    health_port: int
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> Settings:
+        token = env.get("HCLOUD_TOKEN", "").strip()
+        if not token:
+            raise SystemExit("HCLOUD_TOKEN is not set (the hetzner-credentials Secret, key token)")
+        host = env.get("KUBERNETES_SERVICE_HOST", "")
+        if not host:
+            raise SystemExit("KUBERNETES_SERVICE_HOST is not set: not running in a cluster?")
+        if ":" in host:  # an IPv6 service address
+            host = f"[{host}]"
+        port = env.get("KUBERNETES_SERVICE_PORT", "443")
+        return cls(
+            hcloud_token=token,
+            hcloud_endpoint=env.get("HCLOUD_ENDPOINT", "").rstrip("/") or DEFAULT_HCLOUD_ENDPOINT,
+            kubernetes_url=f"https://{host}:{port}",
+            service_account_dir=Path(
+                env.get("PROVIDER_ID_SETTER_SERVICE_ACCOUNT_DIR", SERVICE_ACCOUNT_DIR)
+            ),
+            loop_seconds=float(env.get("PROVIDER_ID_SETTER_LOOP_SECONDS", LOOP_SECONDS)),
+            health_port=int(env.get("PROVIDER_ID_SETTER_HEALTH_PORT", "8080")),
+        )
+
+
+def _request(
+    api: str,
+    method: str,
+    url: str,
+    token: str,
+    *,
+    body: dict[str, Any] | None = None,
+    content_type: str = "application/json",
+    context: ssl.SSLContext | None = None,
+) -> Any:
+    """One JSON request; any failure becomes an ApiError naming the API and the answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(
+            request, timeout=REQUEST_TIMEOUT_SECONDS, context=context
+        ) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        raise ApiError(f"{api}: {method} {url}: {error.code} {_error_text(error)}") from None
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as error:
+        raise ApiError(f"{api}: {method} {url}: {error}") from None
+
+
+def _error_text(error: urllib.error.HTTPError) -> str:
+    """The message of a Hetzner error envelope or a Kubernetes Status, else the raw body."""
+    raw = error.read().decode("utf-8", "replace")
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return raw.strip()[:500]
+    if isinstance(payload, dict):
+        inner = payload.get("error")
+        if isinstance(inner, dict):  # Hetzner: {"error": {"code", "message"}}
+            return f"{inner.get('code')}: {inner.get('message')}"
+        if "message" in payload:  # Kubernetes Status
+            return str(payload["message"])
+    return raw.strip()[:500]
+
+
+@dataclass(frozen=True)
+class Server:
+    id: int
+    name: str
+    ips: frozenset[IpAddress]
+    ipv6_networks: tuple[ipaddress.IPv6Network, ...] = ()
+
+    def has_address(self, address: IpAddress) -> bool:
+        if address in self.ips:
+            return True
+        return isinstance(address, ipaddress.IPv6Address) and any(
+            address in network for network in self.ipv6_networks
+        )
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    uid: str
+    provider_id: str
+    addresses: frozenset[IpAddress]
+
+
+def parse_server(raw: Mapping[str, Any]) -> Server:
+    """The server's id, name, and every IP it answers on (private networks and public)."""
+    ips: set[IpAddress] = set()
+    networks: list[ipaddress.IPv6Network] = []
+    for private in raw.get("private_net") or []:
+        for text in [private.get("ip"), *(private.get("alias_ips") or [])]:
+            _add_ip(ips, text)
+    public = raw.get("public_net") or {}
+    _add_ip(ips, (public.get("ipv4") or {}).get("ip"))
+    ipv6 = (public.get("ipv6") or {}).get("ip")
+    if ipv6:  # a /64 network: the node picks one of its addresses
+        with contextlib.suppress(ValueError):
+            networks.append(ipaddress.IPv6Network(ipv6, strict=False))
+    return Server(
+        id=int(raw["id"]),
+        name=str(raw["name"]),
+        ips=frozenset(ips),
+        ipv6_networks=tuple(networks),
+    )
+
+
+def parse_node(raw: Mapping[str, Any]) -> Node:
+    """The node's name, uid, providerID and addresses (status and the kubelet's --node-ip)."""
+    metadata = raw.get("metadata") or {}
+    addresses: set[IpAddress] = set()
+    for address in (raw.get("status") or {}).get("addresses") or []:
+        if address.get("type") in {"InternalIP", "ExternalIP"}:
+            _add_ip(addresses, address.get("address"))
+    provided = (metadata.get("annotations") or {}).get(PROVIDED_NODE_IP_ANNOTATION, "")
+    for text in provided.split(","):
+        _add_ip(addresses, text.strip())
+    return Node(
+        name=str(metadata.get("name", "")),
+        uid=str(metadata.get("uid", "")),
+        provider_id=str((raw.get("spec") or {}).get("providerID") or ""),
+        addresses=frozenset(addresses),
+    )
+
+
+def _add_ip(found: set[IpAddress], text: Any) -> None:
+    if not text:
+        return
+    try:
+        found.add(ipaddress.ip_address(str(text)))
+    except ValueError:
+        return
+
+
+def match(node: Node, servers_by_name: Mapping[str, Server]) -> Server | None:
+    """The autoscaler's server for a node: same name and a shared IP address, else None."""
+    server = servers_by_name.get(node.name)
+    if server is None or not any(server.has_address(address) for address in node.addresses):
+        return None
+    return server
+
+
+class HetznerApi:
+    def __init__(self, endpoint: str, token: str) -> None:
+        self.endpoint = endpoint
+        self.token = token
+
+    def autoscaler_servers(self) -> list[Server]:
+        """Every server labelled ``hcloud/node-group``, all pages."""
+        servers: list[Server] = []
+        page: int | None = 1
+        while page is not None:
+            query = urllib.parse.urlencode(
+                {"label_selector": NODE_GROUP_LABEL, "per_page": SERVERS_PER_PAGE, "page": page}
+            )
+            answer = _request("Hetzner API", "GET", f"{self.endpoint}/servers?{query}", self.token)
+            servers.extend(parse_server(raw) for raw in answer.get("servers") or [])
+            pagination = (answer.get("meta") or {}).get("pagination") or {}
+            page = pagination.get("next_page")
+        return servers
+
+
+class KubernetesApi:
+    def __init__(self, url: str, service_account_dir: Path) -> None:
+        self.url = url
+        self.service_account_dir = service_account_dir
+        self._context = ssl.create_default_context(cafile=str(service_account_dir / "ca.crt"))
+
+    def _token(self) -> str:
+        # Bound tokens are rotated in place by the kubelet: read the file every time.
+        return (self.service_account_dir / "token").read_text().strip()
+
+    def nodes(self) -> list[Node]:
+        nodes: list[Node] = []
+        token = ""
+        while True:
+            query = {"limit": str(NODES_PER_PAGE)}
+            if token:
+                query["continue"] = token
+            answer = _request(
+                "Kubernetes API",
+                "GET",
+                f"{self.url}/api/v1/nodes?{urllib.parse.urlencode(query)}",
+                self._token(),
+                context=self._context,
+            )
+            nodes.extend(parse_node(raw) for raw in answer.get("items") or [])
+            token = (answer.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return nodes
+
+    def set_provider_id(self, node: Node, provider_id: str) -> None:
+        _request(
+            "Kubernetes API",
+            "PATCH",
+            f"{self.url}/api/v1/nodes/{urllib.parse.quote(node.name)}",
+            self._token(),
+            body={"spec": {"providerID": provider_id}},
+            content_type="application/merge-patch+json",
+            context=self._context,
+        )
+
+
+@dataclass
+class _Pending:
+    """A node without providerID that matched no server yet, and when to look again."""
+
+    due: float
+    delay: float
+
+
+@dataclass
+class ProviderIdSetter:
+    """The loop's state; ``run_once`` does one pass and says how long to sleep."""
+
+    hetzner: HetznerApi
+    kubernetes: KubernetesApi
+    loop_seconds: float = LOOP_SECONDS
+    failures: int = 0
+    #: /healthz fails after this (monotonic) time: the loop is overdue.
+    alive_until: float = 0.0
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+
+    def run_once(self, now: float) -> float:
+        try:
+            self._pass(now)
+        except ApiError as error:
+            self.failures += 1
+            delay = min(self.loop_seconds * 2**self.failures, MAX_BACKOFF_SECONDS)
+            log.error("%s; retrying in %.0f s", error, delay)
+        else:
+            self.failures = 0
+            delay = self.loop_seconds
+        self.alive_until = now + delay + LIVENESS_GRACE_SECONDS
+        return delay
+
+    def _pass(self, now: float) -> None:
+        candidates = [node for node in self.kubernetes.nodes() if not node.provider_id]
+        current = {node.uid for node in candidates}
+        for uid in list(self._pending):
+            if uid not in current:  # registered, or gone
+                del self._pending[uid]
+        due = [
+            node
+            for node in candidates
+            if node.uid not in self._pending or self._pending[node.uid].due <= now
+        ]
+        if not due:
+            return
+        servers = {server.name: server for server in self.hetzner.autoscaler_servers()}
+        failed: list[ApiError] = []
+        for node in due:
+            server = match(node, servers)
+            if server is None:
+                self._postpone(node, now)
+                continue
+            provider_id = f"{PROVIDER_ID_PREFIX}{server.id}"
+            try:
+                self.kubernetes.set_provider_id(node, provider_id)
+            except ApiError as error:  # the other nodes still get theirs
+                failed.append(error)
+                continue
+            self._pending.pop(node.uid, None)
+            log.info("node %s: spec.providerID set to %s", node.name, provider_id)
+        if failed:
+            for later in failed[1:]:
+                log.error("%s", later)
+            raise failed[0]
+
+    def _postpone(self, node: Node, now: float) -> None:
+        previous = self._pending.get(node.uid)
+        delay = FIRST_RECHECK_SECONDS if previous is None else previous.delay * 2
+        delay = min(delay, MAX_RECHECK_SECONDS)
+        self._pending[node.uid] = _Pending(due=now + delay, delay=delay)
+
+
+def serve_health(
+    setter: ProviderIdSetter, port: int, clock: Callable[[], float]
+) -> ThreadingHTTPServer:
+    """``GET /healthz``: 200 while the loop keeps its schedule, 503 when it is overdue."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/healthz":
+                self.send_error(404)
+                return
+            healthy = clock() <= setter.alive_until
+            body = b"ok\n" if healthy else b"loop overdue\n"
+            self.send_response(200 if healthy else 503)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
+    )
+    # PID 1 in a container ignores SIGTERM without a handler: exit promptly instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    settings = Settings.from_environment(os.environ)
+    setter = ProviderIdSetter(
+        HetznerApi(settings.hcloud_endpoint, settings.hcloud_token),
+        KubernetesApi(settings.kubernetes_url, settings.service_account_dir),
+        loop_seconds=settings.loop_seconds,
+    )
+    setter.alive_until = time.monotonic() + LIVENESS_GRACE_SECONDS
+    serve_health(setter, settings.health_port, time.monotonic)
+    log.info(
+        "watching nodes without spec.providerID every %.0f s (Hetzner API %s)",
+        settings.loop_seconds,
+        settings.hcloud_endpoint,
+    )
+    while True:
+        time.sleep(setter.run_once(time.monotonic()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

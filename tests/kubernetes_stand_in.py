@@ -1,0 +1,303 @@
+"""A local stand-in for the Kubernetes API server's Node endpoints, over HTTPS on 127.0.0.1.
+
+Faithful where clients depend on it: bearer-token authentication (401 ``Status``),
+``GET /api/v1/nodes`` with ``limit``/``continue`` pagination, ``GET`` and JSON
+merge-patch ``PATCH /api/v1/nodes/{name}`` (RFC 7386), and the API server's Node
+update rule that ``spec.providerID`` may only go from empty to a value, refused with
+the API server's own 422 ``Status``. A self-signed certificate for 127.0.0.1 is
+written as ``ca.crt`` next to a ``token`` file, like a ServiceAccount mount.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import ipaddress
+import itertools
+import json
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import parse_qs, unquote, urlparse
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+MERGE_PATCH = "application/merge-patch+json"
+PROVIDER_ID_FORBIDDEN = 'node updates may not change providerID except from "" to valid'
+
+
+@dataclass
+class KubernetesState:
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: (method, path with query) of every request, in order.
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    #: Statuses to answer the next requests with, one per request (e.g. 500, 503).
+    failures: list[int] = field(default_factory=list)
+
+
+class KubernetesApiStandIn:
+    """Start with ``start()``; point a client at ``url`` with ``service_account_dir``."""
+
+    def __init__(self, directory: Path, token: str = "service-account-token") -> None:
+        self.state = KubernetesState()
+        self.token = token
+        self.service_account_dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "token").write_text(token)
+        certificate, key = _self_signed_certificate()
+        (directory / "ca.crt").write_bytes(certificate)
+        (directory / "tls.key").write_bytes(key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(directory / "ca.crt", directory / "tls.key")
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._lock = threading.Lock()
+        self._uids = itertools.count(1)
+        self._versions = itertools.count(100)
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # ---- state helpers -------------------------------------------------------------
+    def add_node(
+        self,
+        name: str,
+        *,
+        internal_ip: str | None = None,
+        external_ip: str | None = None,
+        provided_node_ip: str | None = None,
+        provider_id: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A registered Node as the kubelet and a cloud controller leave it."""
+        addresses = [{"type": "Hostname", "address": name}]
+        if internal_ip:
+            addresses.append({"type": "InternalIP", "address": internal_ip})
+        if external_ip:
+            addresses.append({"type": "ExternalIP", "address": external_ip})
+        annotations = {}
+        if provided_node_ip:
+            annotations["alpha.kubernetes.io/provided-node-ip"] = provided_node_ip
+        spec: dict[str, Any] = {}
+        if provider_id:
+            spec["providerID"] = provider_id
+        node = {
+            "kind": "Node",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": name,
+                "uid": f"00000000-0000-4000-8000-{next(self._uids):012d}",
+                "resourceVersion": str(next(self._versions)),
+                "labels": {"kubernetes.io/hostname": name, **(labels or {})},
+                "annotations": annotations,
+            },
+            "spec": spec,
+            "status": {"addresses": addresses},
+        }
+        with self._lock:
+            self.state.nodes[name] = node
+        return node
+
+    def provider_id(self, name: str) -> str:
+        return str(self.state.nodes[name]["spec"].get("providerID") or "")
+
+    def count(self, method: str) -> int:
+        return sum(1 for each, _ in self.state.requests if each == method)
+
+    # ---- HTTP ----------------------------------------------------------------------
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                self._dispatch("GET")
+
+            def do_PATCH(self) -> None:
+                self._dispatch("PATCH")
+
+            def _dispatch(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                with stand_in._lock:
+                    stand_in.state.requests.append((method, self.path))
+                    status, payload = stand_in._route(
+                        method, self.path, token, raw, self.headers.get("Content-Type") or ""
+                    )
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def _route(
+        self, method: str, target: str, token: str, raw: bytes, content_type: str
+    ) -> tuple[int, Any]:
+        if token != self.token:
+            return _status(401, "Unauthorized", "Unauthorized")
+        if self.state.failures:
+            code = self.state.failures.pop(0)
+            return _status(code, "InternalError", "Internal error occurred: injected fault")
+        parsed = urlparse(target)
+        parts = [unquote(part) for part in parsed.path.strip("/").split("/")]
+        if parts[:3] != ["api", "v1", "nodes"] or len(parts) > 4:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        query = {key: values[0] for key, values in parse_qs(parsed.query).items()}
+        if len(parts) == 3 and method == "GET":
+            return 200, self._list(query)
+        if len(parts) == 4:
+            node = self.state.nodes.get(parts[3])
+            if node is None:
+                return _status(404, "NotFound", f'nodes "{parts[3]}" not found', {"name": parts[3]})
+            if method == "GET":
+                return 200, node
+            if method == "PATCH":
+                return self._patch(node, raw, content_type)
+        return _status(405, "MethodNotAllowed", "the server does not allow this method")
+
+    def _list(self, query: dict[str, str]) -> dict[str, Any]:
+        names = sorted(self.state.nodes)
+        start = int(query.get("continue") or 0)
+        limit = int(query.get("limit") or 0) or len(names)
+        chunk = names[start : start + limit]
+        more = start + limit < len(names)
+        return {
+            "kind": "NodeList",
+            "apiVersion": "v1",
+            "metadata": {
+                "resourceVersion": str(next(self._versions)),
+                **({"continue": str(start + limit)} if more else {}),
+            },
+            "items": [self.state.nodes[name] for name in chunk],
+        }
+
+    def _patch(self, node: dict[str, Any], raw: bytes, content_type: str) -> tuple[int, Any]:
+        name = node["metadata"]["name"]
+        if content_type.split(";")[0].strip() != MERGE_PATCH:
+            return _status(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: application/json-patch+json, {MERGE_PATCH}, "
+                "application/strategic-merge-patch+json, application/apply-patch+yaml",
+            )
+        try:
+            patch = json.loads(raw)
+        except ValueError as error:
+            return _status(400, "BadRequest", f"error decoding patch: {error}")
+        updated = merge_patch(copy.deepcopy(node), patch)
+        old_id = node["spec"].get("providerID") or ""
+        new_id = (updated.get("spec") or {}).get("providerID") or ""
+        if old_id and new_id != old_id:
+            message = f"Forbidden: {PROVIDER_ID_FORBIDDEN}"
+            return _status(
+                422,
+                "Invalid",
+                f'Node "{name}" is invalid: spec.providerID: {message}',
+                {
+                    "name": name,
+                    "kind": "Node",
+                    "causes": [
+                        {
+                            "reason": "FieldValueForbidden",
+                            "message": message,
+                            "field": "spec.providerID",
+                        }
+                    ],
+                },
+            )
+        updated["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.state.nodes[name] = updated
+        return 200, updated
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge, ``null`` deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _status(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    status: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details:
+        status["details"] = {"kind": "nodes", **details}
+    return code, status
+
+
+def _self_signed_certificate() -> tuple[bytes, bytes]:
+    """A certificate for IP 127.0.0.1 that is its own CA (PEM), and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
