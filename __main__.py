@@ -15,7 +15,7 @@ from components.config import ConfigError, reveal
 from components.engine_config import read_stack_config
 from components.image_builder.schematic import schematic_id_for
 from components.network import PrivateNetwork, PrivateNetworkArgs
-from components.provider_id import ProviderIdController
+from components.provider_id import ProviderIdSetter, ProviderIdSetterArgs
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
 from components.smoke_test import SmokeTest, SmokeTestArgs, watch_nodes_command
 from components.talos_config import (
@@ -107,10 +107,17 @@ autoscaler = ClusterAutoscaler(
     pulumi.ResourceOptions(depends_on=[secrets, images]),
 )
 
-if settings.provider_id_controller:
-    ProviderIdController("provider-id")
+if settings.provider_id == "setter":
+    ProviderIdSetter(
+        "provider-id-setter",
+        ProviderIdSetterArgs(
+            namespace=secrets.namespace,
+            credentials_secret=secrets.credentials_secret_name,
+            credentials_key=secrets.credentials_secret_key,
+        ),
+    )
 else:
-    pulumi.log.warn(values.node_registration_warning(provider_id_controller=False) or "")
+    pulumi.log.warn(values.node_registration_warning(settings.provider_id) or "")
 
 pools = [group.name for group in settings.node_groups]
 if settings.smoke_test is not None:

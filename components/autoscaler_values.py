@@ -286,15 +286,16 @@ def package_manifest(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def node_registration_warning(provider_id_controller: bool) -> str | None:
+def node_registration_warning(provider_id: str) -> str | None:
     """Why new nodes get deleted after 15 minutes when nothing sets ``spec.providerID``."""
-    if provider_id_controller:
+    if provider_id == "setter":
         return None
     return (
-        "nothing sets spec.providerID (hcloud://<server-id>) on autoscaled Talos nodes, so the "
-        "autoscaler counts them as unregistered and deletes them after --max-node-provision-time "
-        "(15m): set autoscaler.providerIdController: true, or run a cloud controller manager "
-        "that sets it (see README, Node registration)"
+        "autoscaler.providerId is none: this stack deploys nothing that sets spec.providerID "
+        "(hcloud://<server-id>) on autoscaled nodes, and the autoscaler deletes nodes without "
+        "it after --max-node-provision-time (15m). Keep none only if your own cloud controller "
+        "sets it on nodes that Local CCM already initialized; otherwise remove the key to deploy "
+        "the providerID setter (see README, Node registration)"
     )
 
 

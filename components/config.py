@@ -356,7 +356,7 @@ class AutoscalerSettings(_Model):
     image_tag: str | None = None
     extra_args: dict[str, str | int | bool] = Field(default_factory=dict)
     token: SecretField | None = None
-    provider_id_controller: bool = False
+    provider_id: Literal["setter", "none"] = "setter"
     smoke_test: SmokeTest | None = None
 
     @field_validator("node_groups")
@@ -432,6 +432,16 @@ class StackConfig:
         return self.autoscaler.token or self.hcloud_token
 
 
+#: Keys that existed in earlier releases: a stack that still sets one is told what replaced it.
+REMOVED_KEYS: dict[str, str] = {
+    "autoscaler.providerIdController": (
+        "was removed: the Talos CCM it deployed cannot set spec.providerID next to Cozystack's "
+        "Local CCM (which removes the uninitialized taint first). Delete the key: "
+        "autoscaler.providerId: setter (the default) deploys the providerID setter instead; "
+        "use providerId: none only when your own cloud controller sets spec.providerID"
+    ),
+}
+
 _SECTION_MODELS: dict[str, type[_Model]] = {
     "talos": TalosSettings,
     "network": NetworkSettings,
@@ -467,6 +477,7 @@ def parse_stack_config(
         if not isinstance(raw, Mapping):
             problems.append(Problem(key, f"must be an object of settings, got {raw!r}"))
             continue
+        raw = _without_removed_keys(key, raw, problems)
         try:
             parsed[key] = model.model_validate(raw)
         except ValidationError as error:
@@ -502,6 +513,19 @@ def parse_stack_config(
     if problems:
         raise ConfigError(problems)
     return stack
+
+
+def _without_removed_keys(
+    section: str, raw: Mapping[str, Any], problems: list[Problem]
+) -> dict[str, Any]:
+    """The section without keys of earlier releases; each one found becomes a problem."""
+    kept = dict(raw)
+    for path, message in REMOVED_KEYS.items():
+        owner, _, key = path.partition(".")
+        if owner == section and key in kept:
+            del kept[key]
+            problems.append(Problem(path, message))
+    return kept
 
 
 def _load_worker_config(

@@ -21,8 +21,8 @@ from components.hetzner import USER_DATA_LIMIT_BYTES
 from components.image_builder.pipeline import BuildRequest, snapshot_labels
 from components.image_builder.schematic import schematic_id_for
 from components.network import PrivateNetworkArgs
-from components.provider_id import TALOS_CCM_CHART, TALOS_CCM_VERSION
-from components.secrets import CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
+from components.provider_id import provider_id_setter_manifests
+from components.secrets import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
 from components.smoke_test import smoke_test_deployment, watch_nodes_command
 from components.talos_config import WorkerConfig, redact, render_worker_configs
 from components.verify import verification_commands
@@ -153,6 +153,40 @@ def _worker_configs(
     return configs
 
 
+def _provider_id_setter(namespace: str, rendered: Rendered) -> None:
+    manifests = provider_id_setter_manifests(namespace, CREDENTIALS_SECRET, CREDENTIALS_KEY)
+    rendered.line(
+        f'ProviderIdSetter "provider-id-setter" (namespace {namespace}): provider-id-setter.yaml'
+    )
+    for manifest in manifests:
+        rendered.line(f"  {manifest['kind']:<19} {manifest['metadata']['name']}")
+    container = manifests[-1]["spec"]["template"]["spec"]["containers"][0]
+    rendered.line(f"  runs {' '.join(container['command'])} in {container['image']}")
+    rendered.line(f"  Hetzner token from Secret {CREDENTIALS_SECRET} key {CREDENTIALS_KEY}")
+    rendered.files["provider-id-setter.yaml"] = manifests_yaml(manifests)
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """Multi-line strings (the setter's script) as literal blocks, readable in review;
+    shared sub-objects written out in full, never as YAML anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _represent_str)
+
+
+def manifests_yaml(manifests: list[dict[str, Any]]) -> str:
+    """Kubernetes objects as one multi-document YAML file for ``kubectl apply -f``."""
+    return yaml.dump_all(manifests, Dumper=_ManifestDumper, sort_keys=False, width=1000)
+
+
 def _secrets_and_autoscaler(
     stack: StackConfig, configs: dict[str, WorkerConfig] | None, rendered: Rendered
 ) -> None:
@@ -214,9 +248,9 @@ def _secrets_and_autoscaler(
         )
 
     rendered.line()
-    if settings.provider_id_controller:
-        rendered.line(f"ProviderIdController: Talos CCM {TALOS_CCM_CHART} {TALOS_CCM_VERSION}")
-    warning = values.node_registration_warning(settings.provider_id_controller)
+    if settings.provider_id == "setter":
+        _provider_id_setter(settings.namespace, rendered)
+    warning = values.node_registration_warning(settings.provider_id)
     if warning:
         rendered.warnings.append(warning)
     pools = [group.name for group in settings.node_groups]

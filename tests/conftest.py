@@ -22,6 +22,8 @@ from typing import Any
 import pulumi
 import pytest
 from google.protobuf import json_format
+from image_builder.stand_ins import HetznerEmulator
+from kubernetes_stand_in import KubernetesApiStandIn
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
@@ -58,6 +60,8 @@ class Registered:
     secret_paths: set[str]
     urn: str
     id: str
+    #: URNs of the resources this one's inputs came from (how outputs were wired).
+    dependencies: set[str] = field(default_factory=set)
 
     def is_secret(self, key: str) -> bool:
         """Whether input ``key`` (or any value inside it) was sent to the engine as a secret."""
@@ -149,6 +153,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     secret_paths=_secret_paths(raw),
                     urn=response.urn,
                     id=registration.id or "",
+                    dependencies={
+                        *request.dependencies,
+                        *(
+                            urn
+                            for property_dependencies in request.propertyDependencies.values()
+                            for urn in property_dependencies.urns
+                        ),
+                    },
                 )
             )
         return response
@@ -222,6 +234,22 @@ def pulumi_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
 def pulumi_preview(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
     """The same for a preview of a new stack: nothing exists yet, ids and outputs unknown."""
     yield from _mocked_runtime(monkeypatch, preview=True)
+
+
+@pytest.fixture
+def hetzner_api(tmp_path: Path) -> Iterator[HetznerEmulator]:
+    """The Hetzner Cloud API emulator alone (no rescue system), token ``test-token``."""
+    emulator = HetznerEmulator(tmp_path / "authorized_keys").start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def kubernetes_api(tmp_path: Path) -> Iterator[KubernetesApiStandIn]:
+    """The Kubernetes API stand-in, its ServiceAccount token and CA in one folder."""
+    stand_in = KubernetesApiStandIn(tmp_path / "serviceaccount").start()
+    yield stand_in
+    stand_in.stop()
 
 
 def _mocked_runtime(monkeypatch: pytest.MonkeyPatch, *, preview: bool) -> Iterator[MockRuntime]:

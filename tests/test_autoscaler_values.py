@@ -277,7 +277,7 @@ def test_legacy_cloud_init_is_single_base64() -> None:
     assert base64.b64decode(encoded) == b"version: v1alpha1\n"
 
 
-def test_node_registration_warning_only_without_controller() -> None:
-    assert values.node_registration_warning(True) is None
-    warning = values.node_registration_warning(False)
+def test_node_registration_warning_only_without_the_setter() -> None:
+    assert values.node_registration_warning("setter") is None
+    warning = values.node_registration_warning("none")
     assert warning is not None and "spec.providerID" in warning and "15m" in warning

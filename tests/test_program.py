@@ -157,7 +157,13 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
         for r in pulumi_runtime.resources
         if r.type.startswith("hcloud-talos-autoscaler:")
     )
-    assert components == ["AutoscalerSecrets", "ClusterAutoscaler", "PrivateNetwork", "TalosImage"]
+    assert components == [
+        "AutoscalerSecrets",
+        "ClusterAutoscaler",
+        "PrivateNetwork",
+        "ProviderIdSetter",
+        "TalosImage",
+    ]
     snapshot = pulumi_runtime.one(SNAPSHOT)
     assert pulumi_runtime.parent_of(snapshot).type == "hcloud-talos-autoscaler:index:TalosImage"
     assert snapshot.name == "talos-image-amd64"
@@ -227,7 +233,9 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
         "deployment/cluster-autoscaler-hetzner-hetzner-cluster-autoscaler -f"
     )
     assert "smokeTestWatch" not in exports
-    assert pulumi_runtime.by_type("kubernetes:apps/v1:Deployment") == []
+    assert [d.name for d in pulumi_runtime.by_type("kubernetes:apps/v1:Deployment")] == [
+        "provider-id-setter-deployment"
+    ]
 
 
 def test_no_export_or_resource_name_carries_secret_material(pulumi_runtime: MockRuntime) -> None:
@@ -262,7 +270,9 @@ def test_mixed_helm_stack_builds_two_snapshots_and_both_images(pulumi_runtime: M
     assert autoscaler.inputs["version"] == "9.56.0"
     assert autoscaler.inputs["values"]["cloudProvider"] == "hetzner"
     assert autoscaler.inputs["values"]["extraEnv"]["HCLOUD_FIREWALL"] == "prod-nodes"
-    assert "talos-cloud-controller-manager" in releases  # providerIdController: true
+    assert set(releases) == {"cluster-autoscaler-hetzner"}  # no Talos CCM any more
+    setter = pulumi_runtime.one("kubernetes:apps/v1:Deployment")
+    assert setter.inputs["metadata"]["namespace"] == "cluster-autoscaler"
 
     decoded = json.loads(
         base64.b64decode(
@@ -306,7 +316,11 @@ def test_smoke_test_only_when_enabled(pulumi_runtime: MockRuntime) -> None:
         "smokeTest": {"replicas": 4},
     }
     exports = pulumi_runtime.run(MAIN, config)
-    deployment = pulumi_runtime.one("kubernetes:apps/v1:Deployment")
+    deployment = next(
+        d
+        for d in pulumi_runtime.by_type("kubernetes:apps/v1:Deployment")
+        if d.name == "smoke-test-deployment"
+    )
     assert deployment.inputs["spec"]["replicas"] == 4
     assert deployment.inputs["metadata"]["namespace"] == "cozy-cluster-autoscaler-hetzner"
     pod = deployment.inputs["spec"]["template"]["spec"]
@@ -405,14 +419,20 @@ def test_a_new_stack_previews_with_unknown_ids_and_no_error(pulumi_preview: Mock
     assert sorted(r.type.rsplit(":", 1)[-1] for r in pulumi_preview.resources) == [
         "AutoscalerSecrets",
         "ClusterAutoscaler",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
         "Namespace",
         "Network",
         "NetworkSubnet",
         "Package",
         "PrivateNetwork",
+        "ProviderIdSetter",
         "Resource",
         "Secret",
         "Secret",
+        "ServiceAccount",
         "TalosImage",
     ]
     unknown = sorted(name for name, exported in exports.items() if not exported.is_known)
@@ -423,3 +443,94 @@ def test_a_new_stack_previews_with_unknown_ids_and_no_error(pulumi_preview: Mock
     )
     assert exports["nodeGroups"].value[0]["name"] == "workers-fsn1"
     assert secret_named(pulumi_preview, "hetzner-credentials").is_secret("stringData")
+
+
+# ---- node registration ------------------------------------------------------------
+
+SETTER_COMPONENT = "hcloud-talos-autoscaler:index:ProviderIdSetter"
+
+
+def test_the_provider_id_setter_is_deployed_by_default_and_wired_to_the_secrets(
+    pulumi_runtime: MockRuntime,
+) -> None:
+    pulumi_runtime.run(MAIN, dev_config())
+
+    component = pulumi_runtime.one(SETTER_COMPONENT)
+    children = {
+        r.type.rsplit(":", 1)[-1]: r for r in pulumi_runtime.resources if r.parent == component.urn
+    }
+    assert set(children) == {
+        "ConfigMap",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+    }
+    namespace = "cozy-cluster-autoscaler-hetzner"
+    assert {r.inputs["metadata"].get("namespace") for r in children.values()} == {namespace, None}
+    assert children["ClusterRole"].inputs["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]}
+    ]
+    assert children["ClusterRoleBinding"].inputs["subjects"] == [
+        {"kind": "ServiceAccount", "name": "provider-id-setter", "namespace": namespace}
+    ]
+    pod = children["Deployment"].inputs["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == children["ServiceAccount"].inputs["metadata"]["name"]
+    (container,) = pod["containers"]
+    token = next(env for env in container["env"] if env["name"] == "HCLOUD_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "hetzner-credentials", "key": "token"}
+    assert container["resources"]["limits"] and container["resources"]["requests"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # Wired from AutoscalerSecrets' outputs (the credentials Secret and the namespace), not
+    # copied strings: the engine records those resources as the Deployment's dependencies.
+    credentials = secret_named(pulumi_runtime, "hetzner-credentials")
+    namespace_resource = pulumi_runtime.one("kubernetes:core/v1:Namespace")
+    assert {credentials.urn, namespace_resource.urn} <= children["Deployment"].dependencies
+    assert pulumi_runtime.parent_of(credentials).type.endswith("AutoscalerSecrets")
+
+
+def test_the_registered_config_map_holds_the_tested_script_byte_for_byte(
+    pulumi_runtime: MockRuntime,
+) -> None:
+    pulumi_runtime.run(MAIN, dev_config())
+    script = (REPO / "components" / "provider_id_setter.py").read_bytes()
+    config_map = pulumi_runtime.one("kubernetes:core/v1:ConfigMap")
+    deployment = next(
+        d
+        for d in pulumi_runtime.by_type("kubernetes:apps/v1:Deployment")
+        if d.name == "provider-id-setter-deployment"
+    )
+    (key,) = config_map.inputs["data"]
+    assert config_map.inputs["data"][key].encode() == script
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    (volume,) = pod["volumes"]
+    assert volume["configMap"]["name"] == config_map.inputs["metadata"]["name"]
+    (mount,) = pod["containers"][0]["volumeMounts"]
+    assert mount["name"] == volume["name"]
+    assert pod["containers"][0]["command"][-1] == f"{mount['mountPath']}/{key}"
+
+
+def test_provider_id_none_deploys_no_setter_and_warns(
+    pulumi_runtime: MockRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warnings.append(message))
+    config = dev_config()
+    config["hcloud-talos-autoscaler:autoscaler"]["providerId"] = "none"
+    pulumi_runtime.run(MAIN, config)
+    assert pulumi_runtime.by_type(SETTER_COMPONENT) == []
+    assert pulumi_runtime.by_type("kubernetes:apps/v1:Deployment") == []
+    assert any("autoscaler.providerId is none" in warning for warning in warnings)
+
+
+def test_the_removed_provider_id_controller_key_says_what_replaced_it(
+    pulumi_runtime: MockRuntime,
+) -> None:
+    config = dev_config()
+    config["hcloud-talos-autoscaler:autoscaler"]["providerIdController"] = True
+    with pytest.raises(pulumi.RunError) as caught:
+        pulumi_runtime.run(MAIN, config)
+    message = str(caught.value)
+    assert "hcloud-talos-autoscaler:autoscaler.providerIdController: was removed" in message
+    assert "autoscaler.providerId: setter (the default)" in message
+    assert pulumi_runtime.resources == []

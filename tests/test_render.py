@@ -8,7 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from conftest import REPO
+from image_builder.stand_ins import HetznerEmulator
+from kubernetes_stand_in import KubernetesApiStandIn
+from test_provider_id_setter import run_standalone_until_registered
+
+from components.provider_id import provider_id_setter_manifests
 
 
 def run_render(*args: str, project_dir: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -91,6 +97,7 @@ def test_render_writes_redacted_worker_configs_and_autoscaler_manifests(tmp_path
     assert sorted(p.name for p in out.iterdir()) == [
         "cluster-config.json",
         "helm-values.yaml",
+        "provider-id-setter.yaml",
         "worker-arm-fsn1.yaml",
         "worker-general-fsn1.yaml",
         "worker-general-nbg1.yaml",
@@ -105,7 +112,7 @@ def test_render_writes_redacted_worker_configs_and_autoscaler_manifests(tmp_path
     assert "snapshot arm64" in result.stdout and "snapshot amd64" in result.stdout
     cluster_config = json.loads((out / "cluster-config.json").read_text())
     assert set(cluster_config["imagesForArch"]) == {"amd64", "arm64"}
-    assert "spec.providerID" not in result.stderr  # prod enables the controller
+    assert "spec.providerID" not in result.stderr  # the setter is deployed: no warning
 
 
 def test_show_secrets_writes_the_real_values(tmp_path: Path) -> None:
@@ -113,4 +120,48 @@ def test_show_secrets_writes_the_real_values(tmp_path: Path) -> None:
     result = run_render("--stack", "dev", "--out", str(out), "--show-secrets")
     assert result.returncode == 0, result.stderr
     assert "7x1m9q.0sample0token00" in (out / "worker-workers-fsn1.yaml").read_text()
-    assert "spec.providerID" in result.stderr  # dev leaves the controller off: warned
+    assert "spec.providerID" not in result.stderr
+
+
+def test_render_writes_the_provider_id_setter_that_runs_as_tested(
+    tmp_path: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
+) -> None:
+    """The rendered ConfigMap holds the tested script byte for byte, and that copy runs."""
+    out = tmp_path / "out"
+    result = run_render("--stack", "dev", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert 'ProviderIdSetter "provider-id-setter"' in result.stdout
+    manifests = list(yaml.safe_load_all((out / "provider-id-setter.yaml").read_text()))
+    by_kind = {manifest["kind"]: manifest for manifest in manifests}
+    assert list(by_kind) == [
+        "ConfigMap",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+    ]
+    assert manifests == provider_id_setter_manifests(
+        "cozy-cluster-autoscaler-hetzner", "hetzner-credentials", "token"
+    )
+    ((key, script),) = by_kind["ConfigMap"]["data"].items()
+    assert script.encode() == (REPO / "components" / "provider_id_setter.py").read_bytes()
+    container = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    (mount,) = container["volumeMounts"]
+    assert container["command"][-1] == f"{mount['mountPath']}/{key}"
+
+    mounted = tmp_path / "mounted" / key
+    mounted.parent.mkdir()
+    mounted.write_text(script)
+    run_standalone_until_registered(mounted, hetzner_api, kubernetes_api)
+
+
+def test_provider_id_none_is_warned_and_writes_no_setter(tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    stack_file = project / "Pulumi.dev.yaml"
+    stack_file.write_text(
+        stack_file.read_text().replace("    # providerId: setter ", "    providerId: none   ")
+    )
+    result = run_render("--stack", "dev", "--out", str(tmp_path / "out"), project_dir=project)
+    assert result.returncode == 0, result.stderr
+    assert "warning: autoscaler.providerId is none" in result.stderr
+    assert not (tmp_path / "out" / "provider-id-setter.yaml").exists()
