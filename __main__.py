@@ -22,6 +22,7 @@ from components.talos_config import (
     WorkerConfig,
     WorkerConfigError,
     render_worker_configs,
+    worker_config_warnings,
     worker_configs_sha256,
 )
 from components.talos_image import TalosImage, TalosImageArgs
@@ -32,9 +33,12 @@ try:
     schematic_id = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
     # Validate the worker configs before any resource is registered; the wired
     # configs below are built again from the network's output.
-    render_worker_configs(stack, schematic_id, stack.network.subnet)
+    checked_configs = render_worker_configs(stack, stack.network.subnet)
 except (ConfigError, WorkerConfigError) as error:
     raise pulumi.RunError(str(error)) from None
+
+for warning in worker_config_warnings(checked_configs):
+    pulumi.log.warn(warning)
 
 hcloud_token = pulumi.Output.secret(reveal(stack.hcloud_token))
 autoscaler_token = pulumi.Output.secret(reveal(stack.autoscaler_token))
@@ -45,7 +49,7 @@ network = PrivateNetwork("network", PrivateNetworkArgs.from_stack(stack))
 images = TalosImage("talos-image", TalosImageArgs.from_stack(stack, schematic_id, hcloud_token))
 
 worker_configs: pulumi.Output[dict[str, WorkerConfig]] = pulumi.Output.secret(
-    network.subnet_ip_range.apply(lambda subnet: render_worker_configs(stack, schematic_id, subnet))
+    network.subnet_ip_range.apply(lambda subnet: render_worker_configs(stack, subnet))
 )
 
 

@@ -33,6 +33,7 @@ from pydantic.alias_generators import to_camel
 
 from components import hetzner, talos_versions
 from components.hetzner import Architecture
+from components.node_labels import label_problems
 
 PROJECT = "hcloud-talos-autoscaler"
 #: Top-level keys of the project namespace (``hcloud-talos-autoscaler:<key>``).
@@ -43,6 +44,8 @@ POOL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 POOL_NAME_MAX_LENGTH = 46
 DEFAULT_BUILDER_SERVER_TYPES: dict[Architecture, str] = {"amd64": "cx23", "arm64": "cax11"}
 SCHEMATIC_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+#: Cozystack's PackageSource installs the Package's release here, whatever the Package says.
+COZYSTACK_NAMESPACE = "cozy-cluster-autoscaler-hetzner"
 
 
 class Encrypted:
@@ -138,6 +141,17 @@ def _location(value: str) -> str:
 Location = Annotated[str, AfterValidator(_location)]
 
 
+def _node_labels(labels: dict[str, str]) -> dict[str, str]:
+    problems = label_problems(labels)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return labels
+
+
+#: Labels a Talos node sets on itself (see ``node_labels``).
+NodeLabels = Annotated[dict[str, str], AfterValidator(_node_labels)]
+
+
 class Taint(_Model):
     key: str
     value: str = ""
@@ -152,7 +166,7 @@ class NodeGroup(_Model):
     max_size: int = Field(ge=0)
     instance_type: str = Field(min_length=1)
     region: Location
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: NodeLabels = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
 
     @field_validator("name")
@@ -201,7 +215,9 @@ class TalosSettings(_Model):
     extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTENSIONS))
     worker_config_file: str | None = None
     worker_config: SecretField | None = None
-    node_labels: dict[str, str] = Field(default_factory=dict)
+    node_labels: NodeLabels = Field(default_factory=dict)
+    #: ``machine.nodeAnnotations``: Kilo's location and keepalive (Cozystack's guide).
+    node_annotations: dict[str, str] = Field(default_factory=dict)
     registry_mirrors: dict[str, list[str]] = Field(default_factory=dict)
     image_factory_url: str = "https://factory.talos.dev"
 
@@ -344,7 +360,7 @@ class SmokeTest(_Model):
 
 class AutoscalerSettings(_Model):
     deploy: Literal["package", "helm"] = "package"
-    namespace: str = "cozy-cluster-autoscaler-hetzner"
+    namespace: str = COZYSTACK_NAMESPACE
     node_groups: list[NodeGroup] = Field(min_length=1)
     ssh_key: str | None = None
     firewall: str | None = None
@@ -367,6 +383,18 @@ class AutoscalerSettings(_Model):
         if duplicated:
             raise ValueError(f"pool names must be unique; duplicated: {', '.join(duplicated)}")
         return groups
+
+    @field_validator("namespace")
+    @classmethod
+    def _package_namespace(cls, namespace: str, info: ValidationInfo) -> str:
+        if info.data.get("deploy", "package") == "package" and namespace != COZYSTACK_NAMESPACE:
+            raise ValueError(
+                f"is {namespace!r}, but with deploy: package Cozystack installs the autoscaler "
+                f"in {COZYSTACK_NAMESPACE} whatever the Package says (its PackageSource fixes "
+                "the namespace), and the autoscaler reads its Secrets from there: remove "
+                f"namespace (or set {COZYSTACK_NAMESPACE}), or use deploy: helm to choose one"
+            )
+        return namespace
 
     @property
     def public_ipv4(self) -> bool:

@@ -24,7 +24,12 @@ from components.network import PrivateNetworkArgs
 from components.provider_id import provider_id_setter_manifests
 from components.secrets import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
 from components.smoke_test import smoke_test_deployment, watch_nodes_command
-from components.talos_config import WorkerConfig, redact, render_worker_configs
+from components.talos_config import (
+    WorkerConfig,
+    redact,
+    render_worker_configs,
+    worker_config_warnings,
+)
 from components.verify import verification_commands
 
 
@@ -58,7 +63,7 @@ def render_stack(project_dir: Path, stack_name: str, *, show_secrets: bool = Fal
     _network(stack, rendered)
     schematic_id = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
     _images(stack, schematic_id, rendered)
-    configs = _worker_configs(stack, schematic_id, rendered, show_secrets=show_secrets)
+    configs = _worker_configs(stack, rendered, show_secrets=show_secrets)
     _secrets_and_autoscaler(stack, configs, rendered)
     return rendered
 
@@ -134,14 +139,15 @@ def _images(stack: StackConfig, schematic_id: str, rendered: Rendered) -> None:
 
 
 def _worker_configs(
-    stack: StackConfig, schematic_id: str, rendered: Rendered, *, show_secrets: bool
+    stack: StackConfig, rendered: Rendered, *, show_secrets: bool
 ) -> dict[str, WorkerConfig] | None:
     rendered.line()
     rendered.line("Talos worker configs (user data of new servers)")
     if stack.base_worker_config is None:
         rendered.line("  talos.workerConfig is encrypted in the stack file: not rendered offline")
         return None
-    configs = render_worker_configs(stack, schematic_id, stack.network.subnet)
+    configs = render_worker_configs(stack, stack.network.subnet)
+    rendered.warnings.extend(worker_config_warnings(configs))
     for pool, config in configs.items():
         name = f"worker-{pool}.yaml"
         rendered.files[name] = config.yaml if show_secrets else redact(config.yaml)

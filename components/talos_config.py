@@ -24,10 +24,18 @@ import yaml
 from components import talos_versions
 from components.config import NodeGroup, StackConfig, Taint
 from components.hetzner import USER_DATA_LIMIT_BYTES
+from components.node_labels import label_problem
 
 MAIN_DOCUMENT = "v1alpha1"
 #: Talos 1.12 replaced ``machine.registries`` with ``RegistryMirrorConfig`` documents.
 REGISTRY_DOCUMENTS_SINCE = (1, 12)
+#: Talos on Hetzner decodes base64 user data (then un-gzips it) only from v1.9.0
+#: (siderolabs/talos commit ccbd5aed, platform/hcloud/hcloud.go).
+GZIP_USER_DATA_SINCE = (1, 9)
+#: Sections Cozystack's guide deletes from the worker config: what ``talm template`` or
+#: ``talosctl`` discovered on an existing machine (its disk, its interfaces, its hostname)
+#: is wrong for a cloud server booting the snapshot.
+REMOVED_SECTIONS = ("install", "network")
 #: Private keys that must never reach a worker (they belong to the control plane).
 CONTROL_PLANE_KEYS = (
     "machine.ca.key",
@@ -43,9 +51,6 @@ SECRET_FIELDS = frozenset(
 REDACTED = "<redacted>"
 #: Names a node's pool, like the autoscaler's own node templates do.
 NODE_GROUP_LABEL = "hcloud/node-group"
-#: Keys Talos still decodes but its JSON schema leaves out (``talosctl gen config``
-#: wrote ``persist: true`` for years; the field is deprecated and ignored).
-ACCEPTED_OUTSIDE_SCHEMA = frozenset({"persist"})
 
 
 @dataclass(frozen=True)
@@ -53,23 +58,17 @@ class WorkerConfigSpec:
     """What the stack decides about an autoscaled pool's Talos config."""
 
     talos_version: str
-    schematic_id: str
-    image_factory_url: str
     subnet: str
     network_ip_range: str
     kubernetes_version: str | None = None
     node_labels: dict[str, str] = field(default_factory=dict)
+    node_annotations: dict[str, str] = field(default_factory=dict)
     taints: list[Taint] = field(default_factory=list)
     registry_mirrors: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def talos(self) -> talos_versions.Version:
         return talos_versions.parse_talos_version(self.talos_version)
-
-    @property
-    def installer_image(self) -> str:
-        host = urlparse(self.image_factory_url).netloc
-        return f"{host}/installer/{self.schematic_id}:{self.talos_version}"
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,8 @@ class UserData:
 class WorkerConfig:
     yaml: str
     user_data: UserData
+    #: What the user should know but Talos accepts (deprecated keys, removed sections).
+    warnings: tuple[str, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -125,9 +126,15 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
     documents = load_documents(base_config, source)
     main = _main_document(documents, source)
     machine = main.setdefault("machine", {})
+    removed = [f"machine.{name}" for name in REMOVED_SECTIONS if machine.pop(name, None)]
     kubelet = machine.setdefault("kubelet", {})
 
     machine["nodeLabels"] = {**(machine.get("nodeLabels") or {}), **spec.node_labels}
+    if spec.node_annotations:
+        machine["nodeAnnotations"] = {
+            **(machine.get("nodeAnnotations") or {}),
+            **spec.node_annotations,
+        }
     if spec.taints:
         extra_config = kubelet.setdefault("extraConfig", {})
         extra_config["registerWithTaints"] = [
@@ -141,10 +148,6 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
     if spec.kubernetes_version:
         kubernetes = talos_versions.parse_kubernetes_version(spec.kubernetes_version)
         kubelet["image"] = talos_versions.kubelet_image(kubernetes)
-    machine.setdefault("install", {})["image"] = spec.installer_image
-    network = machine.get("network")
-    if isinstance(network, dict):
-        network.pop("hostname", None)
     documents = [doc for doc in documents if not _is_static_hostname_document(doc)]
     documents = _place_registry_mirrors(documents, main, spec)
 
@@ -152,7 +155,19 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
     if problems:
         raise WorkerConfigError(source, problems)
     text = dump_documents(documents)
-    return WorkerConfig(yaml=text, user_data=encode_user_data(text, source))
+    warnings = [
+        f"{', '.join(removed)} removed from the worker config {source}, as Cozystack's guide "
+        "does: they describe the machine it was generated on (disk, interfaces, hostname), "
+        "not a cloud server booting the snapshot"
+    ] * bool(removed)
+    warnings += [
+        f"{problem} (worker config {source})" for problem in deprecated_keys(documents, spec.talos)
+    ]
+    return WorkerConfig(
+        yaml=text,
+        user_data=encode_user_data(text, spec.talos, source),
+        warnings=tuple(warnings),
+    )
 
 
 def load_documents(text: str, source: str = "") -> list[dict[str, Any]]:
@@ -182,11 +197,28 @@ def dump_documents(documents: list[dict[str, Any]]) -> str:
     )
 
 
-def encode_user_data(text: str, source: str = "") -> UserData:
-    """Plain YAML when it fits Hetzner's limit, else base64(gzip(YAML)), else an error."""
+def encode_user_data(text: str, talos: talos_versions.Version, source: str = "") -> UserData:
+    """Plain YAML when it fits Hetzner's limit, else base64(gzip(YAML)), else an error.
+
+    Talos decodes base64(gzip) user data on Hetzner only from v1.9: before, a config
+    that does not fit as plain YAML is an error, not a server that never boots.
+    """
     plain = UserData(text=text, encoding="plain")
     if plain.size <= USER_DATA_LIMIT_BYTES:
         return plain
+    if talos.minor_key < GZIP_USER_DATA_SINCE:
+        raise WorkerConfigError(
+            source,
+            [
+                TalosProblem(
+                    "",
+                    f"is {plain.size} bytes; Hetzner accepts at most {USER_DATA_LIMIT_BYTES} "
+                    f"bytes of user data, and Talos v{talos.major}.{talos.minor} cannot read it "
+                    "compressed (Talos decodes base64(gzip) user data on Hetzner from v1.9): "
+                    "remove inline manifests or large files, or use Talos v1.9 or newer",
+                )
+            ],
+        )
     compressed = gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
     packed = UserData(text=base64.b64encode(compressed).decode("ascii"), encoding="gzip+base64")
     if packed.size <= USER_DATA_LIMIT_BYTES:
@@ -221,6 +253,10 @@ def validate_worker_documents(
     main = next((doc for doc in documents if "kind" not in doc), {})
     machine = main.get("machine") or {}
 
+    for key in machine.get("nodeLabels") or {}:
+        label = label_problem(str(key))
+        if label is not None:
+            problems.append(TalosProblem(f"machine.nodeLabels.{key}", label))
     if machine.get("type") != "worker":
         problems.append(
             TalosProblem(
@@ -296,28 +332,74 @@ def validate_worker_documents(
     return problems
 
 
-def allowed_paths(talos: talos_versions.Version) -> dict[str, frozenset[str]]:
-    """Document kind -> allowed key paths for a Talos minor (from our committed table)."""
-    return _allowed_paths_table()[f"{talos.major}.{talos.minor}"]
+@dataclass(frozen=True)
+class DeprecatedField:
+    """A field Talos still decodes although its schema for that minor leaves it out."""
+
+    path: str
+    instead: str
+    #: The field and the keys accepted below it.
+    paths: frozenset[str]
+
+
+@dataclass(frozen=True)
+class TalosKeys:
+    """What a Talos minor accepts: key paths per document kind, and deprecated fields."""
+
+    documents: dict[str, frozenset[str]]
+    deprecated: tuple[DeprecatedField, ...]
+
+    def allowed(self, kind: str) -> frozenset[str] | None:
+        paths = self.documents.get(kind)
+        if paths is None or kind != MAIN_DOCUMENT:
+            return paths
+        return paths.union(*(field.paths for field in self.deprecated))
+
+
+def talos_keys(talos: talos_versions.Version) -> TalosKeys:
+    """The keys of a Talos minor (our committed table, generated from schemas and Go types)."""
+    return _talos_keys_table()[f"{talos.major}.{talos.minor}"]
 
 
 @cache
-def _allowed_paths_table() -> dict[str, dict[str, frozenset[str]]]:
+def _talos_keys_table() -> dict[str, TalosKeys]:
     text = resources.files("components").joinpath("talos_config_keys.json").read_text("utf-8")
     return {
-        minor: {kind: frozenset(paths) for kind, paths in kinds.items()}
-        for minor, kinds in json.loads(text).items()
+        minor: TalosKeys(
+            documents={kind: frozenset(paths) for kind, paths in table["documents"].items()},
+            deprecated=tuple(
+                DeprecatedField(path, entry["instead"], frozenset(entry["paths"]))
+                for path, entry in table["deprecated"].items()
+            ),
+        )
+        for minor, table in json.loads(text).items()
     }
+
+
+def deprecated_keys(documents: list[dict[str, Any]], talos: talos_versions.Version) -> list[str]:
+    """One message per deprecated field present (the outermost, when they nest)."""
+    main = next((doc for doc in documents if "kind" not in doc), {})
+    present = {_pattern(parts) for _, parts in _key_paths(main)}
+    found = [field for field in talos_keys(talos).deprecated if field.path in present]
+    return [
+        f"{field.path}: deprecated; Talos v{talos.major}.{talos.minor} still accepts it but "
+        f"its schema no longer lists it: {field.instead}"
+        for field in found
+        if not any(
+            other is not field and field.path.startswith((f"{other.path}.", f"{other.path}["))
+            for other in found
+        )
+    ]
 
 
 def _unknown_keys(
     documents: list[dict[str, Any]], talos: talos_versions.Version
 ) -> list[TalosProblem]:
-    tables = allowed_paths(talos)
+    keys = talos_keys(talos)
     problems: list[TalosProblem] = []
     for document in documents:
         kind = str(document.get("kind", MAIN_DOCUMENT))
-        allowed = tables.get(kind)
+        allowed = keys.allowed(kind)
         if allowed is None:
             problems.append(
                 TalosProblem(
@@ -326,8 +408,6 @@ def _unknown_keys(
                 )
             )
             continue
-        if kind == MAIN_DOCUMENT:
-            allowed = allowed | ACCEPTED_OUTSIDE_SCHEMA
         prefix = "" if kind == MAIN_DOCUMENT else f"{kind}: "
         reported_parts: list[tuple[str, ...]] = []
         for path, parts in _key_paths(document):
@@ -455,9 +535,7 @@ def _redacted(node: Any) -> Any:
     return node
 
 
-def pool_worker_spec(
-    stack: StackConfig, group: NodeGroup, schematic_id: str, subnet: str
-) -> WorkerConfigSpec:
+def pool_worker_spec(stack: StackConfig, group: NodeGroup, subnet: str) -> WorkerConfigSpec:
     """One pool's spec: stack-wide Talos settings plus the pool's labels and taints.
 
     The legacy format hands one config to every pool, so it carries no pool labels.
@@ -466,13 +544,12 @@ def pool_worker_spec(
     return WorkerConfigSpec(
         talos_version=stack.talos.version,
         kubernetes_version=stack.talos.kubernetes_version,
-        schematic_id=schematic_id,
-        image_factory_url=stack.talos.image_factory_url,
         subnet=subnet,
         network_ip_range=stack.network.ip_range,
         node_labels=dict(stack.talos.node_labels)
         if legacy
         else {**stack.talos.node_labels, **pool_node_labels(group)},
+        node_annotations=dict(stack.talos.node_annotations),
         taints=[] if legacy else list(group.taints),
         registry_mirrors=stack.talos.registry_mirrors,
     )
@@ -492,9 +569,7 @@ def pool_node_labels(group: NodeGroup) -> dict[str, str]:
     }
 
 
-def render_worker_configs(
-    stack: StackConfig, schematic_id: str, subnet: str
-) -> dict[str, WorkerConfig]:
+def render_worker_configs(stack: StackConfig, subnet: str) -> dict[str, WorkerConfig]:
     """The worker config of every pool (the base config must be readable)."""
     if stack.base_worker_config is None:
         raise ValueError("the base worker config is encrypted; it cannot be rendered offline")
@@ -504,7 +579,7 @@ def render_worker_configs(
     return {
         group.name: build_worker_config(
             stack.base_worker_config.reveal(),
-            pool_worker_spec(stack, group, schematic_id, subnet),
+            pool_worker_spec(stack, group, subnet),
             source=f"of pool {group.name} (from {source_key})",
         )
         for group in stack.autoscaler.node_groups
@@ -515,3 +590,10 @@ def worker_configs_sha256(configs: dict[str, WorkerConfig]) -> str:
     """One fingerprint of every pool's config: changes when nodes would boot differently."""
     listing = "".join(f"{pool}\t{configs[pool].sha256}\n" for pool in sorted(configs))
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+
+
+def worker_config_warnings(configs: dict[str, WorkerConfig]) -> list[str]:
+    """Every pool's warnings, each once (pools share the base config)."""
+    return list(
+        dict.fromkeys(warning for config in configs.values() for warning in config.warnings)
+    )

@@ -67,8 +67,7 @@ def bench_render(stacks: list[str]) -> None:
 def workers_of(sections: dict[str, Any], token: Any) -> tuple[StackConfig, dict[str, str]]:
     """The validated stack and each pool's user data, as the program renders them."""
     config = parse_stack_config(sections, token, REPO, require_token=False)
-    schematic = config.talos.schematic_id or schematic_id_for(config.talos.extensions)
-    workers = render_worker_configs(config, schematic, config.network.subnet)
+    workers = render_worker_configs(config, config.network.subnet)
     return config, {pool: worker.user_data.text for pool, worker in workers.items()}
 
 

@@ -4,6 +4,11 @@ The program must not need the schemas at run time, so the allowed key paths
 per Talos minor and document kind are extracted once and committed; a test
 regenerates them in memory and fails when the committed table is stale.
 
+The schemas leave out fields that Talos still decodes (``docgen:nodoc``, mostly
+deprecated): a config carried over from an older release keeps working, so they must
+be accepted (with a warning), not refused as unknown. ``DECODED_OUTSIDE_SCHEMA`` lists
+them per Talos minor, read from the Go types of that release (see ``RELEASE_READ``).
+
     python scripts/generate_talos_config_keys.py ../shared/reference/talos-schemas
 """
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +25,141 @@ OUTPUT = Path(__file__).resolve().parents[1] / "components" / "talos_config_keys
 SCHEMA_NAME = re.compile(r"config\.schema\.v(\d+)\.(\d+)\.json$")
 #: The legacy single document has no ``kind``; it is keyed by its version.
 MAIN_DOCUMENT = "v1alpha1"
+
+#: The release whose ``pkg/machinery/config/types/v1alpha1/v1alpha1_types.go``
+#: (siderolabs/talos) was read for each minor; fields are named by their Go identifier.
+RELEASE_READ = {
+    "1.8": "v1.8.0",
+    "1.9": "v1.9.0",
+    "1.10": "v1.10.0",
+    "1.11": "v1.11.6",
+    "1.12": "v1.12.0",
+    "1.13": "v1.13.0",
+}
+
+
+@dataclass(frozen=True)
+class DecodedField:
+    """A v1alpha1 field the Go types decode although the JSON schema leaves it out."""
+
+    path: str
+    #: The Go struct field in ``v1alpha1_types.go`` (``// docgen:nodoc`` above it).
+    go_field: str
+    #: What to use instead, from its ``Deprecated:`` comment.
+    instead: str
+    #: Older schemas that still documented the field's children: their keys are accepted
+    #: below it (so a typo inside a deprecated section is still refused).
+    children_from: tuple[str, ...] = ()
+
+
+_SINCE_1_8 = (
+    DecodedField("persist", "ConfigPersist", "remove it (not supported anymore)"),
+    DecodedField(
+        "cluster.allowSchedulingOnMasters",
+        "AllowSchedulingOnMasters",
+        "use cluster.allowSchedulingOnControlPlanes",
+    ),
+    DecodedField("cluster.etcd.subnet", "EtcdSubnet", "use cluster.etcd.advertisedSubnets"),
+    DecodedField("machine.install.bootloader", "InstallBootloader", "remove it (it never worked)"),
+    DecodedField("machine.network.interfaces[].cidr", "DeviceCIDR", "use addresses"),
+    DecodedField("machine.network.interfaces[].vlans[].cidr", "VlanCIDR", "use addresses"),
+)
+_SINCE_1_10 = (
+    DecodedField(
+        "machine.disks", "MachineDisks", "use UserVolumeConfig documents", children_from=("1.9",)
+    ),
+    DecodedField(
+        "machine.install.extensions",
+        "InstallExtensions",
+        "use an installer image with the extensions (Image Factory)",
+        children_from=("1.9",),
+    ),
+)
+_SINCE_1_11 = (
+    DecodedField(
+        "machine.systemDiskEncryption",
+        "MachineSystemDiskEncryption",
+        "use VolumeConfig documents",
+        children_from=("1.10",),
+    ),
+)
+_SINCE_1_12 = (
+    DecodedField("machine.features.rbac", "RBAC", "remove it (undocumented since v1.12)"),
+    DecodedField(
+        "machine.features.stableHostname",
+        "StableHostname",
+        "use a HostnameConfig document with auto: stable",
+    ),
+    DecodedField(
+        "machine.features.apidCheckExtKeyUsage",
+        "ApidCheckExtKeyUsage",
+        "remove it (undocumented since v1.12)",
+    ),
+    DecodedField(
+        "cluster.apiServer.disablePodSecurityPolicy",
+        "DisablePodSecurityPolicyConfig",
+        "remove it (undocumented since v1.12)",
+    ),
+    DecodedField(
+        "machine.install.extraKernelArgs",
+        "InstallExtraKernelArgs",
+        "build an installer with the kernel args (Image Factory)",
+    ),
+    DecodedField(
+        "machine.time", "MachineTime", "use a TimeSyncConfig document", children_from=("1.11",)
+    ),
+    DecodedField(
+        "machine.registries",
+        "MachineRegistries",
+        "use RegistryMirrorConfig documents (talos.registryMirrors writes them)",
+        children_from=("1.11",),
+    ),
+)
+#: Talos 1.12 keeps ``machine.network`` in its schema but drops the fields below.
+_NETWORK_1_12 = (
+    DecodedField("machine.network.hostname", "NetworkHostname", "use a HostnameConfig document"),
+    DecodedField(
+        "machine.network.interfaces",
+        "NetworkInterfaces",
+        "use the multi-document network config",
+        children_from=("1.11",),
+    ),
+    DecodedField("machine.network.nameservers", "NameServers", "use a ResolverConfig document"),
+    DecodedField("machine.network.searchDomains", "Searches", "use a ResolverConfig document"),
+    DecodedField(
+        "machine.network.extraHostEntries",
+        "ExtraHostEntries",
+        "use StaticHostConfig documents",
+        children_from=("1.11",),
+    ),
+    DecodedField(
+        "machine.network.disableSearchDomain",
+        "NetworkDisableSearchDomain",
+        "use a ResolverConfig document",
+    ),
+)
+#: Talos 1.13 drops ``machine.network`` from its schema altogether.
+_SINCE_1_13 = (
+    DecodedField(
+        "machine.network",
+        "MachineNetwork",
+        "use the multi-document network config",
+        children_from=("1.11", "1.12"),
+    ),
+    DecodedField(
+        "machine.env", "MachineEnv", "use an EnvironmentConfig document", children_from=("1.12",)
+    ),
+)
+
+#: Per Talos minor: the v1alpha1 fields its Go types decode and its JSON schema omits.
+DECODED_OUTSIDE_SCHEMA: dict[str, tuple[DecodedField, ...]] = {
+    "1.8": _SINCE_1_8,
+    "1.9": _SINCE_1_8,
+    "1.10": _SINCE_1_8 + _SINCE_1_10,
+    "1.11": _SINCE_1_8 + _SINCE_1_10 + _SINCE_1_11,
+    "1.12": _SINCE_1_8 + _SINCE_1_10 + _SINCE_1_11 + _SINCE_1_12 + _NETWORK_1_12,
+    "1.13": _SINCE_1_8 + _SINCE_1_10 + _SINCE_1_11 + _SINCE_1_12 + _SINCE_1_13,
+}
 
 
 def key_paths(schema: dict[str, Any]) -> dict[str, list[str]]:
@@ -69,14 +210,44 @@ def _walk(
         paths.add(f"{prefix}.*")
 
 
-def generate(schema_dir: Path) -> dict[str, dict[str, list[str]]]:
-    tables: dict[str, dict[str, list[str]]] = {}
+def decoded_outside_schema(
+    minor: str, documents_by_minor: dict[str, dict[str, list[str]]]
+) -> dict[str, dict[str, Any]]:
+    """Deprecated field -> what to use instead and the key paths accepted at and below it."""
+    table: dict[str, dict[str, Any]] = {}
+    for decoded in DECODED_OUTSIDE_SCHEMA.get(minor, ()):
+        paths = {decoded.path}
+        for older in decoded.children_from:
+            paths.update(
+                path
+                for path in documents_by_minor[older][MAIN_DOCUMENT]
+                if path.startswith((f"{decoded.path}.", f"{decoded.path}[]"))
+            )
+        release = RELEASE_READ[minor]
+        table[decoded.path] = {
+            "instead": decoded.instead,
+            "source": f"siderolabs/talos {release} v1alpha1_types.go {decoded.go_field}",
+            "paths": sorted(paths),
+        }
+    return table
+
+
+def generate(schema_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per Talos minor: ``documents`` (kind -> key paths) and ``deprecated`` fields."""
+    documents: dict[str, dict[str, list[str]]] = {}
     for path in sorted(schema_dir.glob("config.schema.v*.json")):
         match = SCHEMA_NAME.search(path.name)
         if match:
             minor = f"{match.group(1)}.{match.group(2)}"
-            tables[minor] = key_paths(json.loads(path.read_text(encoding="utf-8")))
-    return dict(sorted(tables.items(), key=lambda item: tuple(map(int, item[0].split(".")))))
+            documents[minor] = key_paths(json.loads(path.read_text(encoding="utf-8")))
+    minors = sorted(documents, key=lambda minor: tuple(map(int, minor.split("."))))
+    return {
+        minor: {
+            "documents": documents[minor],
+            "deprecated": decoded_outside_schema(minor, documents),
+        }
+        for minor in minors
+    }
 
 
 def main() -> int:

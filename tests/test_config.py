@@ -302,3 +302,96 @@ def test_engine_json_values_are_parsed() -> None:
 def test_autoscaler_token_overrides_the_provider_token() -> None:
     assert parse(VALID).autoscaler_token == Secret("token")
     assert parse(changed("autoscaler.token", "own")).autoscaler_token == Secret("own")
+
+
+# ---- labels a node can set on itself (FACTS 4.1, 6) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "node-role.kubernetes.io/worker",  # the usual mistake
+        "kubernetes.io/role",
+        "example.k8s.io/x",
+        "node-restriction.kubernetes.io/team",
+        "foo.kubernetes.io/bar",
+    ],
+)
+def test_labels_node_restriction_refuses_are_refused_with_the_reason(key: str) -> None:
+    for path in ("talos.nodeLabels", "autoscaler.nodeGroups.0.labels"):
+        problems = problems_of(changed(path, {key: "x"}))
+        expected = path.replace(".0.", "[0].")
+        assert any(
+            p.startswith(
+                f"hcloud-talos-autoscaler:{expected}: {key!r} is refused by the "
+                "NodeRestriction admission plugin"
+            )
+            and "would lose all its labels, hcloud/node-group included" in p
+            for p in problems
+        ), problems
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "topology.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "kubernetes.io/os",
+        "node.kubernetes.io/instance-type",
+        "node.kubernetes.io/role",
+        "team.node.kubernetes.io/x",
+        "kubelet.kubernetes.io/x",
+        "failure-domain.beta.kubernetes.io/zone",
+        "hcloud/node-group",
+        "example.com/role",
+        "plain",
+    ],
+)
+def test_labels_the_kubelet_may_set_are_accepted(key: str) -> None:
+    assert parse(changed("talos.nodeLabels", {key: "x"})).talos.node_labels == {key: "x"}
+
+
+def test_a_kilo_key_given_as_a_label_says_to_use_an_annotation() -> None:
+    problems = problems_of(changed("talos.nodeLabels", {"kilo.squat.ai/location": "hetzner"}))
+    assert problems == [
+        "hcloud-talos-autoscaler:talos.nodeLabels: 'kilo.squat.ai/location' is a Kilo "
+        "annotation, not a label: Kilo reads kilo.squat.ai/location and "
+        "kilo.squat.ai/persistent-keepalive from node annotations and ignores labels; move it "
+        "to talos.nodeAnnotations"
+    ]
+    annotations = {"kilo.squat.ai/location": "hetzner", "kilo.squat.ai/persistent-keepalive": "20"}
+    stack = parse(changed("talos.nodeAnnotations", annotations))
+    assert stack.talos.node_annotations == annotations
+
+
+def test_with_a_cozystack_package_the_namespace_is_cozystacks() -> None:
+    """FACTS 3: the PackageSource fixes the namespace; a Package cannot change it."""
+    problems = problems_of(changed("autoscaler.namespace", "autoscaler"))
+    assert problems == [
+        "hcloud-talos-autoscaler:autoscaler.namespace: is 'autoscaler', but with deploy: "
+        "package Cozystack installs the autoscaler in cozy-cluster-autoscaler-hetzner whatever "
+        "the Package says (its PackageSource fixes the namespace), and the autoscaler reads its "
+        "Secrets from there: remove namespace (or set cozy-cluster-autoscaler-hetzner), or use "
+        "deploy: helm to choose one"
+    ]
+    helm = changed("autoscaler.namespace", "autoscaler")
+    helm["autoscaler"]["deploy"] = "helm"
+    assert parse(helm).autoscaler.namespace == "autoscaler"
+
+
+def test_provider_id_is_setter_or_none() -> None:
+    assert parse(VALID).autoscaler.provider_id == "setter"
+    assert parse(changed("autoscaler.providerId", "none")).autoscaler.provider_id == "none"
+    assert any(
+        "autoscaler.providerId: got 'ccm'" in p
+        for p in problems_of(changed("autoscaler.providerId", "ccm"))
+    )
+
+
+def test_the_removed_provider_id_controller_key_is_an_error_naming_its_replacement() -> None:
+    problems = problems_of(changed("autoscaler.providerIdController", True))
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "hcloud-talos-autoscaler:autoscaler.providerIdController: was removed"
+    )
+    assert "autoscaler.providerId: setter (the default)" in problems[0]

@@ -14,7 +14,6 @@ from conftest import REPO, MockRuntime
 
 from components.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
 from components.config import parse_stack_config, sections_from_flat_config
-from components.image_builder.schematic import schematic_id_for
 from components.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
 
 MAIN = REPO / "__main__.py"
@@ -140,8 +139,7 @@ def rendered_configs(config: dict[str, Any]) -> dict[str, WorkerConfig]:
     """What the program should hand each pool's servers, rendered independently."""
     sections, token = sections_from_flat_config(config)
     stack = parse_stack_config(sections, token, REPO)
-    schematic = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
-    return render_worker_configs(stack, schematic, stack.network.subnet)
+    return render_worker_configs(stack, stack.network.subnet)
 
 
 def rendered_user_data(config: dict[str, Any], pool: str) -> str:

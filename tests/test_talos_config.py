@@ -8,6 +8,7 @@ import importlib.util
 import json
 import random
 import string
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,13 @@ def spec(talos_minor: int = 11, **changes: Any) -> WorkerConfigSpec:
     values: dict[str, Any] = {
         "talos_version": f"v1.{talos_minor}.2",
         "kubernetes_version": KUBERNETES_FOR[talos_minor],
-        "schematic_id": SCHEMATIC,
-        "image_factory_url": "https://factory.talos.dev",
         "subnet": "10.100.0.0/24",
         "network_ip_range": "10.100.0.0/16",
-        "node_labels": {"kilo.squat.ai/location": "hetzner-cloud", "hcloud/node-group": "workers"},
+        "node_labels": {
+            "topology.kubernetes.io/zone": "hetzner-cloud",
+            "hcloud/node-group": "workers",
+        },
+        "node_annotations": {"kilo.squat.ai/location": "hetzner-cloud"},
         "taints": [Taint(key="dedicated", value="batch", effect="NoSchedule")],
         "registry_mirrors": {"docker.io": ["https://mirror.gcr.io"]},
     }
@@ -67,7 +70,12 @@ def schema_for(talos_minor: int) -> dict[str, Any]:
 def schema_errors(document: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     # Schema caveat 1: `persist` is still written by `talosctl gen config` and decoded by
     # Talos (deprecated, ignored) but absent from the schema; only that key is dropped.
-    document = {key: value for key, value in document.items() if key != "persist"}
+    return raw_schema_errors(
+        {key: value for key, value in document.items() if key != "persist"}, schema
+    )
+
+
+def raw_schema_errors(document: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     # Schema caveat 2: the root is a oneOf over every document kind; validating a document
     # against its own definition gives precise errors instead of "not valid under any".
     kind = document.get("kind")
@@ -110,6 +118,7 @@ def test_committed_key_table_matches_the_schemas() -> None:
     )
     assert spec_ is not None and spec_.loader is not None
     generator = importlib.util.module_from_spec(spec_)
+    sys.modules[spec_.name] = generator  # its dataclasses look their module up
     spec_.loader.exec_module(generator)
     assert json.loads(generator.OUTPUT.read_text()) == generator.generate(SCHEMAS), (
         "components/talos_config_keys.json is stale: run "
@@ -122,16 +131,18 @@ def test_builder_places_every_key_where_talos_expects_it() -> None:
     main = load_documents(config.yaml)[0]
     machine = main["machine"]
     assert machine["nodeLabels"] == {
-        "kilo.squat.ai/location": "hetzner-cloud",
+        "topology.kubernetes.io/zone": "hetzner-cloud",
         "hcloud/node-group": "workers",
     }
+    assert machine["nodeAnnotations"] == {"kilo.squat.ai/location": "hetzner-cloud"}
     assert machine["kubelet"]["nodeIP"] == {"validSubnets": ["10.100.0.0/24"]}
     assert machine["kubelet"]["extraArgs"] == {"cloud-provider": "external"}
     assert machine["kubelet"]["image"] == "ghcr.io/siderolabs/kubelet:v1.33.1"
     assert machine["kubelet"]["extraConfig"]["registerWithTaints"] == [
         {"key": "dedicated", "value": "batch", "effect": "NoSchedule"}
     ]
-    assert machine["install"]["image"] == f"factory.talos.dev/installer/{SCHEMATIC}:v1.11.2"
+    # Cozystack's guide deletes what was discovered on the machine the config came from.
+    assert "install" not in machine and "network" not in machine
     assert machine["registries"]["mirrors"] == {
         "docker.io": {"endpoints": ["https://mirror.gcr.io"]}
     }
@@ -186,10 +197,9 @@ def test_a_registry_document_on_talos_1_11_is_refused() -> None:
 
 def test_static_hostnames_are_removed() -> None:
     base = base_for(11).replace("  network: {}\n", "  network:\n    hostname: worker-1\n")
-    assert (
-        "hostname"
-        not in load_documents(build_worker_config(base, spec(11)).yaml)[0]["machine"]["network"]
-    )
+    config = build_worker_config(base, spec(11), "of pool w")
+    assert "network" not in load_documents(config.yaml)[0]["machine"]
+    assert config.warnings[0].startswith("machine.install, machine.network removed from the")
     base12 = base_for(12).replace("auto: stable", "hostname: worker-1")
     kinds = [doc.get("kind") for doc in load_documents(build_worker_config(base12, spec(12)).yaml)]
     assert "HostnameConfig" not in kinds
@@ -316,7 +326,15 @@ def test_too_big_even_compressed_fails_clearly() -> None:
 
 
 def test_small_config_stays_plain() -> None:
-    assert encode_user_data("version: v1alpha1\n").encoding == "plain"
+    assert encode_user_data("version: v1alpha1\n", spec(11).talos).encoding == "plain"
+
+
+def test_before_talos_1_9_a_config_too_big_for_plain_user_data_is_an_error() -> None:
+    """FACTS 4.4: base64(gzip) user data is decoded on Hetzner only from Talos v1.9."""
+    big = _big_config(40_000, compressible=True)
+    assert build_worker_config(big, spec(9)).user_data.encoding == "gzip+base64"
+    with pytest.raises(WorkerConfigError, match=r"Talos v1\.8 cannot read it compressed"):
+        build_worker_config(big, spec(8))
 
 
 def test_redact_hides_tokens_keys_and_secrets() -> None:
@@ -331,3 +349,145 @@ def test_redact_hides_tokens_keys_and_secrets() -> None:
         assert secret not in shown
     assert "https://192.0.2.10:6443" in shown
     assert talos_config.REDACTED in shown
+
+
+# ---- configs carried over from an older Talos release (FACTS 4.2) ------------------
+
+SAMPLES = SHARED_REFERENCE / "talos-samples"
+#: FACTS 4.2: deprecated keys Talos 1.12 and 1.13 still decode although their schemas omit them.
+DECODED_BY_1_12_AND_1_13 = {
+    "persist",
+    "machine.features.rbac",
+    "machine.features.stableHostname",
+    "machine.features.apidCheckExtKeyUsage",
+    "machine.registries",
+}
+
+
+def sample(version: str, name: str = "overrides-worker.yaml") -> str:
+    path = SAMPLES / version / name
+    if not path.exists():
+        pytest.fail(f"test oracle missing: {path}")
+    return path.read_text()
+
+
+def upgraded_spec(talos_minor: int) -> WorkerConfigSpec:
+    # The samples' service network 10.96.0.0/12 covers 10.100.0.0/16: use a disjoint one.
+    return spec(
+        talos_minor,
+        subnet="10.200.0.0/24",
+        network_ip_range="10.200.0.0/16",
+        registry_mirrors={},
+    )
+
+
+@pytest.mark.parametrize("talos_minor", [12, 13])
+def test_a_worker_config_from_talos_1_11_is_accepted_on_newer_releases_with_warnings(
+    talos_minor: int,
+) -> None:
+    """`talosctl gen config` v1.11 output, the cluster upgraded: Talos still boots it."""
+    config = build_worker_config(sample("v1.11"), upgraded_spec(talos_minor), "of pool w")
+    warned = {warning.split(":", 1)[0] for warning in config.warnings}
+    assert warned >= DECODED_BY_1_12_AND_1_13
+    assert any(w.startswith("machine.install removed from") for w in config.warnings)
+    registries = next(w for w in config.warnings if w.startswith("machine.registries:"))
+    assert f"Talos v1.{talos_minor} still accepts it" in registries
+    assert "RegistryMirrorConfig documents" in registries
+    # The deprecated keys are kept as they were: Talos still reads them.
+    main = load_documents(config.yaml)[0]
+    assert main["persist"] is True
+    assert main["machine"]["registries"]["mirrors"]["ghcr.io"]["endpoints"] == [
+        "https://ghcr.io.my-mirror.com"
+    ]
+
+
+def test_the_same_config_on_talos_1_11_warns_only_about_what_1_11_left_out() -> None:
+    config = build_worker_config(sample("v1.11"), upgraded_spec(11), "of pool w")
+    assert [w.split(":", 1)[0] for w in config.warnings if "removed from" not in w] == ["persist"]
+
+
+def test_talos_1_13_still_decodes_machine_network() -> None:
+    documents = load_documents(
+        sample("v1.11").replace(
+            "network: {}", "network:\n        hostname: w1\n        nameservers: [1.1.1.1]"
+        )
+    )
+    talos = spec(13).talos
+    assert not [
+        p
+        for p in validate_worker_documents(documents, upgraded_spec(13))
+        if "unknown key" in p.message
+    ]
+    warned = [w.split(":", 1)[0] for w in talos_config.deprecated_keys(documents, talos)]
+    assert "machine.network" in warned
+    assert "machine.network.hostname" not in warned  # reported once, at the outermost key
+    assert "machine.install.extraKernelArgs" in warned
+
+
+@pytest.mark.parametrize(
+    ("talos_minor", "mutate", "path"),
+    [
+        (
+            12,
+            lambda b: b.replace("    registries:\n", "    registriez:\n", 1),
+            "machine.registriez",
+        ),
+        (
+            12,
+            lambda b: b.replace("        mirrors:\n", "        mirrorz:\n"),
+            "machine.registries.mirrorz",
+        ),
+        (
+            13,
+            lambda b: b.replace("        rbac: true\n", "        rback: true\n"),
+            "machine.features.rback",
+        ),
+        (13, lambda b: b.replace("persist: true", "persists: true"), "persists"),
+    ],
+)
+def test_truly_unknown_keys_are_still_refused(talos_minor: int, mutate: Any, path: str) -> None:
+    documents = load_documents(mutate(sample("v1.11")))
+    problems = validate_worker_documents(documents, upgraded_spec(talos_minor))
+    assert [p.path for p in problems if "unknown key" in p.message] == [path]
+
+
+@pytest.mark.parametrize("talos_minor", [8, 9, 10, 11, 12, 13])
+def test_deprecated_keys_are_exactly_those_the_official_schema_omits(talos_minor: int) -> None:
+    """The table adds only keys outside the schema, and the schema really lacks them."""
+    schema = schema_for(talos_minor)
+    keys = talos_config.talos_keys(spec(talos_minor).talos)
+    for field in keys.deprecated:
+        assert field.path not in keys.documents["v1alpha1"], field.path
+        document: dict[str, Any] = {}
+        node = document
+        parts = field.path.replace("[]", ".[]").split(".")
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            if part == "[]":
+                continue
+            nested = parts[index + 1] == "[]" if not last else False
+            value: Any = True if last else ([{}] if nested else {})
+            node[part] = value
+            node = value[0] if nested else value
+        assert any(
+            "Additional properties" in error or "Unevaluated properties" in error
+            for error in raw_schema_errors(document, schema)
+        ), field.path
+
+
+@pytest.mark.parametrize(
+    ("label", "reason"),
+    [
+        ("node-role.kubernetes.io/worker", "is refused by the NodeRestriction admission plugin"),
+        ("kilo.squat.ai/location", "is a Kilo annotation, not a label"),
+    ],
+)
+def test_a_base_config_label_the_node_cannot_carry_is_refused(label: str, reason: str) -> None:
+    base = base_for(11).replace(
+        "  certSANs: []\n", f"  certSANs: []\n  nodeLabels:\n    {label}: x\n", 1
+    )
+    with pytest.raises(WorkerConfigError) as caught:
+        build_worker_config(base, spec(11))
+    assert [str(p) for p in caught.value.problems if reason in p.message] == [
+        f"machine.nodeLabels.{label}: {talos_config.label_problem(label)}"
+    ]
