@@ -18,11 +18,11 @@ from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.provider_id import ProviderIdSetter, ProviderIdSetterArgs
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
 from components.smoke_test import SmokeTest, SmokeTestArgs, watch_nodes_command
+from components.stack_warnings import stack_warnings
 from components.talos_config import (
     WorkerConfig,
     WorkerConfigError,
     render_worker_configs,
-    worker_config_warnings,
     worker_configs_sha256,
 )
 from components.talos_image import TalosImage, TalosImageArgs
@@ -37,13 +37,14 @@ try:
 except (ConfigError, WorkerConfigError) as error:
     raise pulumi.RunError(str(error)) from None
 
-for warning in worker_config_warnings(checked_configs):
+for warning in stack_warnings(stack, checked_configs):
     pulumi.log.warn(warning)
 
 hcloud_token = pulumi.Output.secret(reveal(stack.hcloud_token))
 autoscaler_token = pulumi.Output.secret(reveal(stack.autoscaler_token))
 settings = stack.autoscaler
 legacy = settings.config_format == "legacy"
+autoscaler_image = stack.autoscaler_image
 
 network = PrivateNetwork("network", PrivateNetworkArgs.from_stack(stack))
 images = TalosImage("talos-image", TalosImageArgs.from_stack(stack, schematic_id, hcloud_token))
@@ -53,12 +54,13 @@ worker_configs: pulumi.Output[dict[str, WorkerConfig]] = pulumi.Output.secret(
 )
 
 
-secret_content = pulumi.Output.all(worker_configs, images.image_ids).apply(
+secret_content = pulumi.Output.all(worker_configs, images.image_ids, network.subnet_ip_range).apply(
     lambda resolved: values.talos_config_secret_value(
         settings,
         stack.talos.node_labels,
         resolved[1],
         {pool: config.user_data.text for pool, config in resolved[0].items()},
+        values.pinned_subnet(stack.network.existing, resolved[2], autoscaler_image),
     )
 )
 secrets = AutoscalerSecrets(
@@ -90,7 +92,7 @@ chart_values = pulumi.Output.all(
     lambda resolved: values.autoscaler_values(
         values.ValuesInputs(
             settings=settings,
-            kubernetes_version=stack.talos.kubernetes_version,
+            image=autoscaler_image,
             network_name=resolved["network"],
             image_ids=resolved["image_ids"],
             credentials_secret=resolved["credentials"],
@@ -120,8 +122,6 @@ if settings.provider_id == "setter":
             credentials_key=secrets.credentials_secret_key,
         ),
     )
-else:
-    pulumi.log.warn(values.node_registration_warning(settings.provider_id) or "")
 
 pools = [group.name for group in settings.node_groups]
 if settings.smoke_test is not None:

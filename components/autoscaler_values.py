@@ -3,11 +3,12 @@
 Pure Python. Facts about the provider come from kubernetes/autoscaler
 ``cluster-autoscaler/cloudprovider/hetzner/hetzner_manager.go``:
 ``HCLOUD_CLUSTER_CONFIG`` is base64 of a JSON object decoded into
-``ClusterConfig{ImagesForArch{Arm64, Amd64}, NodeConfigs map[pool]{CloudInit,
-PlacementGroup, Taints, Labels}}`` (Go matches JSON keys case-insensitively);
-``HCLOUD_CLUSTER_CONFIG_FILE`` names a file holding the same JSON, not base64;
-``HCLOUD_CLOUD_INIT`` is base64 of the user data (legacy, with ``HCLOUD_IMAGE``);
-``HCLOUD_PUBLIC_IPV4`` and ``HCLOUD_PUBLIC_IPV6`` both default to true.
+``ClusterConfig{ImagesForArch{Arm64, Amd64}, DefaultSubnetIPRange, NodeConfigs
+map[pool]{CloudInit, PlacementGroup, Taints, Labels}}`` (Go matches JSON keys
+case-insensitively); ``HCLOUD_CLUSTER_CONFIG_FILE`` names a file holding the same JSON,
+not base64; ``HCLOUD_CLOUD_INIT`` is base64 of the user data (legacy, with
+``HCLOUD_IMAGE``); ``HCLOUD_PUBLIC_IPV4`` and ``HCLOUD_PUBLIC_IPV6`` both default to true.
+Which image runs and what it reads: ``autoscaler_versions``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from components import talos_versions
-from components.config import AutoscalerSettings, NodeGroup
+from components.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage
+from components.config import AutoscalerSettings, ConfigError, NodeGroup, Problem
 from components.hetzner import Architecture
 from components.talos_config import pool_node_labels
 
@@ -29,36 +30,31 @@ PACKAGE_COMPONENT = "cluster-autoscaler-hetzner"
 RELEASE_NAME = "cluster-autoscaler-hetzner"
 CHART_NAME = "cluster-autoscaler"
 CHART_REPOSITORY = "https://kubernetes.github.io/autoscaler"
-#: Pinned default chart (kubernetes/autoscaler tag cluster-autoscaler-chart-9.56.0).
-DEFAULT_CHART_VERSION = "9.56.0"
+__all__ = ["DEFAULT_CHART_VERSION"]
 
 CREDENTIALS_KEY = "token"
 CLUSTER_CONFIG_KEY = "cluster-config"
 LEGACY_CLOUD_INIT_KEY = "cloud-init"
 CLUSTER_CONFIG_MOUNT = "/etc/hcloud-cluster-config"
-#: Linux refuses a single environment string above MAX_ARG_STRLEN (32 pages = 128 KiB):
-#: the pod fails with "argument list too long". Above it the config is mounted as a file.
-ENV_VALUE_LIMIT_BYTES = 128 * 1024
+#: Linux refuses a single environment string ``NAME=value`` (with its terminating NUL)
+#: above MAX_ARG_STRLEN (32 pages = 128 KiB): the pod fails with "argument list too long".
+#: Above it the config is mounted as a file.
+ENV_STRING_LIMIT_BYTES = 128 * 1024
+CLUSTER_CONFIG_ENV = "HCLOUD_CLUSTER_CONFIG"
 #: Kubernetes rejects Secrets above 1 MiB.
 SECRET_LIMIT_BYTES = 1024 * 1024
 CONFIG_HASH_ANNOTATION = "hcloud-talos-autoscaler/config-sha256"
 
-#: The chart's ``rbac.additionalRules`` replaces its default list; the autoscaler's
-#: leader election needs leases (the guide's step 5 adds this rule).
-LEASES_RULE: dict[str, list[str]] = {
-    "apiGroups": ["coordination.k8s.io"],
-    "resources": ["leases"],
-    "verbs": ["create", "get", "update"],
-}
+#: The autoscaler's leader-election lease. The chart's ClusterRole grants leases create
+#: and get/update on this name (templates/clusterrole.yaml, every chart since 9.20), and
+#: Cozystack's values-hetzner.yaml adds a leases rule of its own, which a Package list
+#: would replace: so no ``rbac`` values unless a renamed lease needs one with Helm.
+LEASE_NAME = "cluster-autoscaler"
+LEASE_NAME_FLAG = "leader-elect-resource-name"
 DEFAULT_EXTRA_ARGS: dict[str, str | int | bool] = {"enforce-node-group-min-size": True}
-
-#: First cluster-autoscaler minor whose Hetzner provider reads each setting
-#: (kubernetes/autoscaler hetzner provider history; kube-hetzner requires >= 1.33
-#: for HCLOUD_CLUSTER_CONFIG_FILE).
-FEATURE_SINCE: dict[str, tuple[int, int]] = {
-    "HCLOUD_CLUSTER_CONFIG": (1, 28),
-    "HCLOUD_CLUSTER_CONFIG_FILE": (1, 33),
-}
+#: Pods that select Linux nodes must find the label in the scale-from-zero template too;
+#: the provider's template has no ``kubernetes.io/os`` (hetzner_node_group.go).
+TEMPLATE_OS_LABELS = {"kubernetes.io/os": "linux"}
 
 
 @dataclass(frozen=True)
@@ -72,27 +68,36 @@ class ClusterConfigSecret:
     config: dict[str, Any]
 
 
+def template_labels(group: NodeGroup, node_labels: dict[str, str]) -> dict[str, str]:
+    """The labels the autoscaler assumes a pool's next node has (scale from zero)."""
+    return {**TEMPLATE_OS_LABELS, **node_labels, **pool_node_labels(group)}
+
+
 def cluster_config(
     node_groups: list[NodeGroup],
     node_labels: dict[str, str],
     image_ids: dict[Architecture, str],
     user_data_by_pool: dict[str, str],
+    pinned_subnet: str | None = None,
 ) -> dict[str, Any]:
     """The ``HCLOUD_CLUSTER_CONFIG`` object: an image per architecture, a config per pool.
 
     ``imagesForArch`` is set for every architecture in use: an empty entry makes
-    the provider pick the newest snapshot of the whole project.
+    the provider pick the newest snapshot of the whole project. ``pinned_subnet``
+    (``defaultSubnetIPRange``) attaches new servers to that cloud subnet of the network.
     """
     architectures = sorted({group.architecture for group in node_groups})
     missing = [arch for arch in architectures if not image_ids.get(arch)]
     if missing:
         raise ValueError(f"no Talos image for architecture(s) {', '.join(missing)}")
+    pin = {"defaultSubnetIPRange": pinned_subnet} if pinned_subnet else {}
     return {
         "imagesForArch": {arch: str(image_ids[arch]) for arch in architectures},
+        **pin,
         "nodeConfigs": {
             group.name: {
                 "cloudInit": user_data_by_pool[group.name],
-                "labels": {**node_labels, **pool_node_labels(group)},
+                "labels": template_labels(group, node_labels),
                 "taints": [
                     {"key": taint.key, "value": taint.value, "effect": taint.effect}
                     for taint in group.taints
@@ -107,7 +112,7 @@ def cluster_config_secret(config: dict[str, Any]) -> ClusterConfigSecret:
     """Base64 JSON for the env var; the raw JSON as a mounted file when too big for one."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"))
     encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
-    if len(encoded) <= ENV_VALUE_LIMIT_BYTES:
+    if env_string_bytes(CLUSTER_CONFIG_ENV, encoded) <= ENV_STRING_LIMIT_BYTES:
         return ClusterConfigSecret(value=encoded, as_file=False, config=config)
     if len(text.encode("utf-8")) > SECRET_LIMIT_BYTES:
         raise ValueError(
@@ -118,11 +123,28 @@ def cluster_config_secret(config: dict[str, Any]) -> ClusterConfigSecret:
     return ClusterConfigSecret(value=text, as_file=True, config=config)
 
 
+def env_string_bytes(name: str, value: str) -> int:
+    """What one environment variable takes in a process: ``NAME=value`` and a NUL."""
+    return len(f"{name}={value}".encode()) + 1
+
+
+def pinned_subnet(existing_network: str | None, subnet: str, image: AutoscalerImage) -> str | None:
+    """The subnet new servers are attached to, when the network is someone else's.
+
+    A network of ours has one cloud subnet; an existing one may have several in the
+    zone, and without ``defaultSubnetIPRange`` Hetzner picks the address (FACTS 1.2).
+    """
+    if existing_network is None or image.lacks("defaultSubnetIPRange"):
+        return None
+    return subnet
+
+
 def talos_config_secret_value(
     settings: AutoscalerSettings,
     node_labels: dict[str, str],
     image_ids: dict[Architecture, str],
     user_data_by_pool: dict[str, str],
+    subnet_pin: str | None = None,
 ) -> tuple[str, bool]:
     """What the ``talos-config`` Secret holds, and whether the autoscaler mounts it as a file."""
     if settings.config_format == "legacy":
@@ -130,7 +152,7 @@ def talos_config_secret_value(
         # architectures in this format, so the pools' configs are identical.
         return legacy_cloud_init(next(iter(user_data_by_pool.values()))), False
     secret = cluster_config_secret(
-        cluster_config(settings.node_groups, node_labels, image_ids, user_data_by_pool)
+        cluster_config(settings.node_groups, node_labels, image_ids, user_data_by_pool, subnet_pin)
     )
     return secret.value, secret.as_file
 
@@ -162,7 +184,7 @@ class ValuesInputs:
     """Everything the values depend on, resolved from the other components' outputs."""
 
     settings: AutoscalerSettings
-    kubernetes_version: str | None
+    image: AutoscalerImage
     network_name: str
     image_ids: dict[Architecture, str]
     credentials_secret: str
@@ -172,35 +194,18 @@ class ValuesInputs:
     cluster_config_as_file: bool = False
 
 
-def image_tag(settings: AutoscalerSettings, kubernetes_version: str | None) -> str | None:
-    """The autoscaler image tag: ``imageTag``, checked against the cluster's minor.
-
-    The autoscaler's minor must equal Kubernetes' minor (its scheduler simulation
-    is built from that release). Raises ValueError naming ``autoscaler.imageTag``.
-    """
-    if settings.image_tag is None:
-        return None
-    try:
-        tag = talos_versions.parse_kubernetes_version(settings.image_tag)
-    except ValueError:
-        raise ValueError(
-            f"autoscaler.imageTag {settings.image_tag!r} is not a release tag like v1.33.1"
-        ) from None
-    if kubernetes_version is not None:
-        kubernetes = talos_versions.parse_kubernetes_version(kubernetes_version)
-        if tag.minor_key != kubernetes.minor_key:
-            raise ValueError(
-                f"autoscaler.imageTag {settings.image_tag} does not match Kubernetes "
-                f"{kubernetes}: use a v{kubernetes.major}.{kubernetes.minor}.x autoscaler image"
-            )
-    for setting, since in FEATURE_SINCE.items():
-        needed = setting == "HCLOUD_CLUSTER_CONFIG" and settings.config_format == "cluster-config"
-        if needed and tag.minor_key < since:
-            raise ValueError(
-                f"autoscaler.imageTag {settings.image_tag} predates {setting} (cluster-autoscaler "
-                f"v{since[0]}.{since[1]}); use a newer image or configFormat legacy"
-            )
-    return f"v{tag}"
+def rbac_values(settings: AutoscalerSettings) -> dict[str, Any]:
+    """``rbac`` values only where the chart needs them (see ``LEASE_NAME``)."""
+    lease = str(settings.extra_args.get(LEASE_NAME_FLAG, LEASE_NAME))
+    if settings.deploy == "package" or lease == LEASE_NAME:
+        return {}
+    rule = {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": [lease],
+        "verbs": ["get", "update"],
+    }
+    return {"rbac": {"additionalRules": [rule]}}
 
 
 def autoscaling_group(group: NodeGroup) -> dict[str, Any]:
@@ -258,13 +263,24 @@ def autoscaler_values(inputs: ValuesInputs) -> dict[str, Any]:
             "extraEnv": env,
             "extraEnvSecrets": secrets,
             "extraArgs": {**DEFAULT_EXTRA_ARGS, **settings.extra_args},
-            "rbac": {"additionalRules": [LEASES_RULE]},
+            **rbac_values(settings),
             "podAnnotations": {CONFIG_HASH_ANNOTATION: inputs.config_hash},
         }
     )
-    tag = image_tag(settings, inputs.kubernetes_version)
-    if tag is not None:
-        values["image"] = {"tag": tag}
+    if inputs.cluster_config_as_file and inputs.image.lacks("HCLOUD_CLUSTER_CONFIG_FILE"):
+        too_old = inputs.image.too_old_for("HCLOUD_CLUSTER_CONFIG_FILE", "a mounted config")
+        raise ConfigError(
+            [
+                Problem(
+                    "autoscaler.nodeGroups",
+                    "the cluster config is too large for an environment variable and must be "
+                    f"mounted as a file, but {too_old}: use fewer pools or a smaller Talos "
+                    "worker config, or a newer Kubernetes",
+                )
+            ]
+        )
+    if inputs.image.tag is not None:
+        values["image"] = {"tag": inputs.image.tag}
     return values
 
 
@@ -284,6 +300,26 @@ def package_manifest(values: dict[str, Any]) -> dict[str, Any]:
             "components": {PACKAGE_COMPONENT: {"values": {"cluster-autoscaler": values}}},
         },
     }
+
+
+def subnet_pin_warning(
+    existing_network: str | None, config_format: str, image: AutoscalerImage
+) -> str | None:
+    """Why new servers in an existing network may get an address outside the subnet."""
+    if existing_network is None:
+        return None
+    if config_format == "legacy":
+        reason = "configFormat legacy has no cluster config to carry defaultSubnetIPRange"
+    elif image.lacks("defaultSubnetIPRange"):
+        reason = image.too_old_for("defaultSubnetIPRange", "pinning the subnet")
+    else:
+        return None
+    return (
+        f"network.existing {existing_network!r}: new servers cannot be pinned to "
+        f"network.subnet ({reason}); if that network has several cloud subnets in the zone, "
+        "Hetzner may give a server an address outside network.subnet and its node registers "
+        "no usable IP. Keep one cloud subnet in the zone, or use an autoscaler >= 1.35"
+    )
 
 
 def node_registration_warning(provider_id: str) -> str | None:

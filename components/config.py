@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components import hetzner, talos_versions
+from components.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage, autoscaler_image
 from components.hetzner import Architecture
 from components.node_labels import label_problems
 
@@ -459,6 +460,29 @@ class StackConfig:
         """The token the autoscaler uses: its own if set, else the provider's."""
         return self.autoscaler.token or self.hcloud_token
 
+    @property
+    def kubernetes_version(self) -> str | None:
+        """``talos.kubernetesVersion``, else the base worker config's kubelet (if readable)."""
+        if self.talos.kubernetes_version is not None:
+            return self.talos.kubernetes_version
+        if self.base_worker_config is None:
+            return None
+        for document in worker_config_documents(self.base_worker_config.reveal()):
+            image = str(((document.get("machine") or {}).get("kubelet") or {}).get("image") or "")
+            with contextlib.suppress(ValueError):
+                return str(talos_versions.parse_kubernetes_version(image.rpartition(":")[2]))
+        return None
+
+    @property
+    def autoscaler_image(self) -> AutoscalerImage:
+        """The autoscaler image this stack runs (checked by ``parse_stack_config``)."""
+        return autoscaler_image(
+            self.autoscaler.image_tag,
+            self.autoscaler.deploy,
+            self.autoscaler.chart_version or DEFAULT_CHART_VERSION,
+            self.kubernetes_version,
+        )
+
 
 #: Keys that existed in earlier releases: a stack that still sets one is told what replaced it.
 REMOVED_KEYS: dict[str, str] = {
@@ -661,7 +685,40 @@ def _cross_section_problems(stack: StackConfig) -> list[Problem]:
 
     if stack.base_worker_config is not None:
         problems.extend(_cluster_network_overlaps(stack))
+    problems.extend(_autoscaler_image_problems(stack))
     return problems
+
+
+def _autoscaler_image_problems(stack: StackConfig) -> list[Problem]:
+    """The image must be a release, of the cluster's minor, and read the config format."""
+    settings = stack.autoscaler
+    try:
+        image = stack.autoscaler_image
+    except ValueError as error:
+        return [Problem("autoscaler.imageTag", str(error))]
+    kubernetes = stack.kubernetes_version
+    if settings.image_tag is not None and kubernetes is not None and image.version is not None:
+        cluster = talos_versions.parse_kubernetes_version(kubernetes)
+        if image.version.minor_key != cluster.minor_key:
+            return [
+                Problem(
+                    "autoscaler.imageTag",
+                    f"{settings.image_tag} does not match Kubernetes {cluster}: the autoscaler "
+                    "simulates scheduling with its own Kubernetes release, so use a "
+                    f"v{cluster.major}.{cluster.minor}.x image (or remove imageTag: the newest "
+                    "one is chosen)",
+                )
+            ]
+    if settings.config_format == "cluster-config" and image.lacks("HCLOUD_CLUSTER_CONFIG"):
+        key = "autoscaler.imageTag" if settings.image_tag else "autoscaler.configFormat"
+        return [
+            Problem(
+                key,
+                f"{image.too_old_for('HCLOUD_CLUSTER_CONFIG', 'configFormat cluster-config')}; "
+                "use configFormat legacy, or a newer Kubernetes and autoscaler",
+            )
+        ]
+    return []
 
 
 def _cluster_network_overlaps(stack: StackConfig) -> list[Problem]:

@@ -16,6 +16,7 @@ import yaml
 
 from components import autoscaler_values as values
 from components.autoscaler import DEPLOYMENT_NAME
+from components.autoscaler_versions import IMAGE_REPOSITORY
 from components.config import Encrypted, Secret, StackConfig, load_stack_file, parse_stack_config
 from components.hetzner import USER_DATA_LIMIT_BYTES
 from components.image_builder.pipeline import BuildRequest, snapshot_labels
@@ -24,12 +25,8 @@ from components.network import PrivateNetworkArgs
 from components.provider_id import provider_id_setter_manifests
 from components.secrets import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
 from components.smoke_test import smoke_test_deployment, watch_nodes_command
-from components.talos_config import (
-    WorkerConfig,
-    redact,
-    render_worker_configs,
-    worker_config_warnings,
-)
+from components.stack_warnings import stack_warnings
+from components.talos_config import WorkerConfig, redact, render_worker_configs
 from components.verify import verification_commands
 
 
@@ -147,7 +144,6 @@ def _worker_configs(
         rendered.line("  talos.workerConfig is encrypted in the stack file: not rendered offline")
         return None
     configs = render_worker_configs(stack, stack.network.subnet)
-    rendered.warnings.extend(worker_config_warnings(configs))
     for pool, config in configs.items():
         name = f"worker-{pool}.yaml"
         rendered.files[name] = config.yaml if show_secrets else redact(config.yaml)
@@ -205,6 +201,7 @@ def _secrets_and_autoscaler(
     rendered.line(f"  Secret {TALOS_CONFIG_SECRET:<20} key {key:<14} = Talos config [secret]")
 
     image_ids = {arch: f"<{arch} snapshot id>" for arch in stack.architectures}
+    image = stack.autoscaler_image
     as_file = False
     if configs is not None and not legacy:
         cluster_config = values.cluster_config(
@@ -212,6 +209,7 @@ def _secrets_and_autoscaler(
             stack.talos.node_labels,
             image_ids,
             {pool: config.user_data.text for pool, config in configs.items()},
+            values.pinned_subnet(stack.network.existing, stack.network.subnet, image),
         )
         as_file = values.cluster_config_secret(cluster_config).as_file
         for pool, node_config in cluster_config["nodeConfigs"].items():
@@ -223,7 +221,7 @@ def _secrets_and_autoscaler(
     chart_values = values.autoscaler_values(
         values.ValuesInputs(
             settings=settings,
-            kubernetes_version=stack.talos.kubernetes_version,
+            image=image,
             network_name=stack.network.existing or stack.network.name,
             image_ids=image_ids,
             credentials_secret=CREDENTIALS_SECRET,
@@ -247,6 +245,8 @@ def _secrets_and_autoscaler(
             f"{values.CHART_REPOSITORY} into {settings.namespace}: helm-values.yaml"
         )
         rendered.document("helm-values.yaml", yaml.safe_dump(manifest, sort_keys=False))
+    running = f"v{image.version}" if image.version else "unknown"
+    rendered.line(f"  image {IMAGE_REPOSITORY}:{image.tag or running} ({image.origin})")
     for group in settings.node_groups:
         rendered.line(
             f"  pool {group.name:<20} {group.instance_type:<7} {group.region:<5} "
@@ -256,9 +256,7 @@ def _secrets_and_autoscaler(
     rendered.line()
     if settings.provider_id == "setter":
         _provider_id_setter(settings.namespace, rendered)
-    warning = values.node_registration_warning(settings.provider_id)
-    if warning:
-        rendered.warnings.append(warning)
+    rendered.warnings.extend(stack_warnings(stack, configs))
     pools = [group.name for group in settings.node_groups]
     if settings.smoke_test is not None:
         deployment = smoke_test_deployment(

@@ -79,7 +79,9 @@ def bench_sizes(stacks: list[str]) -> None:
             print(f"  {stack:<6} {pool:<16} {len(text.encode()):>6} bytes")
 
     print("\ncluster config by number of pools like the dev stack's")
-    print(f"  (env var up to {values.ENV_VALUE_LIMIT_BYTES} bytes of base64, then a mounted file")
+    print(
+        f"  (env var up to {values.ENV_STRING_LIMIT_BYTES} bytes with the name, then a mounted file"
+    )
     print(f"   up to {values.SECRET_LIMIT_BYTES} bytes, then refused)")
     sections, token = load_stack_file(REPO, "dev")
     template = sections["autoscaler"]["nodeGroups"][0]

@@ -395,3 +395,49 @@ def test_the_removed_provider_id_controller_key_is_an_error_naming_its_replaceme
         "hcloud-talos-autoscaler:autoscaler.providerIdController: was removed"
     )
     assert "autoscaler.providerId: setter (the default)" in problems[0]
+
+
+# ---- the autoscaler image (FACTS 1.1, 1.6, 2) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"autoscaler.imageTag": "latest"},
+            "autoscaler.imageTag: 'latest' is not a release tag like v1.33.1",
+        ),
+        (
+            {"autoscaler.imageTag": "v1.32.0"},
+            "autoscaler.imageTag: v1.32.0 does not match Kubernetes 1.33.1",
+        ),
+        # HCLOUD_CLUSTER_CONFIG exists from 1.29.0, not 1.28 (FACTS 1.1).
+        (
+            {"talos.version": "v1.10.4", "talos.kubernetesVersion": "1.28.9"},
+            "autoscaler.configFormat: the autoscaler image v1.28.7 (the newest release for "
+            "Kubernetes 1.28) predates HCLOUD_CLUSTER_CONFIG, read from cluster-autoscaler "
+            "1.29.0 on, which configFormat cluster-config needs",
+        ),
+    ],
+)
+def test_the_autoscaler_image_is_checked(changes: dict[str, Any], expected: str) -> None:
+    sections = copy.deepcopy(VALID)
+    for path, value in changes.items():
+        section, key = path.split(".")
+        sections[section][key] = value
+    assert any(expected in p for p in problems_of(sections)), problems_of(sections)
+
+
+def test_kubernetes_1_29_reads_the_cluster_config_and_1_28_works_with_legacy() -> None:
+    sections = copy.deepcopy(VALID)
+    sections["talos"].update(version="v1.10.4", kubernetesVersion="1.29.0")
+    assert parse(sections).autoscaler_image.tag == "v1.29.5"
+    sections["talos"]["kubernetesVersion"] = "1.28.9"
+    sections["autoscaler"]["configFormat"] = "legacy"
+    assert parse(sections).autoscaler_image.tag == "v1.28.7"
+
+
+def test_without_kubernetes_version_the_base_configs_kubelet_decides() -> None:
+    stack = parse(changed("talos.kubernetesVersion", None))
+    assert stack.kubernetes_version == "1.33.1"  # examples/worker.yaml's kubelet image
+    assert stack.autoscaler_image.tag == "v1.33.6"

@@ -532,3 +532,56 @@ def test_the_removed_provider_id_controller_key_says_what_replaced_it(
     assert "hcloud-talos-autoscaler:autoscaler.providerIdController: was removed" in message
     assert "autoscaler.providerId: setter (the default)" in message
     assert pulumi_runtime.resources == []
+
+
+def talos_config_json(runtime: MockRuntime) -> dict[str, Any]:
+    secret = secret_named(runtime, "talos-config").inputs["stringData"]["cluster-config"]
+    decoded: dict[str, Any] = json.loads(base64.b64decode(secret))
+    return decoded
+
+
+def test_an_existing_network_pins_new_servers_to_its_subnet(
+    pulumi_runtime: MockRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warnings.append(message))
+    config = dev_config()
+    config["hcloud-talos-autoscaler:network"] = {"existing": "shared-net"}
+    config["hcloud-talos-autoscaler:talos"].update(version="v1.12.11", kubernetesVersion="1.35.0")
+    pulumi_runtime.run(MAIN, config)
+
+    assert talos_config_json(pulumi_runtime)["defaultSubnetIPRange"] == "10.100.0.0/24"
+    chart = pulumi_runtime.one(PACKAGE).inputs["spec"]["components"]["cluster-autoscaler-hetzner"][
+        "values"
+    ]["cluster-autoscaler"]
+    assert chart["image"] == {"tag": "v1.35.2"}
+    assert not [w for w in warnings if "network.existing" in w]
+    # The v1.11 worker config carried over to Talos v1.12: accepted, its deprecated keys warned.
+    assert any(w.startswith("machine.features.stableHostname: deprecated") for w in warnings)
+
+
+def test_an_existing_network_with_an_older_autoscaler_is_warned_not_pinned(
+    pulumi_runtime: MockRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *_, **__: warnings.append(message))
+    config = dev_config()
+    config["hcloud-talos-autoscaler:network"] = {"existing": "shared-net"}
+    pulumi_runtime.run(MAIN, config)
+
+    assert "defaultSubnetIPRange" not in talos_config_json(pulumi_runtime)
+    assert any(
+        w.startswith("network.existing 'shared-net': new servers cannot be pinned")
+        for w in warnings
+    ), warnings
+
+
+def test_every_pools_template_carries_the_linux_label(pulumi_runtime: MockRuntime) -> None:
+    flat = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    pulumi_runtime.run(MAIN, {**flat, "hcloud:token": "t"})
+    node_configs = talos_config_json(pulumi_runtime)["nodeConfigs"]
+    assert {pool: c["labels"]["kubernetes.io/os"] for pool, c in node_configs.items()} == {
+        "general-fsn1": "linux",
+        "general-nbg1": "linux",
+        "arm-fsn1": "linux",
+    }
