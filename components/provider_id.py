@@ -33,6 +33,9 @@ SCRIPT_DIR = "/opt/provider-id-setter"
 #: Cluster-scoped names carry the project's name so they do not collide with others'.
 CLUSTER_ROLE = f"{PROJECT}-{SETTER_NAME}"
 HEALTH_PORT = 8080
+#: Isolated (no PYTHON* variables, no user site), no bytecode written (the root file
+#: system is read-only), unbuffered logs.
+SETTER_COMMAND = ["python", "-I", "-B", "-u", f"{SCRIPT_DIR}/{SCRIPT_FILE}"]
 SCRIPT_HASH_ANNOTATION = f"{PROJECT}/script-sha256"
 #: What the setter may do: read Nodes and patch them (the API server itself refuses to
 #: change a providerID that is already set).
@@ -59,13 +62,12 @@ def provider_id_setter_manifests(
     container = {
         "name": SETTER_NAME,
         "image": SETTER_IMAGE,
-        "command": ["python", "-I", "-u", f"{SCRIPT_DIR}/{SCRIPT_FILE}"],
+        "command": SETTER_COMMAND,
         "env": [
             {
                 "name": "HCLOUD_TOKEN",
                 "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": credentials_key}},
             },
-            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         ],
         "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
         # The loop reports itself overdue after it missed its schedule by two minutes.

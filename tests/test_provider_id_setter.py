@@ -16,6 +16,7 @@ from image_builder.stand_ins import HetznerEmulator
 from kubernetes_stand_in import PROVIDER_ID_FORBIDDEN, KubernetesApiStandIn
 
 from components import provider_id_setter as setter_module
+from components.provider_id import SETTER_COMMAND
 from components.provider_id_setter import (
     ApiError,
     HetznerApi,
@@ -308,7 +309,7 @@ def run_script(
         "PROVIDER_ID_SETTER_HEALTH_PORT": str(health_port),
     }
     return subprocess.Popen(
-        [sys.executable, "-I", "-u", str(script)],
+        [sys.executable, *SETTER_COMMAND[1:-1], str(script)],  # the Deployment's command
         cwd=script.parent,
         env=env,
         stdout=subprocess.PIPE,

@@ -165,3 +165,20 @@ def test_provider_id_none_is_warned_and_writes_no_setter(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert "warning: autoscaler.providerId is none" in result.stderr
     assert not (tmp_path / "out" / "provider-id-setter.yaml").exists()
+
+
+def test_a_config_carried_over_to_a_newer_talos_renders_with_warnings(tmp_path: Path) -> None:
+    """FACTS 4.2: a v1.11 worker config on Talos v1.12 boots; its deprecated keys are named."""
+    project = copy_project(tmp_path)
+    stack_file = project / "Pulumi.dev.yaml"
+    stack_file.write_text(
+        stack_file.read_text()
+        .replace("version: v1.11.6", "version: v1.12.11")
+        .replace("kubernetesVersion: 1.33.1", "kubernetesVersion: 1.34.2")
+    )
+    result = run_render("--stack", "dev", "--out", str(tmp_path / "out"), project_dir=project)
+    assert result.returncode == 0, result.stderr
+    for key in ("machine.features.rbac", "machine.features.stableHostname"):
+        assert f"warning: {key}: deprecated; Talos v1.12 still accepts it" in result.stderr
+    # One pool, one base config: each warning once.
+    assert result.stderr.count("machine.features.rbac: deprecated") == 1
