@@ -26,7 +26,7 @@ from components.provider_id import provider_id_setter_manifests
 from components.secrets import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
 from components.smoke_test import smoke_test_deployment, watch_nodes_command
 from components.stack_warnings import stack_warnings
-from components.talos_config import WorkerConfig, redact, render_worker_configs
+from components.talos_config import WorkerConfig, load_documents, redact, render_worker_configs
 from components.verify import verification_commands
 
 
@@ -152,6 +152,10 @@ def _worker_configs(
             f"  {name:<28} {len(config.yaml.encode()):>6} bytes YAML, user data "
             f"{user_data.size:>6} of {USER_DATA_LIMIT_BYTES} bytes ({user_data.encoding})"
         )
+        machine = load_documents(config.yaml)[0]["machine"]
+        for field_name in ("nodeLabels", "nodeAnnotations"):
+            pairs = ", ".join(f"{k}={v}" for k, v in (machine.get(field_name) or {}).items())
+            rendered.line(f"    {field_name:<16} {pairs or '-'}")
     return configs
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO
 from image_builder.stand_ins import HetznerEmulator
@@ -159,7 +160,7 @@ def test_provider_id_none_is_warned_and_writes_no_setter(tmp_path: Path) -> None
     project = copy_project(tmp_path)
     stack_file = project / "Pulumi.dev.yaml"
     stack_file.write_text(
-        stack_file.read_text().replace("    # providerId: setter ", "    providerId: none   ")
+        stack_file.read_text().replace("    providerId: setter\n", "    providerId: none\n")
     )
     result = run_render("--stack", "dev", "--out", str(tmp_path / "out"), project_dir=project)
     assert result.returncode == 0, result.stderr
@@ -182,3 +183,22 @@ def test_a_config_carried_over_to_a_newer_talos_renders_with_warnings(tmp_path: 
         assert f"warning: {key}: deprecated; Talos v1.12 still accepts it" in result.stderr
     # One pool, one base config: each warning once.
     assert result.stderr.count("machine.features.rbac: deprecated") == 1
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_render_shows_the_setter_the_annotations_and_the_template_labels(
+    tmp_path: Path, stack: str
+) -> None:
+    result = run_render("--stack", stack, "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert 'ProviderIdSetter "provider-id-setter"' in result.stdout
+    assert (
+        "nodeAnnotations  kilo.squat.ai/location=hetzner-cloud, "
+        "kilo.squat.ai/persistent-keepalive=20" in result.stdout
+    )
+    cluster_config = json.loads((tmp_path / "out" / "cluster-config.json").read_text())
+    assert all(
+        pool["labels"]["kubernetes.io/os"] == "linux"
+        for pool in cluster_config["nodeConfigs"].values()
+    )
+    assert '"kubernetes.io/os": "linux"' in result.stdout
