@@ -1,8 +1,8 @@
 """The Talos worker config autoscaled servers boot with (guide step 3), built and checked.
 
-Pure Python: takes the cluster's base worker config (``talosctl gen config``
-output, one document before Talos 1.12, several after) and patches what
-autoscaled nodes need. Every failure the guide's troubleshooting section
+Pure Python: takes the cluster's base worker config (``talm template`` or
+``talosctl gen config`` output, one document before Talos 1.12, several after) and
+patches what autoscaled nodes need. Every failure the guide's troubleshooting section
 describes is caught here, at preview time, instead of on a VNC console.
 """
 

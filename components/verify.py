@@ -9,8 +9,8 @@ def verification_commands(namespace: str, logs_target: str, pools: list[str]) ->
     """Commands exported as stack outputs (``pulumi stack output --shell`` prints them).
 
     Good looks like: nodes of the pools appear, their InternalIP lies in the
-    private subnet, they carry the location labels, and PROVIDER-ID is
-    ``hcloud://<server-id>``.
+    private subnet, they carry the pool and location labels (and Kilo annotations),
+    and PROVIDER-ID is ``hcloud://<server-id>``.
     """
     selector = f"{NODE_GROUP_LABEL} in ({','.join(pools)})"
     return {
