@@ -43,6 +43,10 @@ POOL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 POOL_NAME_MAX_LENGTH = 46
 DEFAULT_BUILDER_SERVER_TYPES: dict[Architecture, str] = {"amd64": "cx23", "arm64": "cax11"}
 SCHEMATIC_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+#: ``image.writeTimeout``: minutes the download and write of the image may take. The
+#: maximum keeps the longest build below the age at which builders count as leftovers.
+WRITE_TIMEOUT_MINUTES = 30
+WRITE_TIMEOUT_MAX_MINUTES = 60
 
 
 class Encrypted:
@@ -325,6 +329,7 @@ class ImageSettings(_Model):
         default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES)
     )
     labels: dict[str, str] = Field(default_factory=dict)
+    write_timeout: int = Field(WRITE_TIMEOUT_MINUTES, ge=5, le=WRITE_TIMEOUT_MAX_MINUTES)
 
     @model_validator(mode="after")
     def _builder_architectures(self) -> ImageSettings:

@@ -40,8 +40,10 @@ from image_builder.stand_ins import (  # noqa: E402
 from components import autoscaler_values as values  # noqa: E402
 from components.config import StackConfig, load_stack_file, parse_stack_config  # noqa: E402
 from components.hetzner import Architecture  # noqa: E402
-from components.image_builder.pipeline import BuildRequest, build_image, make_client  # noqa: E402
+from components.image_builder.api import ApiClient  # noqa: E402
+from components.image_builder.pipeline import BuildRequest, build_image  # noqa: E402
 from components.image_builder.schematic import schematic_id_for  # noqa: E402
+from components.image_builder.waits import exponential  # noqa: E402
 from components.render import render_stack  # noqa: E402
 from components.talos_config import render_worker_configs  # noqa: E402
 
@@ -124,7 +126,7 @@ def bench_image_build(image_mib: int) -> None:
             for _ in range(image_mib + 1):
                 handle.write(b"\xff" * MIB)
         result = build_image(
-            make_client("test-token", hetzner.endpoint, poll_interval=0.01),
+            ApiClient("test-token", hetzner.endpoint, poll=exponential(first=0.01, cap=0.05)),
             BuildRequest(
                 talos_version="v1.11.6",
                 schematic_id=schematic,

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from hcloud import Client
 from image_builder.fixtures import RAW_IMAGE, RescueSystem
 from image_builder.stand_ins import HetznerEmulator, ImageFactory
 
+from components.image_builder.api import ApiClient
+from components.image_builder.builder_resources import BUILDER_LABEL, SCOPE_LABEL
 from components.image_builder.pipeline import (
-    BUILDER_LABEL,
     BuildError,
     BuildRequest,
     build_image,
@@ -21,12 +21,14 @@ from components.image_builder.pipeline import (
 
 
 def assert_nothing_left(hetzner: HetznerEmulator) -> None:
+    """No builder server or key, and no snapshot that is unfinished or half-labelled."""
     assert hetzner.state.servers == {}, "a builder server leaked"
     assert hetzner.state.ssh_keys == {}, "a builder ssh key leaked"
+    assert hetzner.builder_leftovers()["images"] == [], "an unfinished snapshot leaked"
 
 
 def test_build_writes_the_image_byte_for_byte_and_leaves_only_the_snapshot(
-    client: Client,
+    client: ApiClient,
     hetzner: HetznerEmulator,
     factory: ImageFactory,
     rescue: RescueSystem,
@@ -54,7 +56,7 @@ def test_build_writes_the_image_byte_for_byte_and_leaves_only_the_snapshot(
 
 
 def test_builder_resources_never_carry_snapshot_labels(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
     seen: list[dict[str, str]] = []
     original = hetzner._post_servers
@@ -69,7 +71,8 @@ def test_builder_resources_never_carry_snapshot_labels(
     build_image(client, request_for)
     assert len(seen) == 2
     for labels in seen:
-        assert list(labels) == [BUILDER_LABEL]
+        assert sorted(labels) == [BUILDER_LABEL, SCOPE_LABEL]
+        assert labels[SCOPE_LABEL] == "hcloud-talos-autoscaler"
         assert "os" not in labels
 
 
@@ -89,13 +92,13 @@ def test_builder_resources_never_carry_snapshot_labels(
         (
             lambda h, f, r: setattr(h.faults, "rescue_skips_key", True),
             "wait for ssh",
-            "did not accept SSH within",
+            "to accept SSH after 2 s",
         ),
         (lambda h, f, r: f.known_schematics.clear(), "write image", "404"),
         (
             lambda h, f, r: setattr(h.faults, "power_off_never_off", True),
             "power off",
-            "is still 'running'",
+            "to be off after 1 s",
         ),
         (
             lambda h, f, r: setattr(h.faults, "snapshot_action_fails", True),
@@ -105,7 +108,7 @@ def test_builder_resources_never_carry_snapshot_labels(
     ],
 )
 def test_each_failed_step_is_named_and_nothing_leaks(
-    client: Client,
+    client: ApiClient,
     hetzner: HetznerEmulator,
     factory: ImageFactory,
     rescue: RescueSystem,
@@ -115,7 +118,7 @@ def test_each_failed_step_is_named_and_nothing_leaks(
     detail: str,
 ) -> None:
     break_it(hetzner, factory, rescue)
-    request = replace(request_for, ssh_timeout=2)
+    request = replace(request_for, limits=replace(request_for.limits, ssh=2))
     with pytest.raises(BuildError) as caught:
         build_image(client, request)
     assert caught.value.step == step
@@ -126,7 +129,7 @@ def test_each_failed_step_is_named_and_nothing_leaks(
 
 
 def test_corrupt_xz_fails_the_write_step(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
     corrupt = ImageFactory(RAW_IMAGE, corrupt=True).start()
     corrupt.known_schematics.add(request_for.schematic_id)
@@ -141,7 +144,7 @@ def test_corrupt_xz_fails_the_write_step(
 
 
 def test_disk_write_failure_fails_the_write_step(
-    client: Client, hetzner: HetznerEmulator, rescue: RescueSystem, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, rescue: RescueSystem, request_for: BuildRequest
 ) -> None:
     missing = rescue.disk.parent / "no-such-dir" / "disk"
     with pytest.raises(BuildError) as caught:
@@ -155,7 +158,7 @@ def test_disk_write_failure_fails_the_write_step(
     "fault", ["server_delete_failures", "rate_limited_requests"], ids=["delete-once", "429"]
 )
 def test_passing_faults_are_retried(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest, fault: str
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest, fault: str
 ) -> None:
     setattr(hetzner.faults, fault, 1)
     result = build_image(client, request_for)
@@ -165,19 +168,22 @@ def test_passing_faults_are_retried(
 
 
 def test_teardown_that_keeps_failing_is_reported_with_the_cleanup_command(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
-    hetzner.faults.server_delete_failures = 10
+    hetzner.faults.server_delete_failures = 10**6
     with pytest.raises(BuildError) as caught:
-        build_image(client, request_for)
+        build_image(client, replace(request_for, limits=replace(request_for.limits, teardown=1)))
     assert caught.value.step == "teardown"
-    assert caught.value.leaked == [f"server {next(iter(hetzner.state.servers))}"]
+    server_id = next(iter(hetzner.state.servers))
+    assert caught.value.leaked == [
+        f"server {server_id} ({hetzner.state.servers[server_id]['name']})"
+    ]
     assert "python -m components.image_builder cleanup" in str(caught.value)
     assert hetzner.state.ssh_keys == {}
 
 
 def test_ctrl_c_mid_build_still_tears_down(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
     def interrupt(message: str) -> None:
         if "builder server" in message:
@@ -191,7 +197,7 @@ def test_ctrl_c_mid_build_still_tears_down(
 
 
 def test_snapshot_must_fit_every_pool_server_type(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
     with pytest.raises(BuildError, match=r"would not fit tiny \(20 GB disk\)"):
         build_image(client, replace(request_for, must_fit_server_types=["tiny"]))

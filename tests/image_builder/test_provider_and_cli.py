@@ -21,7 +21,8 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from components.image_builder.pipeline import BUILDER_LABEL
+from components.image_builder.builder_resources import BUILDER_LABEL
+from components.image_builder.pipeline import SSH_PORT_ENV, TARGET_DEVICE_ENV
 from components.image_builder.provider import TalosSnapshotProvider
 from components.image_builder.schematic import schematic_id_for, schematic_yaml
 
@@ -29,7 +30,23 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 
 @pytest.fixture
-def props(hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem) -> dict[str, Any]:
+def rescue_env(rescue: RescueSystem) -> dict[str, str]:
+    """The test-only knobs, as the build pipeline reads them."""
+    return {SSH_PORT_ENV: str(rescue.port), TARGET_DEVICE_ENV: str(rescue.disk)}
+
+
+@pytest.fixture
+def props(
+    hetzner: HetznerEmulator,
+    factory: ImageFactory,
+    rescue_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    """What the program sends; the provider uses its own production client settings,
+    so the emulator's actions finish at once (no poll waits)."""
+    hetzner.default_action_seconds = 0
+    for name, value in rescue_env.items():
+        monkeypatch.setenv(name, value)
     return {
         "talos_version": "v1.11.6",
         "schematic_id": SCHEMATIC,
@@ -41,8 +58,8 @@ def props(hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem)
         "extra_labels": {"environment": "test"},
         "must_fit_server_types": ["cpx22"],
         "hcloud_endpoint": hetzner.endpoint,
-        "ssh_port": rescue.port,
-        "target_device": str(rescue.disk),
+        "write_timeout": 30,
+        "builder_scope": "hcloud-talos-autoscaler.test",
         "hcloud_token": "test-token",
     }
 
@@ -127,9 +144,10 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
-    hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem
+    hetzner: HetznerEmulator, factory: ImageFactory, rescue_env: dict[str, str]
 ) -> None:
-    env = {"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint}
+    hetzner.default_action_seconds = 0
+    env = {"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env}
     result = cli(
         "build",
         "--talos-version",
@@ -144,10 +162,6 @@ def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
         factory.url,
         "--label",
         "team=platform",
-        "--ssh-port",
-        str(rescue.port),
-        "--target-device",
-        str(rescue.disk),
         env=env,
     )
     assert result.returncode == 0, result.stderr
@@ -176,7 +190,7 @@ def test_cli_needs_a_token() -> None:
 
 
 def test_cli_failure_names_the_step(
-    hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem
+    hetzner: HetznerEmulator, factory: ImageFactory, rescue_env: dict[str, str]
 ) -> None:
     hetzner.faults.server_create_status = 503
     result = cli(
@@ -191,11 +205,7 @@ def test_cli_failure_names_the_step(
         "fsn1",
         "--factory-url",
         factory.url,
-        "--ssh-port",
-        str(rescue.port),
-        "--target-device",
-        str(rescue.disk),
-        env={"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint},
+        env={"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env},
     )
     assert result.returncode == 1
     assert "image build failed at step 'create server'" in result.stderr
