@@ -1,9 +1,10 @@
-"""What the build does on the rescue system over SSH: write the image, then prove it landed.
+"""What the build does on the rescue system over SSH: write the image, then read it back.
 
 The image is streamed (the rescue root is ~960 MB of RAM): ``curl | xz -d | tee |
 dd``, the ``tee`` feeding ``sha256sum`` and ``wc -c`` so the digest and length of
-the decompressed stream are known once the write ends. The proof reads the same
-number of bytes back from the device, past the page cache, and hashes them.
+the decompressed stream are known once the write ends. Then the same number of
+bytes is read back from the device, past the page cache, and hashed; the build
+compares the two digests.
 
 Every remote command is bounded: curl gives up when the download stays below
 ``STALL_BYTES_PER_SECOND`` for the stall window, and each command has an overall
@@ -40,10 +41,11 @@ _STDERR_TAIL = 600
 
 @dataclass(frozen=True)
 class Written:
-    """The decompressed image as it went onto the disk."""
+    """The decompressed image as it was streamed, and what the disk holds over its length."""
 
     sha256: str
     size: int
+    on_disk_sha256: str
 
 
 class RemoteCommandFailed(RuntimeError):
@@ -107,22 +109,10 @@ def connect(
 def write_image(
     ssh: paramiko.SSHClient, url: str, device: str, *, stall_seconds: float, seconds: float
 ) -> Written:
-    """Stream the image onto ``device``; returns the digest and length of what was written."""
+    """Stream the image onto ``device`` and read it back, in one command on the rescue system."""
     output = run(ssh, _write_script(url, device, stall_seconds), seconds=seconds, what="the write")
-    digest, size = output.split()
-    return Written(sha256=digest, size=int(size))
-
-
-def read_back_sha256(ssh: paramiko.SSHClient, device: str, size: int, *, seconds: float) -> str:
-    """The sha256 of the first ``size`` bytes of ``device``, read from the device itself."""
-    quoted = shlex.quote(device)
-    script = (
-        "set -euo pipefail; "
-        # Drop the block device's cached pages so the bytes come from the disk.
-        f"blockdev --flushbufs {quoted} >/dev/null 2>&1 || true; "
-        f"head -c {int(size)} {quoted} | sha256sum | cut -d' ' -f1"
-    )
-    return run(ssh, f"bash -c {shlex.quote(script)}", seconds=seconds, what="the read-back")
+    streamed, size, on_disk = output.split()
+    return Written(sha256=streamed, size=int(size), on_disk_sha256=on_disk)
 
 
 def _write_script(url: str, device: str, stall_seconds: float) -> str:
@@ -143,7 +133,11 @@ curl -fsSL --connect-timeout 30 --speed-limit {STALL_BYTES_PER_SECOND} \\
   | xz -d | tee "$work/hash" "$work/count" | dd of={quoted} bs=4M conv=notrunc,fsync status=none
 wait "$hasher" "$counter"
 sync
-echo "$(cut -d' ' -f1 "$work/sha256") $(cat "$work/size")"
+size=$(cat "$work/size")
+# Drop the block device's cached pages so the read-back comes from the disk itself.
+blockdev --flushbufs {quoted} >/dev/null 2>&1 || true
+on_disk=$(head -c "$size" {quoted} | sha256sum | cut -d' ' -f1)
+echo "$(cut -d' ' -f1 "$work/sha256") $size $on_disk"
 """
     return f"bash -c {shlex.quote(script)}"
 

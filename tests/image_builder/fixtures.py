@@ -28,7 +28,6 @@ TEST_LIMITS = Limits(
     ssh=10,
     write_stall=1,
     write=20,
-    verify=10,
     power_off=1,
     snapshot=5,
     teardown=5,
