@@ -329,7 +329,12 @@ class ImageSettings(_Model):
         default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES)
     )
     labels: dict[str, str] = Field(default_factory=dict)
-    write_timeout: int = Field(WRITE_TIMEOUT_MINUTES, ge=5, le=WRITE_TIMEOUT_MAX_MINUTES)
+    write_timeout: int = WRITE_TIMEOUT_MINUTES
+
+    @field_validator("write_timeout")
+    @classmethod
+    def _write_timeout(cls, minutes: int) -> int:
+        return check_write_timeout(minutes)
 
     @model_validator(mode="after")
     def _builder_architectures(self) -> ImageSettings:
@@ -341,6 +346,16 @@ class ImageSettings(_Model):
                     "written from a server of the same architecture"
                 )
         return self
+
+
+def check_write_timeout(minutes: int) -> int:
+    """``image.writeTimeout`` (and the CLI's ``--write-timeout``): 5 to 60 minutes."""
+    if not 5 <= minutes <= WRITE_TIMEOUT_MAX_MINUTES:
+        raise ValueError(
+            f"is {minutes} minutes; set 5 to {WRITE_TIMEOUT_MAX_MINUTES} (a longer build could "
+            "not be told apart from the leftovers of a killed one)"
+        )
+    return minutes
 
 
 class SmokeTest(_Model):

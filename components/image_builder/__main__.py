@@ -23,8 +23,8 @@ from types import FrameType
 from components.config import (
     DEFAULT_BUILDER_SERVER_TYPES,
     DEFAULT_EXTENSIONS,
-    WRITE_TIMEOUT_MAX_MINUTES,
     WRITE_TIMEOUT_MINUTES,
+    check_write_timeout,
 )
 from components.image_builder.api import ApiClient, api_endpoint
 from components.image_builder.builder_resources import STALE_AFTER, remove_stale
@@ -93,10 +93,10 @@ def _cleanup(client: ApiClient, older_than: timedelta) -> int:
 
 
 def _write_timeout(text: str) -> int:
-    minutes = int(text)
-    if not 5 <= minutes <= WRITE_TIMEOUT_MAX_MINUTES:
-        raise argparse.ArgumentTypeError(f"must be 5 to {WRITE_TIMEOUT_MAX_MINUTES} minutes")
-    return minutes
+    try:
+        return check_write_timeout(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _parser() -> argparse.ArgumentParser:

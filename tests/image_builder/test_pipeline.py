@@ -9,11 +9,18 @@ import pytest
 from image_builder.fixtures import RAW_IMAGE, RescueSystem
 from image_builder.stand_ins import HetznerEmulator, ImageFactory
 
+from components.config import WRITE_TIMEOUT_MAX_MINUTES
 from components.image_builder.api import ApiClient
-from components.image_builder.builder_resources import BUILDER_LABEL, SCOPE_LABEL
+from components.image_builder.builder_resources import (
+    BUILDER_LABEL,
+    SCOPE_LABEL,
+    STALE_AFTER,
+    builder_scope,
+)
 from components.image_builder.pipeline import (
     BuildError,
     BuildRequest,
+    Limits,
     build_image,
     check_labels,
     snapshot_labels,
@@ -220,3 +227,40 @@ def test_label_rules() -> None:
     )
     assert labels["talos-schematic"] == "f" * 32
     assert all(len(value) <= 63 for value in labels.values())
+
+
+@pytest.mark.parametrize(
+    ("project", "stack", "expected"),
+    [
+        ("hcloud-talos-autoscaler", "dev", "hcloud-talos-autoscaler.dev"),
+        ("hcloud-talos-autoscaler", None, "hcloud-talos-autoscaler"),
+        ("_my project_", "org/prod", "my-project_.org-prod"),
+    ],
+)
+def test_builder_scope_names_the_stack_as_a_valid_label_value(
+    project: str, stack: str | None, expected: str
+) -> None:
+    assert builder_scope(project, stack) == expected
+    check_labels({SCOPE_LABEL: expected})
+
+
+def test_a_long_builder_scope_stays_a_valid_label_value_and_distinct() -> None:
+    long_a = builder_scope("p" * 80, "staging")
+    long_b = builder_scope("p" * 80, "production")
+    assert len(long_a) <= 63 and len(long_b) <= 63 and long_a != long_b
+    check_labels({SCOPE_LABEL: long_a, BUILDER_LABEL: "0123456789ab"})
+
+
+def test_the_longest_possible_build_is_well_below_the_age_of_a_leftover() -> None:
+    slowest = Limits(write=WRITE_TIMEOUT_MAX_MINUTES * 60.0)
+    assert slowest.longest_build() < STALE_AFTER.total_seconds()
+    assert Limits().longest_build() < slowest.longest_build()
+
+
+def test_limits_that_would_outlast_the_leftover_age_are_refused(
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    too_long = replace(request_for, limits=Limits(write=STALE_AFTER.total_seconds()))
+    with pytest.raises(ValueError, match="longer than the 3:00:00 after which builders"):
+        build_image(client, too_long)
+    assert hetzner.state.requests == []
