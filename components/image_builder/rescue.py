@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from components.image_builder.waits import (
     Backoff,
     WaitTimeout,
-    check_interrupted,
     format_seconds,
     until,
 )
@@ -165,7 +164,6 @@ def run(ssh: paramiko.SSHClient, command: str, *, seconds: float, what: str) -> 
             if time.monotonic() >= deadline:
                 raise WaitTimeout(f"{what} did not finish within {format_seconds(seconds)}")
             channel.status_event.wait(0.05)  # wakes at once when the command exits
-            check_interrupted()
         stderr += channel.recv_stderr(65536) if channel.recv_stderr_ready() else b""
         status = channel.recv_exit_status()
     finally:

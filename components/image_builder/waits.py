@@ -3,12 +3,11 @@
 Every wait of a build (an action, the server powering off, SSH coming up, a
 delete refused while the server is locked) goes through ``until``: it has a
 deadline, backs off between looks, and fails with a message naming what it
-waited for. It also stops a build whose process is shutting down.
+waited for.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,12 +17,9 @@ T = TypeVar("T")
 #: How long to wait before look number ``tries + 1`` (the hcloud library's BackoffFunction).
 Backoff = Callable[[int], float]
 
-#: Sleeps are cut into slices this long, so a shutdown is noticed within it.
-_SLICE_SECONDS = 0.5
-
 
 class Interrupted(KeyboardInterrupt):
-    """The build was asked to stop (Ctrl-C, SIGTERM, or its process shutting down)."""
+    """The build was asked to stop by a signal other than SIGINT (the CLI maps SIGTERM)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -69,7 +65,6 @@ def until(
     tries = 0
     last_error: Exception | None = None
     while True:
-        check_interrupted()
         try:
             outcome = attempt()
         except Exception as error:
@@ -83,28 +78,8 @@ def until(
         if remaining <= 0:
             detail = f" (last error: {last_error})" if last_error is not None else ""
             raise WaitTimeout(f"gave up waiting for {what} after {format_seconds(seconds)}{detail}")
-        sleep(min(backoff(tries), remaining))
+        time.sleep(min(backoff(tries), remaining))
         tries += 1
-
-
-def sleep(seconds: float) -> None:
-    """``time.sleep`` that notices a shutdown of the process within half a second."""
-    deadline = time.monotonic() + seconds
-    while (remaining := deadline - time.monotonic()) > 0:
-        time.sleep(min(_SLICE_SECONDS, remaining))
-        check_interrupted()
-
-
-def check_interrupted() -> None:
-    """Stop a build running in a worker thread once the process is shutting down.
-
-    Pulumi's provider host runs builds in gRPC worker threads; when the host gets
-    SIGINT its main thread ends and the interpreter waits for those threads. The
-    build then stops here and its teardown runs. (In the CLI the build runs in the
-    main thread, where Ctrl-C and SIGTERM arrive as ``Interrupted`` directly.)
-    """
-    if not threading.main_thread().is_alive():
-        raise Interrupted("the process is shutting down")
 
 
 def format_seconds(seconds: float) -> str:
