@@ -27,7 +27,7 @@ from hcloud.ssh_keys import SSHKey
 
 from components.hetzner import LABEL_VALUE_MAX_LENGTH
 from components.image_builder.api import ApiClient, describe, is_transient
-from components.image_builder.waits import WaitTimeout, until
+from components.image_builder.waits import until
 
 BUILDER_LABEL = "hcloud-talos-autoscaler/builder"
 SCOPE_LABEL = "hcloud-talos-autoscaler/scope"
@@ -106,7 +106,7 @@ def remove(
                     client.poll,
                     retry_if=is_transient,
                 )
-            except (WaitTimeout, APIException) as error:
+            except Exception as error:
                 log(f"could not delete {item}: {describe(error)}")
             else:
                 log(f"deleted {item}")

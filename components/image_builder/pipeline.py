@@ -311,10 +311,14 @@ def build_image(client: ApiClient, request: BuildRequest, log: Log = lambda _: N
         detail = _detail(error)
         removed_now, leaked = _teardown(client, run_id, list(known.values()), limits, log)
         raise BuildError(step, detail, leaked, removed_now) from error
-    del known["snapshot"]  # the result: kept
+    result = known.pop("snapshot")
     _, leaked = _teardown(client, run_id, list(known.values()), limits, log)
     if leaked:
-        raise BuildError("teardown", f"snapshot {image.id} was created", leaked)
+        # The build fails, so Pulumi will not track the snapshot: delete it rather than
+        # leave a finished, selectable image nobody manages. The next `up` builds again.
+        removed, _ = remove(client, [result], limits.teardown, log)
+        fate = "deleted again" if removed else "left in place (delete it by hand)"
+        raise BuildError("teardown", f"the builder could not be removed; {result} {fate}", leaked)
     timings["total"] = round(time.monotonic() - started, 3)
     return BuildResult(
         image_id=_id(image.id),

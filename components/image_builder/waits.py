@@ -84,5 +84,5 @@ def until(
 
 def format_seconds(seconds: float) -> str:
     if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
+        return f"{seconds / 60:.1f}".removesuffix(".0") + " min"
     return f"{seconds:g} s"

@@ -186,7 +186,9 @@ def test_teardown_that_keeps_failing_is_reported_with_the_cleanup_command(
         f"server {server_id} ({hetzner.state.servers[server_id]['name']})"
     ]
     assert "python -m components.image_builder cleanup" in str(caught.value)
+    assert "deleted again" in caught.value.detail
     assert hetzner.state.ssh_keys == {}
+    assert hetzner.state.images == {}  # no finished snapshot that Pulumi would not track
 
 
 def test_ctrl_c_mid_build_still_tears_down(
