@@ -62,9 +62,11 @@ def test_build_writes_the_image_byte_for_byte_and_leaves_only_the_snapshot(
     assert set(result.timings) >= {"create server", "write image", "create snapshot", "total"}
 
 
-def test_builder_resources_never_carry_snapshot_labels(
+def test_builders_and_unfinished_snapshots_never_carry_snapshot_labels(
     client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
+    """Server, key and the snapshot while it is taken carry only the builder's labels;
+    the finished snapshot only its own."""
     seen: list[dict[str, str]] = []
     original = hetzner._post_servers
 
@@ -72,15 +74,19 @@ def test_builder_resources_never_carry_snapshot_labels(
         if not parts:
             seen.append(body["labels"])
             seen.append(next(iter(hetzner.state.ssh_keys.values()))["labels"])
+        elif parts[-1] == "create_image":
+            seen.append(body["labels"])
         return original(parts, params, body)
 
     hetzner._post_servers = spy  # type: ignore[method-assign]
-    build_image(client, request_for)
-    assert len(seen) == 2
+    result = build_image(client, request_for)
+    assert len(seen) == 3
     for labels in seen:
         assert sorted(labels) == [BUILDER_LABEL, SCOPE_LABEL]
         assert labels[SCOPE_LABEL] == "hcloud-talos-autoscaler"
         assert "os" not in labels
+    assert hetzner.state.images[result.image_id]["labels"] == result.labels
+    assert BUILDER_LABEL not in result.labels and SCOPE_LABEL not in result.labels
 
 
 @pytest.mark.parametrize(
