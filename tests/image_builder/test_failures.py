@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -98,7 +99,7 @@ def test_a_retried_snapshot_request_answered_locked_deletes_the_snapshot(
     hetzner: HetznerEmulator, client: ApiClient, request_for: BuildRequest
 ) -> None:
     hetzner.faults.lost_answers["POST create_image"] = "gateway"
-    hetzner.action_seconds["create_image"] = 0.5
+    hetzner.action_seconds["create_image"] = 1.5  # still running when the retry arrives
 
     with pytest.raises(BuildError) as caught:
         build_image(client, request_for)
@@ -116,7 +117,7 @@ def test_a_retried_snapshot_request_answered_locked_deletes_the_snapshot(
 def test_a_snapshot_that_takes_too_long_is_deleted_once_hetzner_lets_go(
     hetzner: HetznerEmulator, client: ApiClient, request_for: BuildRequest
 ) -> None:
-    hetzner.action_seconds["create_image"] = 1.0  # longer than the limit; locked meanwhile
+    hetzner.action_seconds["create_image"] = 2.0  # longer than the limit; locked meanwhile
 
     with pytest.raises(BuildError) as caught:
         build_image(client, limits(request_for, snapshot=0.3))
@@ -134,12 +135,19 @@ def test_ctrl_c_while_the_snapshot_is_taken_deletes_it(
     request_for: BuildRequest,
     unrelated: set[tuple[str, int]],
 ) -> None:
-    hetzner.action_seconds["create_image"] = 1.0
+    hetzner.action_seconds["create_image"] = 60.0  # far longer than the test
     original = hetzner._server_action
+
+    def ctrl_c() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        # Then the snapshot finishes soon: Hetzner keeps it locked until then.
+        for action in hetzner.state.actions.values():
+            if action.command == "create_image":
+                action.seconds = time.monotonic() - action.started + 0.3
 
     def ctrl_c_soon(server_id: int, command: str, body: object) -> tuple[int, object]:
         if command == "create_image":  # the user presses Ctrl-C while the build waits
-            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+            threading.Timer(0.1, ctrl_c).start()
         return original(server_id, command, body)
 
     hetzner._server_action = ctrl_c_soon  # type: ignore[method-assign]
@@ -222,7 +230,7 @@ def silent_api() -> Iterator[SilentApi]:
 def test_an_api_that_never_answers_fails_the_build_instead_of_hanging(
     silent_api: SilentApi, request_for: BuildRequest
 ) -> None:
-    client = fast_client(silent_api.endpoint, request_timeout=(1.0, 0.2))
+    client = fast_client(silent_api.endpoint, request_timeout=(1.0, 0.1))
     outcome: list[BaseException] = []
 
     def build() -> None:

@@ -376,7 +376,7 @@ def test_the_provider_and_cleanup_fail_instead_of_hanging_on_a_silent_api(
 ) -> None:
     """Refresh, destroy, up and cleanup against an API that accepts and never answers."""
     silent = SilentApi().start()
-    quick = functools.partial(ApiClient, request_timeout=(1.0, 0.2), retry_backoff=lambda _: 0.02)
+    quick = functools.partial(ApiClient, request_timeout=(1.0, 0.1), retry_backoff=lambda _: 0.02)
     monkeypatch.setattr(provider_module, "ApiClient", quick)
     monkeypatch.setattr(cli_module, "ApiClient", quick)
     monkeypatch.setenv("HCLOUD_TOKEN", "test-token")
