@@ -12,7 +12,7 @@ import pulumi
 from components import autoscaler_values as values
 from components.autoscaler import DEPLOYMENT_NAME, ClusterAutoscaler, ClusterAutoscalerArgs
 from components.config import ConfigError, reveal
-from components.engine_config import read_stack_config
+from components.engine_config import read_hcloud_endpoint, read_stack_config
 from components.image_builder.schematic import schematic_id_for
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.provider_id import ProviderIdSetter, ProviderIdSetterArgs
@@ -47,7 +47,10 @@ legacy = settings.config_format == "legacy"
 autoscaler_image = stack.autoscaler_image
 
 network = PrivateNetwork("network", PrivateNetworkArgs.from_stack(stack))
-images = TalosImage("talos-image", TalosImageArgs.from_stack(stack, schematic_id, hcloud_token))
+images = TalosImage(
+    "talos-image",
+    TalosImageArgs.from_stack(stack, schematic_id, hcloud_token, read_hcloud_endpoint()),
+)
 
 worker_configs: pulumi.Output[dict[str, WorkerConfig]] = pulumi.Output.secret(
     network.subnet_ip_range.apply(lambda subnet: render_worker_configs(stack, subnet))

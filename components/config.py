@@ -47,6 +47,10 @@ DEFAULT_BUILDER_SERVER_TYPES: dict[Architecture, str] = {"amd64": "cx23", "arm64
 SCHEMATIC_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 #: Cozystack's PackageSource installs the Package's release here, whatever the Package says.
 COZYSTACK_NAMESPACE = "cozy-cluster-autoscaler-hetzner"
+#: ``image.writeTimeout``: minutes the download and write of the image may take. The
+#: maximum keeps the longest build below the age at which builders count as leftovers.
+WRITE_TIMEOUT_MINUTES = 30
+WRITE_TIMEOUT_MAX_MINUTES = 60
 
 
 class Encrypted:
@@ -342,6 +346,12 @@ class ImageSettings(_Model):
         default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES)
     )
     labels: dict[str, str] = Field(default_factory=dict)
+    write_timeout: int = WRITE_TIMEOUT_MINUTES
+
+    @field_validator("write_timeout")
+    @classmethod
+    def _write_timeout(cls, minutes: int) -> int:
+        return check_write_timeout(minutes)
 
     @model_validator(mode="after")
     def _builder_architectures(self) -> ImageSettings:
@@ -353,6 +363,16 @@ class ImageSettings(_Model):
                     "written from a server of the same architecture"
                 )
         return self
+
+
+def check_write_timeout(minutes: int) -> int:
+    """``image.writeTimeout`` (and the CLI's ``--write-timeout``): 5 to 60 minutes."""
+    if not 5 <= minutes <= WRITE_TIMEOUT_MAX_MINUTES:
+        raise ValueError(
+            f"is {minutes} minutes; set 5 to {WRITE_TIMEOUT_MAX_MINUTES} (a longer build could "
+            "not be told apart from the leftovers of a killed one)"
+        )
+    return minutes
 
 
 class SmokeTest(_Model):

@@ -9,6 +9,7 @@ from typing import Any
 from pulumi.runtime import config as runtime_config
 
 from components.config import StackConfig, parse_stack_config, sections_from_flat_config
+from components.image_builder.api import api_endpoint
 
 
 def read_stack_config(project_dir: Path) -> StackConfig:
@@ -22,3 +23,8 @@ def read_stack_config(project_dir: Path) -> StackConfig:
     if token is None:
         token = os.environ.get("HCLOUD_TOKEN")
     return parse_stack_config(sections, token, project_dir)
+
+
+def read_hcloud_endpoint() -> str | None:
+    """The Hetzner API URL the hcloud provider uses: ``hcloud:endpoint`` or ``HCLOUD_ENDPOINT``."""
+    return api_endpoint(runtime_config.get_config("hcloud:endpoint"))

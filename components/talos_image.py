@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.config import StackConfig
+from components.config import WRITE_TIMEOUT_MINUTES, StackConfig
 from components.hetzner import Architecture, architecture_of
-from components.image_builder.provider import DEFAULT_ENDPOINT, TalosSnapshot
+from components.image_builder import builder_resources
+from components.image_builder.api import DEFAULT_ENDPOINT
+from components.image_builder.provider import TalosSnapshot
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,22 @@ class TalosImageArgs:
     #: The pools' server types: the snapshot's disk must fit each of them.
     must_fit_server_types: list[str] = field(default_factory=list)
     hcloud_endpoint: str = DEFAULT_ENDPOINT
-    #: Test knobs (a loopback sshd and a file instead of the rescue system's disk).
-    ssh_port: int = 22
-    target_device: str = "/dev/sda"
+    #: Minutes the download and write of the image may take.
+    write_timeout: int = WRITE_TIMEOUT_MINUTES
+    #: Whose builders these are (``<project>.<stack>``): each build removes stale ones of it.
+    builder_scope: str = field(
+        default_factory=lambda: builder_resources.builder_scope(
+            pulumi.get_project(), pulumi.get_stack()
+        )
+    )
 
     @classmethod
     def from_stack(
-        cls, stack: StackConfig, schematic_id: str, hcloud_token: pulumi.Input[str]
+        cls,
+        stack: StackConfig,
+        schematic_id: str,
+        hcloud_token: pulumi.Input[str],
+        hcloud_endpoint: str | None,
     ) -> TalosImageArgs:
         return cls(
             talos_version=stack.talos.version,
@@ -47,6 +58,8 @@ class TalosImageArgs:
                 {group.instance_type for group in stack.autoscaler.node_groups}
             ),
             hcloud_token=hcloud_token,
+            hcloud_endpoint=hcloud_endpoint or DEFAULT_ENDPOINT,
+            write_timeout=stack.image.write_timeout,
         )
 
 
@@ -78,8 +91,8 @@ class TalosImage(pulumi.ComponentResource):
                         if architecture_of(server_type) == arch
                     ],
                     "hcloud_endpoint": args.hcloud_endpoint,
-                    "ssh_port": args.ssh_port,
-                    "target_device": args.target_device,
+                    "write_timeout": args.write_timeout,
+                    "builder_scope": args.builder_scope,
                     "hcloud_token": token,
                 },
                 pulumi.ResourceOptions(parent=self),

@@ -9,7 +9,10 @@
    1 MiB Secret limit) as the number of pools like the dev stack's grows.
 3. One image build against the local stand-ins (Hetzner API emulator, Image
    Factory, a real sshd on loopback, a file as the disk) with an image of
-   realistic size: time per step and the throughput of the streamed write.
+   realistic size: time per step, the throughput of the streamed write, the
+   API requests it makes and the longest wait between two of them (actions run
+   for assumed durations, scaled down, as do the build's poll intervals).
+4. The bound of every wait, and the longest possible build.
    Only loopback is contacted.
 """
 
@@ -19,6 +22,7 @@ import argparse
 import copy
 import functools
 import hashlib
+import itertools
 import sys
 import tempfile
 import time
@@ -38,10 +42,19 @@ from image_builder.stand_ins import (  # noqa: E402
 )
 
 from components import autoscaler_values as values  # noqa: E402
-from components.config import StackConfig, load_stack_file, parse_stack_config  # noqa: E402
+from components.config import (  # noqa: E402
+    WRITE_TIMEOUT_MAX_MINUTES,
+    WRITE_TIMEOUT_MINUTES,
+    StackConfig,
+    load_stack_file,
+    parse_stack_config,
+)
 from components.hetzner import Architecture  # noqa: E402
-from components.image_builder.pipeline import BuildRequest, build_image, make_client  # noqa: E402
+from components.image_builder.api import ACTION_POLL, REQUEST_TIMEOUT, ApiClient  # noqa: E402
+from components.image_builder.builder_resources import STALE_AFTER  # noqa: E402
+from components.image_builder.pipeline import BuildRequest, Limits, build_image  # noqa: E402
 from components.image_builder.schematic import schematic_id_for  # noqa: E402
+from components.image_builder.waits import format_seconds, looks_within  # noqa: E402
 from components.render import render_stack  # noqa: E402
 from components.talos_config import render_worker_configs  # noqa: E402
 
@@ -103,6 +116,29 @@ def bench_sizes(stacks: list[str]) -> None:
         print(f"  {pools:>4} pools: {len(value):>8} bytes as {where}")
 
 
+#: Assumed durations of Hetzner actions (seconds), for counting polls; the emulation
+#: runs them, and the build's poll intervals, 1/TIME_SCALE as long.
+ASSUMED_ACTION_SECONDS = {
+    "create_server": 15.0,
+    "enable_rescue": 5.0,
+    "start_server": 20.0,
+    "stop_server": 5.0,
+    "create_image": 300.0,
+}
+TIME_SCALE = 100.0
+
+
+def request_kind(method: str, path: str) -> str:
+    parts = path.removeprefix("/v1/").split("/")
+    if parts[0] == "actions":
+        return "action polls"
+    if method == "GET" and len(parts) == 1:
+        return f"lists of {parts[0]}"
+    if method == "GET":
+        return f"reads of one {parts[0][:-1]}"
+    return f"{method} {parts[0]}" + (f" {parts[-1]}" if len(parts) > 2 else "")
+
+
 def bench_image_build(image_mib: int) -> None:
     print(f"\nimage build against the local stand-ins ({image_mib} MiB raw image)")
     raw_image = generated_raw_image(image_mib * MIB)
@@ -112,20 +148,37 @@ def bench_image_build(image_mib: int) -> None:
         f"  image {len(raw_image) // MIB} MiB raw, {len(factory.compressed) / MIB:.1f} MiB xz "
         f"(compressed in {time.perf_counter() - started:.1f} s, not part of the build)"
     )
+    print(
+        "  Hetzner actions take as long as assumed here, divided by "
+        f"{TIME_SCALE:.0f} (so do the build's poll intervals): "
+        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in ASSUMED_ACTION_SECONDS.items())
+    )
     schematic = schematic_id_for(["siderolabs/qemu-guest-agent"])
     factory.known_schematics.add(schematic)
+    write_window: list[float] = []
+
+    def mark_write(line: str) -> None:
+        if "writing" in line or "disk holds the image" in line:
+            write_window.append(time.monotonic())
+
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch, ExitStack() as running:
         sshd = RescueSshd(Path(scratch) / "sshd").start()
         running.callback(sshd.stop)
         hetzner = HetznerEmulator(sshd.authorized_keys).start()
+        hetzner.action_seconds = {
+            name: seconds / TIME_SCALE for name, seconds in ASSUMED_ACTION_SECONDS.items()
+        }
         running.callback(hetzner.stop)
         running.callback(factory.start().stop)
         disk = Path(scratch) / "disk.img"
         with disk.open("wb") as handle:
             for _ in range(image_mib + 1):
                 handle.write(b"\xff" * MIB)
+        client = ApiClient(
+            "test-token", hetzner.endpoint, poll=lambda tries: ACTION_POLL(tries) / TIME_SCALE
+        )
         result = build_image(
-            make_client("test-token", hetzner.endpoint, poll_interval=0.01),
+            client,
             BuildRequest(
                 talos_version="v1.11.6",
                 schematic_id=schematic,
@@ -136,16 +189,65 @@ def bench_image_build(image_mib: int) -> None:
                 ssh_port=sshd.port,
                 target_device=str(disk),
             ),
+            log=mark_write,
         )
-        with disk.open("rb") as handle:
-            written = hashlib.sha256(handle.read(len(raw_image))).hexdigest()
-        leftovers = len(hetzner.state.servers) + len(hetzner.state.ssh_keys)
+        with disk.open("rb") as written_disk:
+            written = hashlib.sha256(written_disk.read(len(raw_image))).hexdigest()
+        leftovers = sum(map(len, hetzner.builder_leftovers().values()))
+        requests = list(hetzner.state.requests)
+        times = list(hetzner.state.request_times)
     for step, seconds in result.timings.items():
         print(f"  {step:<28} {seconds:8.3f} s")
     throughput = image_mib / result.timings["write image"]
     print(f"  stream throughput            {throughput:8.1f} MiB/s raw")
     intact = written == hashlib.sha256(raw_image).hexdigest()
-    print(f"  disk equals the image: {intact}; servers and keys left: {leftovers}")
+    print(f"  disk equals the image: {intact}; builder servers, keys, snapshots left: {leftovers}")
+
+    kinds: dict[str, int] = {}
+    for method, path in requests:
+        kinds[request_kind(method, path)] = kinds.get(request_kind(method, path), 0) + 1
+    print(f"\nAPI requests per build: {len(requests)}")
+    for kind, count in sorted(kinds.items(), key=lambda item: -item[1]):
+        print(f"  {count:>4}  {kind}")
+    write_start, write_end = write_window[0], write_window[-1]
+    gaps = [
+        later - earlier
+        for earlier, later in itertools.pairwise(times)
+        if later <= write_start or earlier >= write_end
+    ]
+    print(
+        f"longest wait between two API requests (outside the write): "
+        f"{max(gaps) * TIME_SCALE:.1f} s at Hetzner's pace"
+    )
+    print("action polls for a snapshot taking 5 / 20 / 40 minutes (backed off; the old 2 s poll):")
+    for minutes in (5, 20, 40):
+        print(
+            f"  {minutes:>2} min: {looks_within(ACTION_POLL, minutes * 60):>3} polls "
+            f"(constant 2 s: {minutes * 30})"
+        )
+
+
+def bench_bounds() -> None:
+    limits = Limits()
+    slowest = Limits(write=WRITE_TIMEOUT_MAX_MINUTES * 60.0)
+    print("\nbounds of a build (each wait gives up after this, naming its step)")
+    bounds = {
+        "each API request (6 tries, 10 s connect + 30 s read)": 6 * sum(REQUEST_TIMEOUT) + 31,
+        "each action (create, rescue, power on/off)": limits.action,
+        "ssh to the rescue system": limits.ssh,
+        "download with near-zero throughput": limits.write_stall,
+        f"write and read-back (image.writeTimeout {WRITE_TIMEOUT_MINUTES} min)": limits.write,
+        "server off after power-off": limits.power_off,
+        "snapshot": limits.snapshot,
+        "teardown while a snapshot keeps the server locked": limits.teardown,
+    }
+    for what, seconds in bounds.items():
+        print(f"  {what:<58} {format_seconds(seconds):>8}")
+    print(
+        f"  longest possible build: {format_seconds(limits.longest_build())} "
+        f"({format_seconds(slowest.longest_build())} with writeTimeout "
+        f"{WRITE_TIMEOUT_MAX_MINUTES}); builders older than {STALE_AFTER} are leftovers"
+    )
 
 
 def main() -> None:
@@ -156,6 +258,7 @@ def main() -> None:
     bench_render(args.stacks)
     bench_sizes(args.stacks)
     bench_image_build(args.image_mib)
+    bench_bounds()
 
 
 if __name__ == "__main__":

@@ -259,6 +259,7 @@ def _mocked_runtime(monkeypatch: pytest.MonkeyPatch, *, preview: bool) -> Iterat
     settings.ROOT.set(None)
     monkeypatch.delenv("PULUMI_CONFIG", raising=False)
     monkeypatch.delenv("HCLOUD_TOKEN", raising=False)
+    monkeypatch.delenv("HCLOUD_ENDPOINT", raising=False)
     mocks = RecordingMocks(preview=preview)
     pulumi.runtime.set_mocks(
         mocks,

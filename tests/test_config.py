@@ -73,6 +73,7 @@ def test_valid_minimal_stack_gets_the_documented_defaults() -> None:
     assert stack.network_zone == "eu-central"
     assert stack.image.location == "fsn1"
     assert stack.image.builder_server_types == {"amd64": "cx23", "arm64": "cax11"}
+    assert stack.image.write_timeout == 30
     assert stack.talos.extensions == ["siderolabs/qemu-guest-agent"]
     assert stack.talos.image_factory_url == "https://factory.talos.dev"
     assert stack.autoscaler.deploy == "package"
@@ -118,6 +119,8 @@ def test_shipped_dev_stack_validates() -> None:
         ("network.networkZone", "us-east", "network.networkZone: is 'us-east' but the pools are"),
         ("network.vswitchId", 123, "vswitchId and vswitchSubnet go together"),
         ("image.location", "fra1", "image.location: 'fra1' is not a Hetzner Cloud location"),
+        ("image.writeTimeout", 61, "image.writeTimeout: is 61 minutes; set 5 to 60"),
+        ("image.writeTimeout", 2, "image.writeTimeout: is 2 minutes; set 5 to 60"),
         (
             "image.builderServerTypes",
             {"amd64": "cax11"},

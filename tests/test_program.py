@@ -175,6 +175,11 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
     assert snapshot.inputs["must_fit_server_types"] == ["cpx22"]
     assert snapshot.inputs["hcloud_token"] == "test-token"
     assert snapshot.is_secret("hcloud_token")
+    assert snapshot.inputs["hcloud_endpoint"] == "https://api.hetzner.cloud/v1"
+    assert snapshot.inputs["builder_scope"] == "hcloud-talos-autoscaler.dev"
+    assert snapshot.inputs["write_timeout"] == 30
+    # Test knobs never reach stack config, component args or state.
+    assert "ssh_port" not in snapshot.inputs and "target_device" not in snapshot.inputs
 
     package = pulumi_runtime.one(PACKAGE)
     assert pulumi_runtime.by_type(HELM) == []
@@ -585,3 +590,17 @@ def test_every_pools_template_carries_the_linux_label(pulumi_runtime: MockRuntim
         "general-nbg1": "linux",
         "arm-fsn1": "linux",
     }
+
+
+@pytest.mark.parametrize("source", ["hcloud:endpoint", "HCLOUD_ENDPOINT"])
+def test_the_snapshot_resource_gets_the_api_endpoint_the_hcloud_provider_gets(
+    pulumi_runtime: MockRuntime, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    config = dev_config()
+    if source == "hcloud:endpoint":
+        config[source] = "https://api.example.test/v1"
+    else:
+        monkeypatch.setenv(source, "https://api.example.test/v1")
+    pulumi_runtime.run(MAIN, config)
+    snapshot = pulumi_runtime.one(SNAPSHOT)
+    assert snapshot.inputs["hcloud_endpoint"] == "https://api.example.test/v1"

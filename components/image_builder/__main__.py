@@ -2,10 +2,11 @@
 
     python -m components.image_builder build --talos-version v1.11.6 --arch amd64 \\
         --location fsn1 (--schematic-id ID | --extension siderolabs/qemu-guest-agent ...)
-    python -m components.image_builder cleanup [--older-than MINUTES]
+    python -m components.image_builder cleanup [--older-than MINUTES | --all]
 
 The token comes from HCLOUD_TOKEN and the API endpoint from HCLOUD_ENDPOINT. The
-result is one JSON object on stdout; progress goes to stderr.
+result is one JSON object on stdout; progress goes to stderr. SIGTERM stops a
+build like Ctrl-C: its server, key and unfinished snapshot are deleted first.
 """
 
 from __future__ import annotations
@@ -13,22 +14,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from types import FrameType
 
-from hcloud import Client
-
-from components.config import DEFAULT_BUILDER_SERVER_TYPES, DEFAULT_EXTENSIONS
-from components.image_builder.pipeline import (
-    BUILDER_LABEL,
-    BuildError,
-    BuildRequest,
-    build_image,
-    make_client,
+from components.config import (
+    DEFAULT_BUILDER_SERVER_TYPES,
+    DEFAULT_EXTENSIONS,
+    WRITE_TIMEOUT_MINUTES,
+    check_write_timeout,
 )
-from components.image_builder.provider import DEFAULT_ENDPOINT
+from components.image_builder.api import ApiClient, api_endpoint
+from components.image_builder.builder_resources import STALE_AFTER, remove_stale
+from components.image_builder.pipeline import BuildError, BuildRequest, Limits, build_image
 from components.image_builder.schematic import register_schematic
+from components.image_builder.waits import Interrupted
+
+#: Time for cleanup to wait while a leftover is locked by a running action.
+CLEANUP_SECONDS = 600.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,17 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         print("error: HCLOUD_TOKEN is not set (a Hetzner Cloud API token)", file=sys.stderr)
         return 2
-    client = make_client(token, os.environ.get("HCLOUD_ENDPOINT") or DEFAULT_ENDPOINT)
+    signal.signal(signal.SIGTERM, _interrupt)
+    client = ApiClient(token, api_endpoint(None))
     try:
         if args.command == "build":
             return _build(client, args)
-        return _cleanup(client, args.older_than)
+        return _cleanup(client, timedelta(0) if args.all else timedelta(minutes=args.older_than))
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
 
-def _build(client: Client, args: argparse.Namespace) -> int:
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _build(client: ApiClient, args: argparse.Namespace) -> int:
     schematic_id = args.schematic_id or register_schematic(
         args.factory_url, args.extension or list(DEFAULT_EXTENSIONS)
     )
@@ -59,28 +69,34 @@ def _build(client: Client, args: argparse.Namespace) -> int:
         server_type=args.server_type or DEFAULT_BUILDER_SERVER_TYPES[args.arch],
         factory_url=args.factory_url,
         extra_labels=dict(label.split("=", 1) for label in args.label),
-        ssh_port=args.ssh_port,
-        target_device=args.target_device,
+        limits=Limits(write=60.0 * args.write_timeout),
     )
     result = build_image(client, request, log=lambda line: print(line, file=sys.stderr))
     print(json.dumps(asdict(result), sort_keys=True))
     return 0
 
 
-def _cleanup(client: Client, older_than: float) -> int:
-    """Delete builder servers and keys (by label) left behind by interrupted builds."""
-    cutoff = datetime.now(UTC) - timedelta(minutes=older_than)
-    removed: list[str] = []
-    for server in client.servers.get_all(label_selector=BUILDER_LABEL):
-        if server.created is None or server.created <= cutoff:
-            server.delete()
-            removed.append(f"server {server.id} ({server.name})")
-    for key in client.ssh_keys.get_all(label_selector=BUILDER_LABEL):
-        if key.created is None or key.created <= cutoff:
-            key.delete()
-            removed.append(f"ssh key {key.id} ({key.name})")
-    print(json.dumps({"removed": removed}))
+def _cleanup(client: ApiClient, older_than: timedelta) -> int:
+    """Delete builder servers, keys and unfinished snapshots (by label) of builds that died."""
+    removed, left = remove_stale(
+        client,
+        scope=None,
+        older_than=older_than,
+        seconds=CLEANUP_SECONDS,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    print(json.dumps({"removed": [str(item) for item in removed]}))
+    if left:
+        print(f"error: could not delete {', '.join(map(str, left))}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _write_timeout(text: str) -> int:
+    try:
+        return check_write_timeout(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,11 +112,25 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--server-type", help="builder type (default cx23 / cax11)")
     build.add_argument("--factory-url", default="https://factory.talos.dev")
     build.add_argument("--label", action="append", default=[], help="extra snapshot label k=v")
-    build.add_argument("--ssh-port", type=int, default=22, help="test knob: rescue SSH port")
-    build.add_argument("--target-device", default="/dev/sda", help="test knob: disk to write")
-    cleanup = commands.add_parser("cleanup", help="delete leaked builder servers and keys")
-    cleanup.add_argument(
-        "--older-than", type=float, default=0, help="only builders older than MINUTES"
+    build.add_argument(
+        "--write-timeout",
+        type=_write_timeout,
+        default=WRITE_TIMEOUT_MINUTES,
+        help=f"minutes the download and write may take (default {WRITE_TIMEOUT_MINUTES})",
+    )
+    cleanup = commands.add_parser(
+        "cleanup", help="delete leftover builder servers, keys and unfinished snapshots"
+    )
+    age = cleanup.add_mutually_exclusive_group()
+    age.add_argument(
+        "--older-than",
+        type=float,
+        default=STALE_AFTER.total_seconds() / 60,
+        metavar="MINUTES",
+        help="only leftovers older than this (default: older than any build can run)",
+    )
+    age.add_argument(
+        "--all", action="store_true", help="also those of builds that may still be running"
     )
     return parser
 

@@ -1,44 +1,61 @@
 """One Talos snapshot build, as the guide's step 1 does by hand, with guaranteed teardown.
 
-temporary ed25519 key (in memory) -> builder server (stopped) -> rescue with that
-key -> power on -> SSH -> stream the Image Factory image through ``xz -d`` onto
-the disk -> power off and wait until off -> snapshot -> delete server and key.
-The server and key are deleted on every path (errors, Ctrl-C); a teardown that
-fails is reported with what leaked and the cleanup command, never swallowed.
+remove stale builders of this scope -> temporary ed25519 key (in memory) ->
+builder server (stopped) -> rescue with that key -> power on -> SSH -> stream the
+Image Factory image through ``xz -d`` onto the disk -> read it back and compare
+digests -> power off -> snapshot (labelled as a builder until verified) -> final
+snapshot labels -> delete server and key.
+
+Every wait is bounded (``Limits``). The server, key and any unfinished snapshot
+carry this run's label and are deleted on every path (errors, Ctrl-C, SIGTERM),
+found by that label so that resources a lost API answer never reported go too;
+a teardown that fails is reported with what leaked and the cleanup command.
 """
 
 from __future__ import annotations
 
-import io
+import os
 import re
 import secrets
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import paramiko
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hcloud import APIException, Client
-from hcloud.images import Image
+from hcloud.images import BoundImage, Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
 from hcloud.ssh_keys import BoundSSHKey
 
+from components.config import WRITE_TIMEOUT_MINUTES
 from components.hetzner import LABEL_VALUE_MAX_LENGTH, Architecture
+from components.image_builder import rescue
+from components.image_builder.api import ApiClient, describe, wait_for
+from components.image_builder.builder_resources import (
+    BUILDER_LABEL,
+    CLEANUP_COMMAND,
+    CLI_SCOPE,
+    STALE_AFTER,
+    Leftover,
+    builder_labels,
+    find,
+    remove,
+    remove_stale,
+)
+from components.image_builder.waits import Interrupted, until
 
 MANAGED_BY = "hcloud-talos-autoscaler"
-#: Builder servers and keys carry only this label, never the snapshot's, so a
-#: snapshot selector can never match a builder.
-BUILDER_LABEL = "hcloud-talos-autoscaler/builder"
 BUILDER_BASE_IMAGE = "ubuntu-24.04"
-CLEANUP_COMMAND = "python -m components.image_builder cleanup"
 LABEL_KEY_PATTERN = re.compile(
     r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 )
 LABEL_VALUE_PATTERN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+#: Test-only: the tests point the build at a loopback sshd and a file instead of the
+#: rescue system's port 22 and its disk. Read here only, never from stack config or state.
+SSH_PORT_ENV = "HCLOUD_TALOS_TEST_SSH_PORT"
+TARGET_DEVICE_ENV = "HCLOUD_TALOS_TEST_TARGET_DEVICE"
+#: Time for the API calls between the bounded waits (a few dozen requests).
+API_ALLOWANCE_SECONDS = 10 * 60
 
 #: The API names architectures ``x86`` and ``arm``.
 HETZNER_ARCHITECTURE: dict[Architecture, str] = {"amd64": "x86", "arm64": "arm"}
@@ -47,8 +64,41 @@ Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How long each wait of a build may take, in seconds."""
+
+    #: Server create, rescue, power on and power off actions.
+    action: float = 180.0
+    ssh: float = 300.0
+    #: The download is abandoned when it stays near zero this long.
+    write_stall: float = 60.0
+    #: The whole write and its read-back (``image.writeTimeout``); the factory may first
+    #: have to generate the image.
+    write: float = WRITE_TIMEOUT_MINUTES * 60.0
+    power_off: float = 180.0
+    snapshot: float = 40 * 60.0
+    #: Deleting this run's resources, waiting while a running snapshot keeps them locked.
+    teardown: float = 600.0
+    #: Removing stale builders of this scope before the build.
+    stale_sweep: float = 60.0
+
+    def longest_build(self) -> float:
+        """The most a build can take; builders older than ``STALE_AFTER`` are surely dead."""
+        return (
+            API_ALLOWANCE_SECONDS
+            + self.stale_sweep
+            + 4 * self.action
+            + self.ssh
+            + self.write
+            + self.power_off
+            + self.snapshot
+            + self.teardown
+        )
+
+
+@dataclass(frozen=True)
 class BuildRequest:
-    """What to build and where; the test knobs default to the real rescue system."""
+    """What to build and where, and whose build it is (``builder_scope``)."""
 
     talos_version: str
     schematic_id: str
@@ -58,10 +108,12 @@ class BuildRequest:
     factory_url: str = "https://factory.talos.dev"
     extra_labels: dict[str, str] = field(default_factory=dict)
     must_fit_server_types: list[str] = field(default_factory=list)
-    ssh_port: int = 22
-    target_device: str = "/dev/sda"
-    ssh_timeout: float = 300.0
-    power_off_timeout: float = 180.0
+    builder_scope: str = CLI_SCOPE
+    limits: Limits = field(default_factory=Limits)
+    ssh_port: int = field(default_factory=lambda: int(os.environ.get(SSH_PORT_ENV) or 22))
+    target_device: str = field(
+        default_factory=lambda: os.environ.get(TARGET_DEVICE_ENV) or "/dev/sda"
+    )
 
     @property
     def image_url(self) -> str:
@@ -82,17 +134,27 @@ class BuildResult:
     labels: dict[str, str]
     description: str
     disk_size: float
+    sha256: str
     timings: dict[str, float]
 
 
 class BuildError(RuntimeError):
-    """A build step failed (or teardown did); names the step and anything leaked."""
+    """A build step failed (or teardown did); names the step, what teardown found, what leaked."""
 
-    def __init__(self, step: str, detail: str, leaked: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        step: str,
+        detail: str,
+        leaked: list[str] | None = None,
+        removed: list[str] | None = None,
+    ) -> None:
         self.step = step
         self.detail = detail
         self.leaked = leaked or []
+        self.removed = removed or []
         message = f"image build failed at step {step!r}: {detail}"
+        if self.removed:
+            message += f"; teardown deleted {', '.join(self.removed)}"
         if self.leaked:
             message += (
                 f"; teardown could not delete {', '.join(self.leaked)} (billed until removed): "
@@ -101,8 +163,12 @@ class BuildError(RuntimeError):
         super().__init__(message)
 
 
+class IntegrityError(RuntimeError):
+    """The disk does not hold the image that was streamed onto it."""
+
+
 def snapshot_labels(request: BuildRequest) -> dict[str, str]:
-    """Labels that identify a snapshot: what it holds and who manages it."""
+    """Labels that identify a finished snapshot: what it holds and who manages it."""
     labels = {
         "os": "talos",
         "talos-version": request.talos_version,
@@ -127,39 +193,45 @@ def check_labels(labels: dict[str, str]) -> None:
             )
 
 
-def make_client(
-    token: str, endpoint: str, *, poll_interval: float = 2.0, timeout_minutes: int = 40
-) -> Client:
-    """A client whose action waits outlast a snapshot (the default gives up after ~2 min)."""
-    return Client(
-        token=token,
-        api_endpoint=endpoint,
-        application_name=MANAGED_BY,
-        poll_interval=poll_interval,
-        poll_max_retries=max(1, int(timeout_minutes * 60 / poll_interval)),
-    )
-
-
-def build_image(client: Client, request: BuildRequest, log: Log = lambda _: None) -> BuildResult:
+def build_image(client: ApiClient, request: BuildRequest, log: Log = lambda _: None) -> BuildResult:
     """Run one build; raises BuildError naming the failed step."""
     labels = snapshot_labels(request)
+    limits = request.limits
+    if limits.longest_build() >= STALE_AFTER.total_seconds():
+        raise ValueError(
+            f"these limits allow a build of {limits.longest_build() / 60:.0f} min, longer than "
+            f"the {STALE_AFTER} after which builders count as leftovers: shorten the write limit"
+        )
     run_id = secrets.token_hex(6)
-    builder_labels = {BUILDER_LABEL: run_id}
+    run_labels = builder_labels(run_id, request.builder_scope)
+    check_labels(run_labels)
     timings: dict[str, float] = {}
-    resources: dict[str, BoundServer | BoundSSHKey] = {}
-    step = "check server types"
+    known: dict[str, Leftover] = {}
+    step = "remove stale builders"
     started = time.monotonic()
     try:
+        with _timed(timings, step):
+            _, left = remove_stale(
+                client,
+                scope=request.builder_scope,
+                older_than=STALE_AFTER,
+                seconds=limits.stale_sweep,
+                log=lambda line: log(f"[{run_id}] stale builder: {line}"),
+            )
+            if left:
+                log(f"[{run_id}] could not remove stale builders {', '.join(map(str, left))}")
+
+        step = "check server types"
         with _timed(timings, step):
             _check_disk_fits(client, request)
 
         step = "upload ssh key"
         with _timed(timings, step):
-            private_key, public_key = _ephemeral_key()
-            ssh_key = client.ssh_keys.create(
-                name=f"talos-builder-{run_id}", public_key=public_key, labels=builder_labels
+            private_key, public_key = rescue.ephemeral_key()
+            ssh_key: BoundSSHKey = client.ssh_keys.create(
+                name=f"talos-builder-{run_id}", public_key=public_key, labels=run_labels
             )
-            resources["ssh key"] = ssh_key
+            known["ssh key"] = Leftover("ssh key", _id(ssh_key.id), ssh_key.name or "")
         log(f"[{run_id}] temporary ssh key {ssh_key.id}")
 
         step = "create server"
@@ -171,56 +243,82 @@ def build_image(client: Client, request: BuildRequest, log: Log = lambda _: None
                 location=Location(name=request.location),
                 ssh_keys=[ssh_key],
                 start_after_create=False,
-                labels=builder_labels,
+                labels=run_labels,
             )
-            server = created.server
-            resources["server"] = server
+            server: BoundServer = created.server
+            known["server"] = Leftover("server", _id(server.id), server.name or "")
             if created.action is not None:
-                created.action.wait_until_finished()
+                wait_for(client, created.action, "the server to be created", limits.action)
         log(f"[{run_id}] builder server {server.id} ({request.server_type}, {request.location})")
 
         step = "enable rescue"
         with _timed(timings, step):
             # The API takes key IDs; the library's hint says str.
-            rescue = server.enable_rescue(type="linux64", ssh_keys=[ssh_key.id])  # type: ignore[list-item]
-            rescue.action.wait_until_finished()
+            rescue_mode = server.enable_rescue(type="linux64", ssh_keys=[ssh_key.id])  # type: ignore[list-item]
+            wait_for(client, rescue_mode.action, "the rescue system", limits.action)
 
         step = "power on"
         with _timed(timings, step):
-            server.power_on().wait_until_finished()
+            wait_for(client, server.power_on(), "the server to start", limits.action)
 
         step = "wait for ssh"
         with _timed(timings, step):
             host = _public_ipv4(client.servers.get_by_id(_id(server.id)))
-            ssh = _connect(host, request.ssh_port, private_key, request.ssh_timeout)
+            ssh = rescue.connect(host, request.ssh_port, private_key, limits.ssh, client.poll)
 
         step = "write image"
         with _timed(timings, step), ssh:
             log(f"[{run_id}] writing {request.image_url} to {request.target_device}")
-            _run(ssh, _write_command(request))
+            written = rescue.write_image(
+                ssh,
+                request.image_url,
+                request.target_device,
+                stall_seconds=limits.write_stall,
+                seconds=limits.write,
+            )
+
+        step = "verify image"
+        if written.on_disk_sha256 != written.sha256:
+            raise IntegrityError(
+                f"the first {written.size} bytes of {request.target_device} have sha256 "
+                f"{written.on_disk_sha256}, but the image written was {written.sha256}"
+            )
+        log(f"[{run_id}] disk holds the image: {written.size} bytes, sha256 {written.sha256}")
 
         step = "power off"
         with _timed(timings, step):
-            server.power_off().wait_until_finished()
-            _wait_until_off(client, _id(server.id), request.power_off_timeout)
+            wait_for(client, server.power_off(), "the power-off action", limits.action)
+            _wait_until_off(client, _id(server.id), limits.power_off)
 
         step = "create snapshot"
         with _timed(timings, step):
+            # Builder labels until verified: a build that stops early deletes it, and
+            # no snapshot selector can pick a half-made image.
             snapshot = server.create_image(
-                description=request.description, type="snapshot", labels=labels
+                description=request.description, type="snapshot", labels=run_labels
             )
-            snapshot.action.wait_until_finished()
+            known["snapshot"] = Leftover("snapshot", _id(snapshot.image.id), request.description)
+            wait_for(client, snapshot.action, f"snapshot {snapshot.image.id}", limits.snapshot)
             image = client.images.get_by_id(_id(snapshot.image.id))
+            if image.status != "available":
+                raise RuntimeError(f"snapshot {image.id} is {image.status!r}, not available")
+
+        step = "label snapshot"
+        with _timed(timings, step):
+            image = _relabel(client, image, labels)
         log(f"[{run_id}] snapshot {image.id} ready")
     except BaseException as error:
-        leaked = _teardown(client, resources, log)
-        if isinstance(error, BuildError):
-            raise BuildError(error.step, error.detail, leaked) from error
-        detail = "interrupted" if isinstance(error, KeyboardInterrupt) else _describe(error)
-        raise BuildError(step, detail, leaked) from error
-    leaked = _teardown(client, resources, log)
+        detail = _detail(error)
+        removed_now, leaked = _teardown(client, run_id, list(known.values()), limits, log)
+        raise BuildError(step, detail, leaked, removed_now) from error
+    result = known.pop("snapshot")
+    _, leaked = _teardown(client, run_id, list(known.values()), limits, log)
     if leaked:
-        raise BuildError("teardown", f"snapshot {image.id} was created", leaked)
+        # The build fails, so Pulumi will not track the snapshot: delete it rather than
+        # leave a finished, selectable image nobody manages. The next `up` builds again.
+        removed, _ = remove(client, [result], limits.teardown, log)
+        fate = "deleted again" if removed else "left in place (delete it by hand)"
+        raise BuildError("teardown", f"the builder could not be removed; {result} {fate}", leaked)
     timings["total"] = round(time.monotonic() - started, 3)
     return BuildResult(
         image_id=_id(image.id),
@@ -228,6 +326,7 @@ def build_image(client: Client, request: BuildRequest, log: Log = lambda _: None
         labels=labels,
         description=request.description,
         disk_size=float(image.disk_size or 0),
+        sha256=written.sha256,
         timings=timings,
     )
 
@@ -245,7 +344,7 @@ class _timed:
         self.timings[self.step] = round(time.monotonic() - self.started, 3)
 
 
-def _check_disk_fits(client: Client, request: BuildRequest) -> None:
+def _check_disk_fits(client: ApiClient, request: BuildRequest) -> None:
     """A snapshot only boots on server types whose disk is at least the builder's."""
     builder = client.server_types.get_by_name(request.server_type)
     if builder is None:
@@ -266,115 +365,50 @@ def _check_disk_fits(client: Client, request: BuildRequest) -> None:
             )
 
 
-def _ephemeral_key() -> tuple[paramiko.PKey, str]:
-    """An ed25519 key pair that lives only in memory."""
-    key = Ed25519PrivateKey.generate()
-    private_text = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode("ascii")
-    public_text = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        .decode("ascii")
-    )
-    return paramiko.Ed25519Key.from_private_key(io.StringIO(private_text)), public_text
+def _wait_until_off(client: ApiClient, server_id: int, seconds: float) -> None:
+    def off() -> bool | None:
+        return True if client.servers.get_by_id(server_id).status == "off" else None
+
+    until(f"server {server_id} to be off", seconds, off, client.poll)
 
 
-def _connect(host: str, port: int, key: paramiko.PKey, timeout: float) -> paramiko.SSHClient:
-    """Retry until the rescue system answers SSH, for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        client = paramiko.SSHClient()
-        # The rescue system's host key is new on every boot; there is nothing to pin.
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        try:
-            client.connect(
-                host,
-                port=port,
-                username="root",
-                pkey=key,
-                timeout=5,
-                banner_timeout=5,
-                auth_timeout=5,
-                allow_agent=False,
-                look_for_keys=False,
-            )
-            return client
-        except (TimeoutError, OSError, paramiko.SSHException) as error:
-            client.close()
-            last_error = error
-            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-    raise TimeoutError(
-        f"the rescue system at {host}:{port} did not accept SSH within {timeout:.0f}s "
-        f"(last error: {last_error})"
-    )
-
-
-def _write_command(request: BuildRequest) -> str:
-    """Stream, decompress and write in one pipe: the rescue root is ~960 MB of RAM."""
-    device = shlex.quote(request.target_device)
-    url = shlex.quote(request.image_url)
-    script = (
-        "set -euo pipefail; "
-        f"blkdiscard -f {device} >/dev/null 2>&1 || true; "
-        f"curl -fsSL --retry 3 {url} | xz -d "
-        f"| dd of={device} bs=4M conv=notrunc,fsync status=none; "
-        "sync"
-    )
-    return f"bash -c {shlex.quote(script)}"
-
-
-def _run(ssh: paramiko.SSHClient, command: str) -> None:
-    _, stdout, stderr = ssh.exec_command(command)
-    status = stdout.channel.recv_exit_status()
-    if status != 0:
-        message = stderr.read().decode("utf-8", "replace").strip()[-500:]
-        raise RuntimeError(f"remote command exited with {status}: {message or 'no output'}")
-
-
-def _wait_until_off(client: Client, server_id: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = client.servers.get_by_id(server_id).status
-        if status == "off":
-            return
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"server {server_id} is still {status!r} after {timeout:.0f}s")
-        time.sleep(min(1.0, timeout / 10))
+def _relabel(client: ApiClient, image: BoundImage, labels: dict[str, str]) -> BoundImage:
+    """Replace the builder labels by the snapshot's own; the answer must show them."""
+    updated = client.images.update(image, labels=labels)
+    if dict(updated.labels or {}) != labels:
+        raise RuntimeError(f"snapshot {image.id} has labels {updated.labels}, not {labels}")
+    return updated
 
 
 def _teardown(
-    client: Client, resources: dict[str, BoundServer | BoundSSHKey], log: Log
-) -> list[str]:
-    """Delete the builder server, then the key; returns what could not be deleted."""
-    leaked: list[str] = []
-    server = resources.get("server")
-    if isinstance(server, BoundServer) and _delete(
-        lambda: server.delete().wait_until_finished(), f"server {server.id}", log
-    ):
-        leaked.append(f"server {server.id}")
-    key = resources.get("ssh key")
-    if isinstance(key, BoundSSHKey) and _delete(key.delete, f"ssh key {key.id}", log):
-        leaked.append(f"ssh key {key.id}")
-    return leaked
+    client: ApiClient, run_id: str, known: list[Leftover], limits: Limits, log: Log
+) -> tuple[list[str], list[str]]:
+    """Delete everything of this run: found by its label, plus what the build was told about.
 
-
-def _delete(delete: Callable[[], object], what: str, log: Log, attempts: int = 3) -> bool:
-    """True when ``what`` is still there after the retries (404 counts as deleted)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            delete()
-            log(f"deleted {what}")
-            return False
-        except APIException as error:
-            if error.code == "not_found":
-                return False
-            log(f"deleting {what} failed (attempt {attempt}/{attempts}): {error.message}")
-        time.sleep(0.2 * attempt)
-    return True
+    Returns (what was deleted, what could not be).
+    """
+    selector = f"{BUILDER_LABEL}={run_id}"
+    unlisted: list[str] = []
+    try:
+        found = find(client, selector)
+    except KeyboardInterrupt:
+        return [], [str(item) for item in known] + [f"anything labelled {selector}"]
+    except Exception as error:
+        log(f"[{run_id}] could not list this run's resources: {describe(error)}")
+        found, unlisted = [], [f"anything labelled {selector}"]
+    unreported = [item for item in found if item not in known]
+    for item in unreported:
+        log(f"[{run_id}] found {item} by its run label (its creation was never reported)")
+    removed, left = remove(
+        client, found + [item for item in known if item not in found], limits.teardown, log
+    )
+    return (
+        [
+            f"{item} (found by its run label)" if item in unreported else str(item)
+            for item in removed
+        ],
+        [str(item) for item in left] + unlisted,
+    )
 
 
 def _id(value: int | None) -> int:
@@ -390,7 +424,9 @@ def _public_ipv4(server: BoundServer) -> str:
     return str(address.ip)
 
 
-def _describe(error: BaseException) -> str:
-    if isinstance(error, APIException):
-        return f"Hetzner API error {error.code}: {error.message}"
-    return str(error) or type(error).__name__
+def _detail(error: BaseException) -> str:
+    if isinstance(error, Interrupted):
+        return f"interrupted ({error.reason})"
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    return describe(error)

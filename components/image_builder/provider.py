@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 import pulumi
-from hcloud import APIException, Client
+from hcloud import APIException
 from hcloud.images import Image
 from pulumi.dynamic import (
     ConfigureRequest,
@@ -25,23 +25,29 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components.config import WRITE_TIMEOUT_MINUTES
+from components.image_builder.api import ApiClient, api_endpoint
+from components.image_builder.builder_resources import CLI_SCOPE
 from components.image_builder.pipeline import (
     BuildRequest,
+    Limits,
     build_image,
-    make_client,
     snapshot_labels,
 )
 from components.image_builder.schematic import register_schematic
 
-DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
 #: A different image: build a new snapshot, then delete the old one.
 REPLACE_ON = ("talos_version", "schematic_id", "architecture", "factory_url")
 #: Changed in place on the existing snapshot.
 UPDATE_IN_PLACE = ("labels", "description")
 #: Kept in state (encrypted) so that update, refresh and destroy can authenticate.
 TOKEN = "hcloud_token"
+ENDPOINT = "hcloud_endpoint"
 #: Recorded in state when they change (a rotated token), without touching the snapshot.
-ACCESS = (TOKEN, "hcloud_endpoint")
+ACCESS = (TOKEN, ENDPOINT)
+#: Test knobs that earlier versions kept in props: ignored, dropped from state at the next
+#: update. (Diff compares only the keys above, so their absence never replaces a snapshot.)
+RETIRED = ("ssh_port", "target_device")
 
 
 def request_from(props: dict[str, Any]) -> BuildRequest:
@@ -54,24 +60,27 @@ def request_from(props: dict[str, Any]) -> BuildRequest:
         factory_url=props["factory_url"],
         extra_labels=dict(props.get("extra_labels") or {}),
         must_fit_server_types=list(props.get("must_fit_server_types") or []),
-        ssh_port=int(props.get("ssh_port") or 22),
-        target_device=props.get("target_device") or "/dev/sda",
+        builder_scope=props.get("builder_scope") or CLI_SCOPE,
+        limits=Limits(write=60.0 * (props.get("write_timeout") or WRITE_TIMEOUT_MINUTES)),
     )
 
 
 class TalosSnapshotProvider(ResourceProvider):
     """create = build; read drops a vanished snapshot; delete treats 404 as done."""
 
-    #: The stack's token as of this run (``hcloud:token`` or ``HCLOUD_TOKEN``). Refresh and
-    #: destroy only see the state, whose token may have been rotated away since.
+    #: The stack's token and API endpoint as of this run (``hcloud:token`` /
+    #: ``HCLOUD_TOKEN``, ``hcloud:endpoint`` / ``HCLOUD_ENDPOINT``), as the hcloud provider
+    #: reads them. Refresh and destroy only see the state, which may be older.
     current_token: str | None = None
+    current_endpoint: str | None = None
 
     def configure(self, req: ConfigureRequest) -> None:
         self.current_token = req.config.get("hcloud:token") or os.environ.get("HCLOUD_TOKEN")
+        self.current_endpoint = api_endpoint(req.config.get("hcloud:endpoint"))
 
-    def _client(self, props: dict[str, Any]) -> Client:
-        return make_client(
-            self.current_token or props[TOKEN], props.get("hcloud_endpoint") or DEFAULT_ENDPOINT
+    def _client(self, props: dict[str, Any]) -> ApiClient:
+        return ApiClient(
+            self.current_token or props[TOKEN], self.current_endpoint or props.get(ENDPOINT)
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -105,7 +114,8 @@ class TalosSnapshotProvider(ResourceProvider):
         self._client(news).images.update(
             Image(id=int(_id)), description=wanted["description"], labels=wanted["labels"]
         )
-        return UpdateResult(outs={**olds, **news, **wanted})
+        kept = {key: value for key, value in olds.items() if key not in RETIRED}
+        return UpdateResult(outs={**kept, **news, **wanted})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:

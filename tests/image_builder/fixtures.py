@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hcloud import Client
 from image_builder.stand_ins import (
     SSHD,
     HetznerEmulator,
@@ -17,11 +15,24 @@ from image_builder.stand_ins import (
     generated_raw_image,
 )
 
-from components.image_builder.pipeline import BuildRequest, make_client
+from components.image_builder.api import ApiClient
+from components.image_builder.pipeline import BuildRequest, Limits
 from components.image_builder.schematic import schematic_id_for
+from components.image_builder.waits import exponential
 
 RAW_IMAGE = generated_raw_image()
 DISK_SIZE = len(RAW_IMAGE) + 1024 * 1024
+#: Every bound of a build, in seconds small enough for tests.
+TEST_LIMITS = Limits(
+    action=5,
+    ssh=10,
+    write_stall=1,
+    write=20,
+    power_off=1,
+    snapshot=5,
+    teardown=5,
+    stale_sweep=5,
+)
 
 
 @dataclass
@@ -31,6 +42,7 @@ class RescueSystem:
     port: int
     authorized_keys: Path
     disk: Path
+    sshd: RescueSshd
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +58,9 @@ def rescue(tmp_path: Path, sshd_binary: Path) -> Iterator[RescueSystem]:
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"\xff" * DISK_SIZE)
     try:
-        yield RescueSystem(port=sshd.port, authorized_keys=sshd.authorized_keys, disk=disk)
+        yield RescueSystem(
+            port=sshd.port, authorized_keys=sshd.authorized_keys, disk=disk, sshd=sshd
+        )
     finally:
         sshd.stop()
 
@@ -66,9 +80,20 @@ def factory() -> Iterator[ImageFactory]:
     served.stop()
 
 
+def fast_client(endpoint: str, request_timeout: tuple[float, float] = (2.0, 5.0)) -> ApiClient:
+    """Polls and the library's retries in hundredths of a second."""
+    return ApiClient(
+        "test-token",
+        endpoint,
+        poll=exponential(first=0.01, cap=0.05),
+        request_timeout=request_timeout,
+        retry_backoff=lambda _: 0.02,
+    )
+
+
 @pytest.fixture
-def client(hetzner: HetznerEmulator) -> Client:
-    return make_client("test-token", hetzner.endpoint, poll_interval=0.01, timeout_minutes=1)
+def client(hetzner: HetznerEmulator) -> ApiClient:
+    return fast_client(hetzner.endpoint)
 
 
 SCHEMATIC = schematic_id_for(["siderolabs/qemu-guest-agent"])
@@ -87,10 +112,5 @@ def request_for(rescue: RescueSystem, factory: ImageFactory) -> BuildRequest:
         must_fit_server_types=["cpx22"],
         ssh_port=rescue.port,
         target_device=str(rescue.disk),
-        ssh_timeout=10,
-        power_off_timeout=1,
+        limits=TEST_LIMITS,
     )
-
-
-def has_xz_tools() -> bool:
-    return all(shutil.which(tool) for tool in ("xz", "curl", "dd", "bash"))

@@ -2,13 +2,17 @@
 
 The first two are stdlib HTTP servers on 127.0.0.1. The emulator speaks enough
 of the Hetzner Cloud API for the official ``hcloud`` library: actions that run
-and finish, locks, the error envelope, label selectors, pagination and rate
-limits, plus fault injection per step. Servers report 127.0.0.1 as their public
-IPv4 so a real OpenSSH server on loopback (``RescueSshd``) plays the rescue system.
+for a while and finish, locks (``423 locked`` while an action runs), unique names
+(``409 uniqueness_error``), the error envelope, label selectors, pagination, rate
+limits and real ``created`` timestamps, plus fault injection per step, including
+answers lost after the request took effect. Servers report 127.0.0.1 as their
+public IPv4 so a real OpenSSH server on loopback (``RescueSshd``) plays the rescue
+system. ``SilentApi`` accepts connections and never answers.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -20,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -27,7 +32,12 @@ from typing import Any, Self
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-NOW = "2026-11-24T12:00:00+00:00"
+
+def now_iso() -> str:
+    """A timestamp as the API writes them (``2026-11-24T12:00:00+00:00``)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
 SERVER_TYPES: dict[str, dict[str, Any]] = {
     name: {"disk": disk, "architecture": arch, "cores": cores, "memory": memory}
     for name, disk, arch, cores, memory in [
@@ -44,23 +54,32 @@ SERVER_TYPES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class Action:
+    """Runs from ``started`` for ``seconds``; its effect (``on_success``) lands when it ends."""
+
     id: int
     command: str
     resources: list[dict[str, Any]]
-    polls_left: int
+    seconds: float
     fail: bool = False
     on_success: Any = None
+    on_failure: Any = None
+    started: float = field(default_factory=time.monotonic)
+    started_at: str = field(default_factory=now_iso)
+
+    @property
+    def finished(self) -> bool:
+        return time.monotonic() >= self.started + self.seconds
 
     def as_json(self) -> dict[str, Any]:
-        finished = self.polls_left <= 0
+        finished = self.finished
         status = ("error" if self.fail else "success") if finished else "running"
         return {
             "id": self.id,
             "command": self.command,
             "status": status,
             "progress": 100 if finished else 50,
-            "started": NOW,
-            "finished": NOW if finished else None,
+            "started": self.started_at,
+            "finished": now_iso() if finished else None,
             "resources": self.resources,
             "error": {"code": "action_failed", "message": f"{self.command} failed"}
             if finished and self.fail
@@ -79,6 +98,11 @@ class Faults:
     snapshot_action_fails: bool = False
     server_delete_failures: int = 0
     rate_limited_requests: int = 0
+    #: Requests (``POST /servers``, ``POST /ssh_keys``, ``POST create_image``) whose next
+    #: answer is lost after the request took effect: ``"gateway"`` answers 504 from the
+    #: proxy (an HTML page), ``"read timeout"`` answers only after ``lost_answer_delay``.
+    lost_answers: dict[str, str] = field(default_factory=dict)
+    lost_answer_delay: float = 1.0
 
 
 @dataclass
@@ -88,6 +112,8 @@ class HetznerState:
     images: dict[int, dict[str, Any]] = field(default_factory=dict)
     actions: dict[int, Action] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    #: When each request arrived (``time.monotonic()``).
+    request_times: list[float] = field(default_factory=list)
     #: Most servers that existed at once (concurrent builds show as 2).
     peak_servers: int = 0
 
@@ -120,7 +146,7 @@ class HetznerEmulator(_LoopbackHttpServer):
     def __init__(
         self,
         authorized_keys: Path,
-        action_polls: int = 1,
+        action_seconds: float = 0.02,
         page_size: int = 2,
         token: str = "test-token",
     ) -> None:
@@ -129,7 +155,9 @@ class HetznerEmulator(_LoopbackHttpServer):
         self.valid_tokens = {token}
         self.faults = Faults()
         self.authorized_keys = authorized_keys
-        self.action_polls = action_polls
+        #: How long actions run, per command (``create_image``, ``start_server``, ...).
+        self.action_seconds: dict[str, float] = {}
+        self.default_action_seconds = action_seconds
         self.page_size = page_size
         self._ids = itertools.count(100)
         self._lock = threading.Lock()
@@ -140,10 +168,36 @@ class HetznerEmulator(_LoopbackHttpServer):
         return f"{self.base_url}/v1"
 
     # ---- state helpers -------------------------------------------------------------
-    def add_snapshot(self, labels: dict[str, str], description: str = "seed") -> int:
+    def add_snapshot(
+        self, labels: dict[str, str], description: str = "seed", created: str | None = None
+    ) -> int:
         image_id = next(self._ids)
         self.state.images[image_id] = self._image_json(image_id, description, labels, 40.0)
+        self.state.images[image_id]["created"] = created or now_iso()
         return image_id
+
+    def pass_time(self, by: timedelta) -> None:
+        """Make everything that exists ``by`` older, as if that much time had passed."""
+        for table in (self.state.servers, self.state.ssh_keys, self.state.images):
+            for item in table.values():
+                created = datetime.fromisoformat(item["created"]) - by
+                item["created"] = created.isoformat()
+
+    def builder_leftovers(self) -> dict[str, list[int]]:
+        """Servers, keys and snapshots that still carry a builder label."""
+        tables = {
+            "servers": self.state.servers,
+            "ssh_keys": self.state.ssh_keys,
+            "images": self.state.images,
+        }
+        return {
+            kind: [
+                item_id
+                for item_id, item in table.items()
+                if "hcloud-talos-autoscaler/builder" in (item.get("labels") or {})
+            ]
+            for kind, table in tables.items()
+        }
 
     def add_server(
         self,
@@ -154,7 +208,7 @@ class HetznerEmulator(_LoopbackHttpServer):
         status: str = "running",
         private_ips: dict[int, str] | None = None,
         public_ipv4: str | None = "127.0.0.1",
-        created: str = NOW,
+        created: str | None = None,
     ) -> int:
         """A server that exists already (another run's, the autoscaler's, or unrelated).
 
@@ -168,14 +222,14 @@ class HetznerEmulator(_LoopbackHttpServer):
             "status": status,
             "rescue_enabled": False,
             "labels": dict(labels),
-            "created": created,
+            "created": created or now_iso(),
             "location": "fsn1",
             "private_net": dict(private_ips or {}),
             "public_ipv4": public_ipv4,
         }
         return server_id
 
-    def add_ssh_key(self, name: str, labels: dict[str, str], created: str = NOW) -> int:
+    def add_ssh_key(self, name: str, labels: dict[str, str], created: str | None = None) -> int:
         key_id = next(self._ids)
         public_key = f"ssh-ed25519 AAAA{key_id} seeded"
         self.state.ssh_keys[key_id] = {
@@ -184,7 +238,7 @@ class HetznerEmulator(_LoopbackHttpServer):
             "fingerprint": hashlib.md5(public_key.encode()).hexdigest(),
             "public_key": public_key,
             "labels": dict(labels),
-            "created": created,
+            "created": created or now_iso(),
         }
         return key_id
 
@@ -215,18 +269,27 @@ class HetznerEmulator(_LoopbackHttpServer):
             id=next(self._ids),
             command=command,
             resources=[{"id": resource[1], "type": resource[0]}],
-            polls_left=self.action_polls,
+            seconds=self.action_seconds.get(command, self.default_action_seconds),
             **kwargs,
         )
         self.state.actions[action.id] = action
-        if action.polls_left <= 0:
-            self._finish(action)
+        self._advance()
         return action
 
-    def _finish(self, action: Action) -> None:
-        if action.on_success is not None and not action.fail:
-            callback, action.on_success = action.on_success, None
-            callback()
+    def _advance(self) -> None:
+        """Let the effects of every action that has ended land."""
+        for action in self.state.actions.values():
+            if action.finished and (action.on_success or action.on_failure):
+                callback = action.on_failure if action.fail else action.on_success
+                action.on_success = action.on_failure = None
+                if callback is not None:
+                    callback()
+
+    def _running_action_on(self, server_id: int) -> bool:
+        return any(
+            not action.finished and action.resources[0]["id"] == server_id
+            for action in self.state.actions.values()
+        )
 
     def _image_json(
         self, image_id: int, description: str, labels: dict[str, str], disk: float
@@ -239,7 +302,7 @@ class HetznerEmulator(_LoopbackHttpServer):
             "description": description,
             "image_size": 0.4,
             "disk_size": disk,
-            "created": NOW,
+            "created": now_iso(),
             "created_from": None,
             "bound_to": None,
             "os_flavor": "unknown",
@@ -325,19 +388,40 @@ class HetznerEmulator(_LoopbackHttpServer):
                 token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                 with emulator._lock:
                     emulator.state.requests.append((method, path))
+                    emulator.state.request_times.append(time.monotonic())
                     status, payload = emulator._route(method, path, params, body, token)
+                    lost = emulator._lose_answer(method, path, status)
+                content_type = "application/json"
                 data = json.dumps(payload).encode() if payload is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                if lost == "gateway":
+                    status, content_type = 504, "text/html"
+                    data = b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
+                elif lost == "read timeout":
+                    time.sleep(emulator.faults.lost_answer_delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting
 
         return Handler
+
+    def _lose_answer(self, method: str, path: str, status: int) -> str | None:
+        """The mode of a lost answer for this (successful) request, consumed once."""
+        name = f"{method} {path.removeprefix('/v1')}"
+        if path.endswith("/actions/create_image"):
+            name = "POST create_image"
+        if status >= 300 or name not in self.faults.lost_answers:
+            return None
+        return self.faults.lost_answers.pop(name)
 
     def _route(
         self, method: str, path: str, params: dict[str, str], body: dict[str, Any], token: str
     ) -> tuple[int, Any]:
+        self._advance()
         if token not in self.valid_tokens:
             return _error(401, "unauthorized", "unable to authenticate")
         if self.faults.rate_limited_requests > 0:
@@ -355,10 +439,6 @@ class HetznerEmulator(_LoopbackHttpServer):
         action = self.state.actions.get(int(parts[0]))
         if action is None:
             return _error(404, "not_found", "action not found")
-        if action.polls_left > 0:
-            action.polls_left -= 1
-            if action.polls_left == 0:
-                self._finish(action)
         return 200, {"action": action.as_json()}
 
     # server types
@@ -376,14 +456,22 @@ class HetznerEmulator(_LoopbackHttpServer):
     def _post_ssh_keys(
         self, parts: list[str], params: dict[str, str], body: Any
     ) -> tuple[int, Any]:
+        fingerprint = hashlib.md5(body["public_key"].encode()).hexdigest()
+        for existing in self.state.ssh_keys.values():
+            if existing["name"] == body["name"]:
+                return _error(409, "uniqueness_error", "SSH key with the same name already exists")
+            if existing["fingerprint"] == fingerprint:
+                return _error(
+                    409, "uniqueness_error", "SSH key with the same fingerprint already exists"
+                )
         key_id = next(self._ids)
         key = {
             "id": key_id,
             "name": body["name"],
-            "fingerprint": hashlib.md5(body["public_key"].encode()).hexdigest(),
+            "fingerprint": fingerprint,
             "public_key": body["public_key"],
             "labels": body.get("labels") or {},
-            "created": NOW,
+            "created": now_iso(),
         }
         self.state.ssh_keys[key_id] = key
         return 201, {"ssh_key": key}
@@ -407,6 +495,8 @@ class HetznerEmulator(_LoopbackHttpServer):
             return _error(self.faults.server_create_status, "server_error", "internal error")
         if body["server_type"] not in SERVER_TYPES:
             return _error(422, "invalid_input", "server type not found")
+        if any(server["name"] == body["name"] for server in self.state.servers.values()):
+            return _error(409, "uniqueness_error", "server name is already used")
         server_id = next(self._ids)
         server = {
             "id": server_id,
@@ -415,7 +505,7 @@ class HetznerEmulator(_LoopbackHttpServer):
             "status": "running" if body.get("start_after_create", True) else "off",
             "rescue_enabled": False,
             "labels": body.get("labels") or {},
-            "created": NOW,
+            "created": now_iso(),
             "location": body.get("location"),
         }
         self.state.servers[server_id] = server
@@ -446,6 +536,8 @@ class HetznerEmulator(_LoopbackHttpServer):
         server_id = int(parts[0])
         if server_id not in self.state.servers:
             return _error(404, "not_found", "server not found")
+        if self._running_action_on(server_id):
+            return _error(423, "locked", "cannot perform operation because resource is locked")
         if self.faults.server_delete_failures > 0:
             self.faults.server_delete_failures -= 1
             return _error(500, "server_error", "could not delete server")
@@ -456,13 +548,8 @@ class HetznerEmulator(_LoopbackHttpServer):
         server = self.state.servers.get(server_id)
         if server is None:
             return _error(404, "not_found", "server not found")
-        running = [
-            a
-            for a in self.state.actions.values()
-            if a.polls_left > 0 and a.resources[0]["id"] == server_id
-        ]
-        if running:
-            return _error(423, "locked", "server is locked by a running action")
+        if self._running_action_on(server_id):
+            return _error(423, "locked", "cannot perform operation because resource is locked")
         if command == "enable_rescue":
 
             def rescue() -> None:
@@ -510,18 +597,21 @@ class HetznerEmulator(_LoopbackHttpServer):
             )
             image["status"] = "creating"
             self.state.images[image_id] = image
-            fail = self.faults.snapshot_action_fails
 
             def ready() -> None:
                 image["status"] = "available"
 
+            def discard() -> None:  # a failed snapshot does not stay
+                self.state.images.pop(image_id, None)
+
             action = self._action(
-                "create_image", ("server", server_id), fail=fail, on_success=ready
+                "create_image",
+                ("server", server_id),
+                fail=self.faults.snapshot_action_fails,
+                on_success=ready,
+                on_failure=discard,
             )
-            if fail:
-                action.on_success = None
-                self.state.images.pop(image_id)
-            return 201, {"image": image, "action": action.as_json()}
+            return 201, {"image": dict(image), "action": action.as_json()}
         return _error(404, "not_found", f"unknown server action {command}")
 
     # images
@@ -531,7 +621,11 @@ class HetznerEmulator(_LoopbackHttpServer):
             if image is None:
                 return _error(404, "not_found", "image not found")
             return 200, {"image": image}
-        items = _select(self.state.images.values(), params.get("label_selector"))
+        items = [
+            image
+            for image in _select(self.state.images.values(), params.get("label_selector"))
+            if params.get("type") in (None, image["type"])
+        ]
         return 200, self._page("images", items, params)
 
     def _put_images(self, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
@@ -547,8 +641,12 @@ class HetznerEmulator(_LoopbackHttpServer):
     def _delete_images(
         self, parts: list[str], params: dict[str, str], body: Any
     ) -> tuple[int, Any]:
-        if self.state.images.pop(int(parts[0]), None) is None:
+        image = self.state.images.get(int(parts[0]))
+        if image is None:
             return _error(404, "not_found", "image not found")
+        if image["status"] == "creating":
+            return _error(423, "locked", "cannot perform operation because resource is locked")
+        del self.state.images[int(parts[0])]
         return 204, None
 
     def _page(self, name: str, items: list[Any], params: dict[str, str]) -> dict[str, Any]:
@@ -620,16 +718,23 @@ def _matches(labels: dict[str, str], term: str) -> bool:
 
 
 class ImageFactory(_LoopbackHttpServer):
-    """Serves ``/image/{schematic}/{version}/hcloud-{arch}.raw.xz`` and ``POST /schematics``."""
+    """Serves ``/image/{schematic}/{version}/hcloud-{arch}.raw.xz`` and ``POST /schematics``.
+
+    With ``stall_after`` set, a download sends that many bytes and then nothing more
+    (the connection stays open) until the factory stops.
+    """
 
     def __init__(self, raw_image: bytes, corrupt: bool = False) -> None:
         self.raw_image = raw_image
-        # The fastest preset: `xz -d` reads any, and big benchmark images compress in seconds.
-        self.compressed = lzma.compress(raw_image, format=lzma.FORMAT_XZ, preset=0)
+        self.compressed = _xz(raw_image)
         if corrupt:
             self.compressed = self.compressed[: len(self.compressed) // 2] + b"garbage"
         self.known_schematics: set[str] = set()
         self.downloads: list[str] = []
+        self.stall_after: int | None = None
+        #: Set once a download has stalled (the build is mid-write).
+        self.stalled = threading.Event()
+        self._released = threading.Event()
         factory = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -650,7 +755,17 @@ class ImageFactory(_LoopbackHttpServer):
                     self._send(404, b"not found")
                     return
                 factory.downloads.append(self.path)
-                self._send(200, factory.compressed)
+                if factory.stall_after is None:
+                    self._send(200, factory.compressed)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(factory.compressed)))
+                self.end_headers()
+                self.wfile.write(factory.compressed[: factory.stall_after])
+                self.wfile.flush()
+                factory.stalled.set()
+                factory._released.wait()
+                self.close_connection = True
 
             def _send(self, status: int, data: bytes) -> None:
                 self.send_response(status)
@@ -663,6 +778,52 @@ class ImageFactory(_LoopbackHttpServer):
     @property
     def url(self) -> str:
         return self.base_url
+
+    def stop(self) -> None:
+        self._released.set()
+        super().stop()
+
+
+class SilentApi:
+    """A TCP port that accepts connections and never answers: an API that hangs."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._held: list[socket.socket] = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self.connections = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}/v1"
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stopping:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(connection)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._socket.close()
+        for connection in self._held:
+            connection.close()
+
+
+@functools.cache
+def _xz(raw_image: bytes) -> bytes:
+    """The fastest preset: `xz -d` reads any, and big benchmark images compress in seconds."""
+    return lzma.compress(raw_image, format=lzma.FORMAT_XZ, preset=0)
 
 
 def generated_raw_image(size: int = 3 * 1024 * 1024, seed: int = 11) -> bytes:
@@ -684,14 +845,35 @@ class RescueSshd:
     """A real OpenSSH server on a free loopback port, configured in ``home``.
 
     The emulator writes each rescue key into ``authorized_keys``, as Hetzner's rescue
-    system would accept it.
+    system would accept it. Commands run with ``home/shims`` first on the PATH, so a
+    test can make the rescue system's disk misbehave (``break_disk``).
     """
 
     def __init__(self, home: Path) -> None:
         self.home = home
         self.authorized_keys = home / "authorized_keys"
+        self.shims = home / "shims"
         self.port = _free_port()
         self._process: subprocess.Popen[bytes] | None = None
+
+    def break_disk(self, fault: str) -> None:
+        """Make writes to the disk (``dd of=...``) go wrong silently: dd still succeeds.
+
+        ``"corrupt"`` flips bytes after the write, ``"drop"`` discards the write.
+        """
+        writes = {
+            "corrupt": '/usr/bin/dd "$@" || exit; '
+            'printf CORRUPTED | /usr/bin/dd of="$out" bs=1 seek=4096 conv=notrunc status=none',
+            "drop": '/usr/bin/dd "${kept[@]}" of=/dev/null',
+        }
+        shim = self.shims / "dd"
+        shim.write_text(
+            "#!/bin/bash\n"
+            'out=; kept=()\nfor arg in "$@"; do\n'
+            '  case $arg in of=*) out=${arg#of=} ;; conv=*) ;; *) kept+=("$arg") ;; esac\n'
+            'done\n[ -n "$out" ] || exec /usr/bin/dd "$@"\n' + writes[fault] + "\n"
+        )
+        shim.chmod(0o755)
 
     def start(self, timeout: float = 10) -> RescueSshd:
         if not SSHD.exists():
@@ -707,6 +889,12 @@ class RescueSshd:
         )
         host_key.chmod(0o600)
         self.authorized_keys.write_text("")
+        self.shims.mkdir(exist_ok=True)
+        session = self.home / "session"
+        session.write_text(
+            f'#!/bin/bash\nPATH={self.shims}:$PATH exec bash -c "$SSH_ORIGINAL_COMMAND"\n'
+        )
+        session.chmod(0o755)
         config = self.home / "sshd_config"
         config.write_text(
             "\n".join(
@@ -719,8 +907,13 @@ class RescueSshd:
                     "PasswordAuthentication no",
                     "KbdInteractiveAuthentication no",
                     "UsePAM no",
+                    "UseDNS no",
+                    "PrintMotd no",
+                    "PrintLastLog no",
+                    "X11Forwarding no",
                     "StrictModes no",
                     f"PidFile {self.home / 'sshd.pid'}",
+                    f"ForceCommand {session}",
                     "",
                 ]
             )

@@ -6,14 +6,21 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from hcloud import Client
 from image_builder.fixtures import RAW_IMAGE, RescueSystem
 from image_builder.stand_ins import HetznerEmulator, ImageFactory
 
-from components.image_builder.pipeline import (
+from components.config import WRITE_TIMEOUT_MAX_MINUTES
+from components.image_builder.api import ApiClient
+from components.image_builder.builder_resources import (
     BUILDER_LABEL,
+    SCOPE_LABEL,
+    STALE_AFTER,
+    builder_scope,
+)
+from components.image_builder.pipeline import (
     BuildError,
     BuildRequest,
+    Limits,
     build_image,
     check_labels,
     snapshot_labels,
@@ -21,12 +28,14 @@ from components.image_builder.pipeline import (
 
 
 def assert_nothing_left(hetzner: HetznerEmulator) -> None:
+    """No builder server or key, and no snapshot that is unfinished or half-labelled."""
     assert hetzner.state.servers == {}, "a builder server leaked"
     assert hetzner.state.ssh_keys == {}, "a builder ssh key leaked"
+    assert hetzner.builder_leftovers()["images"] == [], "an unfinished snapshot leaked"
 
 
 def test_build_writes_the_image_byte_for_byte_and_leaves_only_the_snapshot(
-    client: Client,
+    client: ApiClient,
     hetzner: HetznerEmulator,
     factory: ImageFactory,
     rescue: RescueSystem,
@@ -53,9 +62,11 @@ def test_build_writes_the_image_byte_for_byte_and_leaves_only_the_snapshot(
     assert set(result.timings) >= {"create server", "write image", "create snapshot", "total"}
 
 
-def test_builder_resources_never_carry_snapshot_labels(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+def test_builders_and_unfinished_snapshots_never_carry_snapshot_labels(
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
+    """Server, key and the snapshot while it is taken carry only the builder's labels;
+    the finished snapshot only its own."""
     seen: list[dict[str, str]] = []
     original = hetzner._post_servers
 
@@ -63,14 +74,19 @@ def test_builder_resources_never_carry_snapshot_labels(
         if not parts:
             seen.append(body["labels"])
             seen.append(next(iter(hetzner.state.ssh_keys.values()))["labels"])
+        elif parts[-1] == "create_image":
+            seen.append(body["labels"])
         return original(parts, params, body)
 
     hetzner._post_servers = spy  # type: ignore[method-assign]
-    build_image(client, request_for)
-    assert len(seen) == 2
+    result = build_image(client, request_for)
+    assert len(seen) == 3
     for labels in seen:
-        assert list(labels) == [BUILDER_LABEL]
+        assert sorted(labels) == [BUILDER_LABEL, SCOPE_LABEL]
+        assert labels[SCOPE_LABEL] == "hcloud-talos-autoscaler"
         assert "os" not in labels
+    assert hetzner.state.images[result.image_id]["labels"] == result.labels
+    assert BUILDER_LABEL not in result.labels and SCOPE_LABEL not in result.labels
 
 
 @pytest.mark.parametrize(
@@ -89,13 +105,13 @@ def test_builder_resources_never_carry_snapshot_labels(
         (
             lambda h, f, r: setattr(h.faults, "rescue_skips_key", True),
             "wait for ssh",
-            "did not accept SSH within",
+            "to accept SSH after 2 s",
         ),
         (lambda h, f, r: f.known_schematics.clear(), "write image", "404"),
         (
             lambda h, f, r: setattr(h.faults, "power_off_never_off", True),
             "power off",
-            "is still 'running'",
+            "to be off after 1 s",
         ),
         (
             lambda h, f, r: setattr(h.faults, "snapshot_action_fails", True),
@@ -105,7 +121,7 @@ def test_builder_resources_never_carry_snapshot_labels(
     ],
 )
 def test_each_failed_step_is_named_and_nothing_leaks(
-    client: Client,
+    client: ApiClient,
     hetzner: HetznerEmulator,
     factory: ImageFactory,
     rescue: RescueSystem,
@@ -115,7 +131,7 @@ def test_each_failed_step_is_named_and_nothing_leaks(
     detail: str,
 ) -> None:
     break_it(hetzner, factory, rescue)
-    request = replace(request_for, ssh_timeout=2)
+    request = replace(request_for, limits=replace(request_for.limits, ssh=2))
     with pytest.raises(BuildError) as caught:
         build_image(client, request)
     assert caught.value.step == step
@@ -126,7 +142,7 @@ def test_each_failed_step_is_named_and_nothing_leaks(
 
 
 def test_corrupt_xz_fails_the_write_step(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
     corrupt = ImageFactory(RAW_IMAGE, corrupt=True).start()
     corrupt.known_schematics.add(request_for.schematic_id)
@@ -141,7 +157,7 @@ def test_corrupt_xz_fails_the_write_step(
 
 
 def test_disk_write_failure_fails_the_write_step(
-    client: Client, hetzner: HetznerEmulator, rescue: RescueSystem, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, rescue: RescueSystem, request_for: BuildRequest
 ) -> None:
     missing = rescue.disk.parent / "no-such-dir" / "disk"
     with pytest.raises(BuildError) as caught:
@@ -155,7 +171,7 @@ def test_disk_write_failure_fails_the_write_step(
     "fault", ["server_delete_failures", "rate_limited_requests"], ids=["delete-once", "429"]
 )
 def test_passing_faults_are_retried(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest, fault: str
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest, fault: str
 ) -> None:
     setattr(hetzner.faults, fault, 1)
     result = build_image(client, request_for)
@@ -165,19 +181,24 @@ def test_passing_faults_are_retried(
 
 
 def test_teardown_that_keeps_failing_is_reported_with_the_cleanup_command(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
-    hetzner.faults.server_delete_failures = 10
+    hetzner.faults.server_delete_failures = 10**6
     with pytest.raises(BuildError) as caught:
-        build_image(client, request_for)
+        build_image(client, replace(request_for, limits=replace(request_for.limits, teardown=1)))
     assert caught.value.step == "teardown"
-    assert caught.value.leaked == [f"server {next(iter(hetzner.state.servers))}"]
+    server_id = next(iter(hetzner.state.servers))
+    assert caught.value.leaked == [
+        f"server {server_id} ({hetzner.state.servers[server_id]['name']})"
+    ]
     assert "python -m components.image_builder cleanup" in str(caught.value)
+    assert "deleted again" in caught.value.detail
     assert hetzner.state.ssh_keys == {}
+    assert hetzner.state.images == {}  # no finished snapshot that Pulumi would not track
 
 
 def test_ctrl_c_mid_build_still_tears_down(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
     def interrupt(message: str) -> None:
         if "builder server" in message:
@@ -191,7 +212,7 @@ def test_ctrl_c_mid_build_still_tears_down(
 
 
 def test_snapshot_must_fit_every_pool_server_type(
-    client: Client, hetzner: HetznerEmulator, request_for: BuildRequest
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
     with pytest.raises(BuildError, match=r"would not fit tiny \(20 GB disk\)"):
         build_image(client, replace(request_for, must_fit_server_types=["tiny"]))
@@ -214,3 +235,40 @@ def test_label_rules() -> None:
     )
     assert labels["talos-schematic"] == "f" * 32
     assert all(len(value) <= 63 for value in labels.values())
+
+
+@pytest.mark.parametrize(
+    ("project", "stack", "expected"),
+    [
+        ("hcloud-talos-autoscaler", "dev", "hcloud-talos-autoscaler.dev"),
+        ("hcloud-talos-autoscaler", None, "hcloud-talos-autoscaler"),
+        ("_my project_", "org/prod", "my-project_.org-prod"),
+    ],
+)
+def test_builder_scope_names_the_stack_as_a_valid_label_value(
+    project: str, stack: str | None, expected: str
+) -> None:
+    assert builder_scope(project, stack) == expected
+    check_labels({SCOPE_LABEL: expected})
+
+
+def test_a_long_builder_scope_stays_a_valid_label_value_and_distinct() -> None:
+    long_a = builder_scope("p" * 80, "staging")
+    long_b = builder_scope("p" * 80, "production")
+    assert len(long_a) <= 63 and len(long_b) <= 63 and long_a != long_b
+    check_labels({SCOPE_LABEL: long_a, BUILDER_LABEL: "0123456789ab"})
+
+
+def test_the_longest_possible_build_is_well_below_the_age_of_a_leftover() -> None:
+    slowest = Limits(write=WRITE_TIMEOUT_MAX_MINUTES * 60.0)
+    assert slowest.longest_build() < STALE_AFTER.total_seconds()
+    assert Limits().longest_build() < slowest.longest_build()
+
+
+def test_limits_that_would_outlast_the_leftover_age_are_refused(
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    too_long = replace(request_for, limits=Limits(write=STALE_AFTER.total_seconds()))
+    with pytest.raises(ValueError, match="longer than the 3:00:00 after which builders"):
+        build_image(client, too_long)
+    assert hetzner.state.requests == []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,24 +14,50 @@ from typing import Any
 
 import grpc
 import pytest
+import requests
 from google.protobuf import json_format
 from hcloud import APIException
 from image_builder.fixtures import RAW_IMAGE, SCHEMATIC, RescueSystem
-from image_builder.stand_ins import HetznerEmulator, ImageFactory
+from image_builder.stand_ins import HetznerEmulator, ImageFactory, SilentApi
 from pulumi.dynamic import Config, ConfigureRequest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from components.image_builder.pipeline import BUILDER_LABEL
-from components.image_builder.provider import TalosSnapshotProvider
+from components.image_builder import __main__ as cli_module
+from components.image_builder import provider as provider_module
+from components.image_builder.api import ApiClient
+from components.image_builder.builder_resources import BUILDER_LABEL
+from components.image_builder.pipeline import (
+    SSH_PORT_ENV,
+    TARGET_DEVICE_ENV,
+    BuildError,
+    snapshot_labels,
+)
+from components.image_builder.provider import TalosSnapshotProvider, request_from
 from components.image_builder.schematic import schematic_id_for, schematic_yaml
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
-def props(hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem) -> dict[str, Any]:
+def rescue_env(rescue: RescueSystem) -> dict[str, str]:
+    """The test-only knobs, as the build pipeline reads them."""
+    return {SSH_PORT_ENV: str(rescue.port), TARGET_DEVICE_ENV: str(rescue.disk)}
+
+
+@pytest.fixture
+def props(
+    hetzner: HetznerEmulator,
+    factory: ImageFactory,
+    rescue_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    """What the program sends; the provider uses its own production client settings,
+    so the emulator's actions finish at once (no poll waits)."""
+    hetzner.default_action_seconds = 0
+    for name, value in rescue_env.items():
+        monkeypatch.setenv(name, value)
     return {
         "talos_version": "v1.11.6",
         "schematic_id": SCHEMATIC,
@@ -41,8 +69,8 @@ def props(hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem)
         "extra_labels": {"environment": "test"},
         "must_fit_server_types": ["cpx22"],
         "hcloud_endpoint": hetzner.endpoint,
-        "ssh_port": rescue.port,
-        "target_device": str(rescue.disk),
+        "write_timeout": 30,
+        "builder_scope": "hcloud-talos-autoscaler.test",
         "hcloud_token": "test-token",
     }
 
@@ -127,9 +155,10 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
-    hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem
+    hetzner: HetznerEmulator, factory: ImageFactory, rescue_env: dict[str, str]
 ) -> None:
-    env = {"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint}
+    hetzner.default_action_seconds = 0
+    env = {"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env}
     result = cli(
         "build",
         "--talos-version",
@@ -144,10 +173,6 @@ def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
         factory.url,
         "--label",
         "team=platform",
-        "--ssh-port",
-        str(rescue.port),
-        "--target-device",
-        str(rescue.disk),
         env=env,
     )
     assert result.returncode == 0, result.stderr
@@ -176,7 +201,7 @@ def test_cli_needs_a_token() -> None:
 
 
 def test_cli_failure_names_the_step(
-    hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem
+    hetzner: HetznerEmulator, factory: ImageFactory, rescue_env: dict[str, str]
 ) -> None:
     hetzner.faults.server_create_status = 503
     result = cli(
@@ -191,11 +216,7 @@ def test_cli_failure_names_the_step(
         "fsn1",
         "--factory-url",
         factory.url,
-        "--ssh-port",
-        str(rescue.port),
-        "--target-device",
-        str(rescue.disk),
-        env={"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint},
+        env={"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env},
     )
     assert result.returncode == 1
     assert "image build failed at step 'create server'" in result.stderr
@@ -288,3 +309,92 @@ def test_pulumi_dynamic_host_builds_both_architectures_at_once_from_the_serializ
     finally:
         host.kill()
         host.wait(timeout=10)
+
+
+def test_state_written_by_the_previous_version_keeps_its_snapshot(
+    hetzner: HetznerEmulator, props: dict[str, Any]
+) -> None:
+    """Old state held the test knobs and no scope or write limit: no replacement, no update."""
+    request = request_from(props)
+    image_id = hetzner.add_snapshot(snapshot_labels(request), request.description)
+    previous_outs = {
+        **{
+            key: value
+            for key, value in props.items()
+            if key not in ("write_timeout", "builder_scope")
+        },
+        "ssh_port": 22,
+        "target_device": "/dev/sda",
+        "image_id": str(image_id),
+        "labels": snapshot_labels(request),
+        "description": request.description,
+        "disk_size": 40.0,
+    }
+    provider = TalosSnapshotProvider()
+
+    diff = provider.diff(str(image_id), previous_outs, props)
+    assert not diff.changes and not diff.replaces
+
+    refreshed = provider.read(str(image_id), previous_outs)
+    assert refreshed.id == str(image_id) and refreshed.outs is not None
+    assert not provider.diff(str(image_id), refreshed.outs, props).changes
+
+    relabelled = {**props, "extra_labels": {"environment": "prod"}}
+    assert provider.diff(str(image_id), previous_outs, relabelled).replaces == []
+    updated = provider.update(str(image_id), previous_outs, relabelled).outs
+    assert updated is not None
+    assert "ssh_port" not in updated and "target_device" not in updated
+    assert updated["builder_scope"] == props["builder_scope"]
+
+    provider.delete(str(image_id), previous_outs)
+    assert image_id not in hetzner.state.images
+
+
+@pytest.mark.parametrize("source", ["hcloud:endpoint", "HCLOUD_ENDPOINT"])
+def test_refresh_and_destroy_use_the_stacks_api_endpoint(
+    hetzner: HetznerEmulator, props: dict[str, Any], source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint reaches the snapshot resource as it reaches the hcloud provider."""
+    image_id = hetzner.add_snapshot({"os": "talos"})
+    state = {**props, "hcloud_endpoint": "http://127.0.0.1:9/v1"}  # nothing listens there
+    config = {"hcloud:token": "test-token"}
+    monkeypatch.delenv("HCLOUD_ENDPOINT", raising=False)
+    if source == "hcloud:endpoint":
+        config[source] = hetzner.endpoint
+    else:
+        monkeypatch.setenv(source, hetzner.endpoint)
+    provider = TalosSnapshotProvider()
+    provider.configure(ConfigureRequest(Config(config, "hcloud-talos-autoscaler")))
+
+    assert provider.read(str(image_id), state).id == str(image_id)
+    provider.delete(str(image_id), state)
+    assert image_id not in hetzner.state.images
+
+
+def test_the_provider_and_cleanup_fail_instead_of_hanging_on_a_silent_api(
+    props: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refresh, destroy, up and cleanup against an API that accepts and never answers."""
+    silent = SilentApi().start()
+    quick = functools.partial(ApiClient, request_timeout=(1.0, 0.1), retry_backoff=lambda _: 0.02)
+    monkeypatch.setattr(provider_module, "ApiClient", quick)
+    monkeypatch.setattr(cli_module, "ApiClient", quick)
+    monkeypatch.setenv("HCLOUD_TOKEN", "test-token")
+    monkeypatch.setenv("HCLOUD_ENDPOINT", silent.endpoint)
+    state = {**props, "extensions": [], "hcloud_endpoint": silent.endpoint}
+    provider = TalosSnapshotProvider()
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(requests.exceptions.Timeout):
+            provider.read("123", state)
+        with pytest.raises(requests.exceptions.Timeout):
+            provider.delete("123", state)
+        with pytest.raises(BuildError, match="did not answer in time") as caught:
+            provider.create(state)
+        assert caught.value.step == "remove stale builders"
+        with pytest.raises(requests.exceptions.Timeout):
+            cli_module.main(["cleanup"])
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+        silent.stop()
+    assert silent.connections >= 4
