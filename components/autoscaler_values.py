@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from components import talos_versions
-from components.config import AutoscalerSettings, NodeGroup
+from components.config import AutoscalerSettings, ConfigError, NodeGroup, Problem
 from components.hetzner import Architecture
+from components.redaction import shown
 from components.talos_config import pool_node_labels
 
 PACKAGE_NAME = "cozystack.cluster-autoscaler-hetzner"
@@ -110,10 +111,15 @@ def cluster_config_secret(config: dict[str, Any]) -> ClusterConfigSecret:
     if len(encoded) <= ENV_VALUE_LIMIT_BYTES:
         return ClusterConfigSecret(value=encoded, as_file=False, config=config)
     if len(text.encode("utf-8")) > SECRET_LIMIT_BYTES:
-        raise ValueError(
-            f"the autoscaler cluster config is {len(text.encode('utf-8'))} bytes, above the "
-            f"{SECRET_LIMIT_BYTES}-byte limit of a Kubernetes Secret: use fewer pools or a "
-            "smaller Talos worker config"
+        raise ConfigError(
+            [
+                Problem(
+                    "autoscaler.nodeGroups",
+                    f"the autoscaler cluster config is {len(text.encode('utf-8'))} bytes, above "
+                    f"the {SECRET_LIMIT_BYTES}-byte limit of a Kubernetes Secret: use fewer pools "
+                    "or a smaller Talos worker config",
+                )
+            ]
         )
     return ClusterConfigSecret(value=text, as_file=True, config=config)
 
@@ -176,28 +182,30 @@ def image_tag(settings: AutoscalerSettings, kubernetes_version: str | None) -> s
     """The autoscaler image tag: ``imageTag``, checked against the cluster's minor.
 
     The autoscaler's minor must equal Kubernetes' minor (its scheduler simulation
-    is built from that release). Raises ValueError naming ``autoscaler.imageTag``.
+    is built from that release). Raises ConfigError naming ``autoscaler.imageTag``.
     """
     if settings.image_tag is None:
         return None
+
+    def refuse(message: str) -> ConfigError:
+        return ConfigError([Problem("autoscaler.imageTag", message)])
+
     try:
         tag = talos_versions.parse_kubernetes_version(settings.image_tag)
     except ValueError:
-        raise ValueError(
-            f"autoscaler.imageTag {settings.image_tag!r} is not a release tag like v1.33.1"
-        ) from None
+        raise refuse(f"{shown(settings.image_tag)} is not a release tag like v1.33.1") from None
     if kubernetes_version is not None:
         kubernetes = talos_versions.parse_kubernetes_version(kubernetes_version)
         if tag.minor_key != kubernetes.minor_key:
-            raise ValueError(
-                f"autoscaler.imageTag {settings.image_tag} does not match Kubernetes "
-                f"{kubernetes}: use a v{kubernetes.major}.{kubernetes.minor}.x autoscaler image"
+            raise refuse(
+                f"{settings.image_tag} does not match Kubernetes {kubernetes}: use a "
+                f"v{kubernetes.major}.{kubernetes.minor}.x autoscaler image"
             )
     for setting, since in FEATURE_SINCE.items():
         needed = setting == "HCLOUD_CLUSTER_CONFIG" and settings.config_format == "cluster-config"
         if needed and tag.minor_key < since:
-            raise ValueError(
-                f"autoscaler.imageTag {settings.image_tag} predates {setting} (cluster-autoscaler "
+            raise refuse(
+                f"{settings.image_tag} predates {setting} (cluster-autoscaler "
                 f"v{since[0]}.{since[1]}); use a newer image or configFormat legacy"
             )
     return f"v{tag}"

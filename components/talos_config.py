@@ -21,9 +21,11 @@ from urllib.parse import urlparse
 
 import yaml
 
-from components import talos_versions
-from components.config import NodeGroup, StackConfig, Taint
+from components import redaction, safe_yaml, talos_versions, validators
+from components.config import WORKER_CONFIG_LIMITS, NodeGroup, StackConfig, Taint
+from components.errors import InputError, bounded
 from components.hetzner import USER_DATA_LIMIT_BYTES
+from components.redaction import shown
 
 MAIN_DOCUMENT = "v1alpha1"
 #: Talos 1.12 replaced ``machine.registries`` with ``RegistryMirrorConfig`` documents.
@@ -36,11 +38,25 @@ CONTROL_PLANE_KEYS = (
     "cluster.serviceAccount.key",
     "cluster.etcd.ca.key",
 )
-#: Values hidden by ``redact``: tokens, private keys, shared secrets.
-SECRET_FIELDS = frozenset(
-    {"token", "key", "secret", "secretboxEncryptionSecret", "aescbcEncryptionSecret"}
+REDACTED = redaction.REDACTED
+#: Paths the builder patches or reads: each must be a mapping when present.
+MAPPING_PATHS = (
+    "machine",
+    "machine.kubelet",
+    "machine.kubelet.extraArgs",
+    "machine.kubelet.extraConfig",
+    "machine.kubelet.nodeIP",
+    "machine.nodeLabels",
+    "machine.install",
+    "machine.network",
+    "machine.registries",
+    "machine.registries.mirrors",
+    "cluster",
+    "cluster.network",
+    "cluster.controlPlane",
 )
-REDACTED = "<redacted>"
+#: ... and each of these a list when present.
+LIST_PATHS = ("cluster.network.podSubnets", "cluster.network.serviceSubnets")
 #: Names a node's pool, like the autoscaler's own node templates do.
 NODE_GROUP_LABEL = "hcloud/node-group"
 #: Keys Talos still decodes but its JSON schema leaves out (``talosctl gen config``
@@ -80,10 +96,10 @@ class TalosProblem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        return bounded(f"{self.path}: {self.message}" if self.path else self.message)
 
 
-class WorkerConfigError(ValueError):
+class WorkerConfigError(InputError):
     """The worker config would not boot or join; ``problems`` lists every reason."""
 
     def __init__(self, source: str, problems: list[TalosProblem]) -> None:
@@ -124,12 +140,15 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
     """
     documents = load_documents(base_config, source)
     main = _main_document(documents, source)
-    machine = main.setdefault("machine", {})
-    kubelet = machine.setdefault("kubelet", {})
+    shape = _shape_problems(main)
+    if shape:
+        raise WorkerConfigError(source, shape)
+    machine = main["machine"] = main.get("machine") or {}
+    kubelet = machine["kubelet"] = machine.get("kubelet") or {}
 
     machine["nodeLabels"] = {**(machine.get("nodeLabels") or {}), **spec.node_labels}
     if spec.taints:
-        extra_config = kubelet.setdefault("extraConfig", {})
+        extra_config = kubelet["extraConfig"] = kubelet.get("extraConfig") or {}
         extra_config["registerWithTaints"] = [
             {"key": taint.key, "value": taint.value, "effect": taint.effect}
             for taint in spec.taints
@@ -141,7 +160,7 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
     if spec.kubernetes_version:
         kubernetes = talos_versions.parse_kubernetes_version(spec.kubernetes_version)
         kubelet["image"] = talos_versions.kubelet_image(kubernetes)
-    machine.setdefault("install", {})["image"] = spec.installer_image
+    machine["install"] = {**(machine.get("install") or {}), "image": spec.installer_image}
     network = machine.get("network")
     if isinstance(network, dict):
         network.pop("hostname", None)
@@ -158,15 +177,11 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
 def load_documents(text: str, source: str = "") -> list[dict[str, Any]]:
     """Parse a (multi-document) Talos config; YAML errors give line and column."""
     try:
-        loaded = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "syntax error"
+        documents = safe_yaml.load_all(text, WORKER_CONFIG_LIMITS)
+    except safe_yaml.YamlError as error:
         raise WorkerConfigError(
-            source, [TalosProblem("", f"failed to load config: {problem}{where}")]
+            source, [TalosProblem("", f"failed to load config: {error}")]
         ) from None
-    documents = [doc for doc in loaded if doc is not None]
     if not all(isinstance(doc, dict) for doc in documents):
         raise WorkerConfigError(
             source, [TalosProblem("", "failed to load config: every document must be a mapping")]
@@ -219,13 +234,16 @@ def validate_worker_documents(
     talos = spec.talos
     problems = _unknown_keys(documents, talos)
     main = next((doc for doc in documents if "kind" not in doc), {})
+    shape = _shape_problems(main)
+    if shape:
+        return problems + shape
     machine = main.get("machine") or {}
 
     if machine.get("type") != "worker":
         problems.append(
             TalosProblem(
                 "machine.type",
-                f"is {machine.get('type')!r}; autoscaled nodes join as workers: use the "
+                f"is {shown(machine.get('type'))}; autoscaled nodes join as workers: use the "
                 "worker.yaml of `talosctl gen config`, not controlplane.yaml",
             )
         )
@@ -247,7 +265,7 @@ def validate_worker_documents(
         problems.append(
             TalosProblem(
                 "cluster.controlPlane.endpoint",
-                f"is {endpoint!r}; it must be the https URL of the Kubernetes API, "
+                f"is {shown(endpoint)}; it must be the https URL of the Kubernetes API, "
                 "e.g. https://203.0.113.10:6443",
             )
         )
@@ -261,7 +279,8 @@ def validate_worker_documents(
         problems.append(
             TalosProblem(
                 "machine.kubelet.image",
-                f"{image!r}: {error} (on the node this fails as 'kubelet image is not valid'); "
+                f"{shown(image)}: {error} (on the node this fails as 'kubelet image is not "
+                "valid'); "
                 "set talos.kubernetesVersion",
             )
         )
@@ -271,7 +290,7 @@ def validate_worker_documents(
         problems.append(
             TalosProblem(
                 "machine.kubelet.nodeIP.validSubnets",
-                f"is {valid_subnets!r} but the private subnet is {spec.subnet}; nodes would "
+                f"is {shown(valid_subnets)} but the private subnet is {spec.subnet}; nodes would "
                 "register the wrong Internal IP",
             )
         )
@@ -283,7 +302,7 @@ def validate_worker_documents(
                 other = ipaddress.ip_network(str(cidr), strict=False)
             except ValueError:
                 problems.append(
-                    TalosProblem(f"cluster.network.{field_name}", f"{cidr!r} is not a CIDR")
+                    TalosProblem(f"cluster.network.{field_name}", f"{shown(cidr)} is not a CIDR")
                 )
                 continue
             if other.version == network.version and other.overlaps(network):
@@ -293,6 +312,24 @@ def validate_worker_documents(
                         f"{cidr} overlaps the private network {spec.network_ip_range}",
                     )
                 )
+    problems.extend(
+        TalosProblem("machine.nodeLabels", problem)
+        for problem in validators.kubernetes_label_problems(machine.get("nodeLabels") or {})
+    )
+    return problems
+
+
+def _shape_problems(main: dict[str, Any]) -> list[TalosProblem]:
+    """The sections the builder patches must be maps (and lists where Talos has lists)."""
+    problems = []
+    for paths, wanted, kind in (
+        (MAPPING_PATHS, dict, "a mapping (key: value)"),
+        (LIST_PATHS, list, "a list"),
+    ):
+        for path in paths:
+            value = _get(main, path)
+            if value is not None and not isinstance(value, wanted):
+                problems.append(TalosProblem(path, f"must be {kind}, got {shown(value, path)}"))
     return problems
 
 
@@ -407,8 +444,9 @@ def _place_registry_mirrors(
     if not spec.registry_mirrors:
         return documents
     if spec.talos.minor_key < REGISTRY_DOCUMENTS_SINCE:
-        registries = main["machine"].setdefault("registries", {})
-        mirrors = registries.setdefault("mirrors", {})
+        machine = main["machine"]
+        registries = machine["registries"] = machine.get("registries") or {}
+        mirrors = registries["mirrors"] = registries.get("mirrors") or {}
         for host, endpoints in spec.registry_mirrors.items():
             mirrors[host] = {"endpoints": list(endpoints)}
         return documents
@@ -440,19 +478,8 @@ def _get(document: dict[str, Any], path: str) -> Any:
 
 
 def redact(text: str) -> str:
-    """The config with tokens, private keys and shared secrets replaced, for display."""
-    return dump_documents([_redacted(doc) for doc in load_documents(text)])
-
-
-def _redacted(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            key: REDACTED if key in SECRET_FIELDS and value else _redacted(value)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_redacted(item) for item in node]
-    return node
+    """The config with every secret replaced, for display (the rule: ``redaction``)."""
+    return dump_documents([redaction.redact(doc) for doc in load_documents(text)])
 
 
 def pool_worker_spec(

@@ -22,6 +22,7 @@ from typing import Any
 import pulumi
 import pytest
 from google.protobuf import json_format
+from image_builder.stand_ins import HetznerEmulator
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
@@ -160,12 +161,19 @@ class MockRuntime:
 
     mocks: RecordingMocks
     resources: list[Registered] = field(default_factory=list)
+    #: What the program logged with ``pulumi.log.warn``.
+    warnings: list[str] = field(default_factory=list)
 
     def run(
-        self, program: Callable[[], None] | Path, config: dict[str, Any] | None = None
+        self,
+        program: Callable[[], None] | Path,
+        config: dict[str, Any] | None = None,
+        secret_keys: list[str] | None = None,
     ) -> dict[str, Exported]:
+        """Run ``program``; ``secret_keys`` are the config keys set with ``--secret``."""
         flat = {key: _engine_value(value) for key, value in (config or {}).items()}
-        runtime_config.set_all_config(flat, [])
+        runtime_config.set_all_config(flat, secret_keys or [])
+        self.warnings.clear()
         _REGISTRY.clear()  # a second run in one test records only its own registrations
         exports: dict[str, Exported] = {}
 
@@ -219,8 +227,22 @@ def pulumi_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
 
 
 @pytest.fixture
-def pulumi_preview(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
-    """The same for a preview of a new stack: nothing exists yet, ids and outputs unknown."""
+def hetzner_api(tmp_path: Path) -> Iterator[HetznerEmulator]:
+    """The API emulator alone (no rescue system): what a preview reads server types from."""
+    emulator = HetznerEmulator(tmp_path / "authorized_keys").start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def pulumi_preview(
+    monkeypatch: pytest.MonkeyPatch, hetzner_api: HetznerEmulator
+) -> Iterator[MockRuntime]:
+    """The same for a preview of a new stack: nothing exists yet, ids and outputs unknown.
+
+    A preview with a token reads the server types from the API: here the emulator.
+    """
+    monkeypatch.setenv("HCLOUD_ENDPOINT", hetzner_api.endpoint)
     yield from _mocked_runtime(monkeypatch, preview=True)
 
 
@@ -231,6 +253,8 @@ def _mocked_runtime(monkeypatch: pytest.MonkeyPatch, *, preview: bool) -> Iterat
     settings.ROOT.set(None)
     monkeypatch.delenv("PULUMI_CONFIG", raising=False)
     monkeypatch.delenv("HCLOUD_TOKEN", raising=False)
+    if not preview:
+        monkeypatch.delenv("HCLOUD_ENDPOINT", raising=False)
     mocks = RecordingMocks(preview=preview)
     pulumi.runtime.set_mocks(
         mocks,
@@ -239,7 +263,11 @@ def _mocked_runtime(monkeypatch: pytest.MonkeyPatch, *, preview: bool) -> Iterat
         preview=preview,
         monitor=RecordingMonitor(mocks),
     )
-    yield MockRuntime(mocks)
+    runtime = MockRuntime(mocks)
+    monkeypatch.setattr(
+        pulumi.log, "warn", lambda message, *_, **__: runtime.warnings.append(message)
+    )
+    yield runtime
     runtime_config.set_all_config({}, [])
     settings.ROOT.set(None)
     _REGISTRY.clear()

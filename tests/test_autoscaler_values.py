@@ -12,7 +12,7 @@ import yaml
 from conftest import SHARED_REFERENCE
 
 from components import autoscaler_values as values
-from components.config import AutoscalerSettings
+from components.config import AutoscalerSettings, ConfigError
 
 #: Top-level keys documented in the chart's values.yaml (kubernetes/autoscaler
 #: charts/cluster-autoscaler/values.yaml) that this program emits.
@@ -190,7 +190,7 @@ def test_extra_args_override_the_defaults() -> None:
 
 def test_image_tag_must_match_the_kubernetes_minor() -> None:
     with pytest.raises(
-        ValueError, match=r"autoscaler.imageTag v1.32.0 does not match Kubernetes 1.33.1"
+        ConfigError, match=r"autoscaler\.imageTag: v1\.32\.0 does not match Kubernetes 1\.33\.1"
     ):
         values.autoscaler_values(inputs(settings(imageTag="v1.32.0")))
     ok = values.autoscaler_values(inputs(settings(imageTag="1.33.2")))
@@ -198,7 +198,7 @@ def test_image_tag_must_match_the_kubernetes_minor() -> None:
 
 
 def test_image_tag_too_old_for_cluster_config_is_refused() -> None:
-    with pytest.raises(ValueError, match="predates HCLOUD_CLUSTER_CONFIG"):
+    with pytest.raises(ConfigError, match=r"imageTag: v1\.27\.3 predates HCLOUD_CLUSTER_CONFIG"):
         values.autoscaler_values(inputs(settings(imageTag="v1.27.3"), kubernetes_version="1.27.1"))
 
 

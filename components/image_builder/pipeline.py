@@ -10,7 +10,6 @@ fails is reported with what leaked and the cleanup command, never swallowed.
 from __future__ import annotations
 
 import io
-import re
 import secrets
 import shlex
 import time
@@ -27,7 +26,8 @@ from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
 from hcloud.ssh_keys import BoundSSHKey
 
-from components.hetzner import LABEL_VALUE_MAX_LENGTH, Architecture
+from components.hetzner import Architecture
+from components.validators import hetzner_label_problems
 
 MANAGED_BY = "hcloud-talos-autoscaler"
 #: Builder servers and keys carry only this label, never the snapshot's, so a
@@ -35,10 +35,6 @@ MANAGED_BY = "hcloud-talos-autoscaler"
 BUILDER_LABEL = "hcloud-talos-autoscaler/builder"
 BUILDER_BASE_IMAGE = "ubuntu-24.04"
 CLEANUP_COMMAND = "python -m components.image_builder cleanup"
-LABEL_KEY_PATTERN = re.compile(
-    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
-)
-LABEL_VALUE_PATTERN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 
 #: The API names architectures ``x86`` and ``arm``.
 HETZNER_ARCHITECTURE: dict[Architecture, str] = {"amd64": "x86", "arm64": "arm"}
@@ -116,15 +112,10 @@ def snapshot_labels(request: BuildRequest) -> dict[str, str]:
 
 
 def check_labels(labels: dict[str, str]) -> None:
-    """Hetzner's label rules (values at most 63 characters), checked before any call."""
-    for key, value in labels.items():
-        if not LABEL_KEY_PATTERN.match(key):
-            raise ValueError(f"label key {key!r} is not a valid Hetzner label key")
-        if len(value) > LABEL_VALUE_MAX_LENGTH or not LABEL_VALUE_PATTERN.match(value):
-            raise ValueError(
-                f"label {key}={value!r} is not a valid Hetzner label value (at most "
-                f"{LABEL_VALUE_MAX_LENGTH} characters of letters, digits, '-', '_', '.')"
-            )
+    """Hetzner's label rules, checked before any call."""
+    problems = hetzner_label_problems(labels)
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def make_client(

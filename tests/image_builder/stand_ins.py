@@ -28,6 +28,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 NOW = "2026-11-24T12:00:00+00:00"
+LOCATIONS = {
+    name: (index, zone)
+    for index, (name, zone) in enumerate(
+        [
+            ("fsn1", "eu-central"),
+            ("nbg1", "eu-central"),
+            ("hel1", "eu-central"),
+            ("ash", "us-east"),
+            ("hil", "us-west"),
+            ("sin", "ap-southeast"),
+        ],
+        start=1,
+    )
+}
 SERVER_TYPES: dict[str, dict[str, Any]] = {
     name: {"disk": disk, "architecture": arch, "cores": cores, "memory": memory}
     for name, disk, arch, cores, memory in [
@@ -126,6 +140,10 @@ class HetznerEmulator(_LoopbackHttpServer):
         #: Bearer tokens the API accepts; replace to revoke or rotate.
         self.valid_tokens = {token}
         self.faults = Faults()
+        #: Server type -> locations where it can be ordered (per-location types, 2025-09).
+        self.orderable = {name: set(LOCATIONS) for name in SERVER_TYPES}
+        #: Server types Hetzner has announced to retire (``locations[].deprecation``).
+        self.retiring: set[str] = set()
         self.authorized_keys = authorized_keys
         self.action_polls = action_polls
         self.page_size = page_size
@@ -276,7 +294,12 @@ class HetznerEmulator(_LoopbackHttpServer):
                 }
                 for network_id, ip in (server.get("private_net") or {}).items()
             ],
-            "server_type": _server_type_json(server["server_type"], server_type),
+            "server_type": _server_type_json(
+                server["server_type"],
+                server_type,
+                self.orderable[server["server_type"]],
+                server["server_type"] in self.retiring,
+            ),
             "datacenter": None,
             "image": None,
             "iso": None,
@@ -364,7 +387,7 @@ class HetznerEmulator(_LoopbackHttpServer):
         self, parts: list[str], params: dict[str, str], body: Any
     ) -> tuple[int, Any]:
         items = [
-            _server_type_json(name, spec)
+            _server_type_json(name, spec, self.orderable[name], name in self.retiring)
             for name, spec in SERVER_TYPES.items()
             if params.get("name") in (None, name)
         ]
@@ -569,7 +592,12 @@ class HetznerEmulator(_LoopbackHttpServer):
         }
 
 
-def _server_type_json(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+def _server_type_json(
+    name: str, spec: dict[str, Any], orderable: set[str], retiring: bool
+) -> dict[str, Any]:
+    deprecation = (
+        {"announced": NOW, "unavailable_after": "2099-01-01T00:00:00+00:00"} if retiring else None
+    )
     return {
         "id": abs(hash(name)) % 1000,
         "name": name,
@@ -577,13 +605,31 @@ def _server_type_json(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         "cores": spec["cores"],
         "memory": spec["memory"],
         "disk": spec["disk"],
-        "prices": [],
+        "prices": [
+            {
+                "location": location,
+                "price_hourly": {"net": "0.0050", "gross": "0.0060"},
+                "price_monthly": {"net": "3.0000", "gross": "3.5700"},
+                "included_traffic": 21990232555520,
+                "price_per_tb_traffic": {"net": "1.0000", "gross": "1.1900"},
+            }
+            for location in sorted(orderable)
+        ],
         "storage_type": "local",
         "cpu_type": "shared",
         "architecture": spec["architecture"],
-        "deprecated": False,
-        "deprecation": None,
-        "locations": [],
+        "deprecated": retiring,
+        "deprecation": deprecation,
+        "locations": [
+            {
+                "id": LOCATIONS[location][0],
+                "name": location,
+                "deprecation": deprecation,
+                "available": location in orderable,
+                "recommended": location in orderable,
+            }
+            for location in LOCATIONS
+        ],
     }
 
 
