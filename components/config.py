@@ -448,7 +448,7 @@ class NetworkSettings(_Model):
 class ImageSettings(_Model):
     location: Location = "fsn1"
     builder_server_types: dict[Architecture, str] = Field(
-        default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES)
+        default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES), validate_default=True
     )
     labels: HetznerLabels = Field(default_factory=dict)
 
@@ -926,7 +926,11 @@ def _unknown_key_message(key: str, known: tuple[str, ...] | list[str]) -> str:
 def _problems_from(error: ValidationError, section: str, model: type[BaseModel]) -> list[Problem]:
     problems = []
     for detail in error.errors():
-        path = _key_path(section, detail["loc"])
+        loc = tuple(
+            _alias_of(model, detail["loc"][:index], part)
+            for index, part in enumerate(detail["loc"])
+        )
+        path = _key_path(section, loc)
         if detail["type"] == "extra_forbidden":
             owner = _model_at(model, detail["loc"][:-1])
             known = [field.alias or name for name, field in owner.model_fields.items()]
@@ -1000,6 +1004,14 @@ def _shape_problem(value: Any) -> str | None:
         elif isinstance(node, list):
             stack.extend((inner, depth + 1) for inner in node)
     return None
+
+
+def _alias_of(model: type[BaseModel], parents: tuple[Any, ...], part: Any) -> Any:
+    """The stack key of a field pydantic names by its Python name (a validated default)."""
+    if not isinstance(part, str):
+        return part
+    field = _model_at(model, parents).model_fields.get(part)
+    return field.alias if field is not None and field.alias else part
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
@@ -1078,4 +1090,7 @@ def load_stack_file(project_dir: Path, stack: str) -> tuple[dict[str, Any], Any]
     flat = document.get("config") or {}
     if not isinstance(flat, Mapping):
         raise ConfigError([Problem("", f"{path}: 'config' must be a mapping of keys to values")])
+    for key in flat:
+        if not isinstance(key, str):
+            raise ConfigError([Problem("", f"{path}: config key {shown(key)} is not a string")])
     return sections_from_flat_config(flat)

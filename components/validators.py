@@ -151,7 +151,7 @@ def stack_name_problem(stack: str) -> str | None:
             f"{shown(stack)} is not a Pulumi stack name: [org/[project/]]name, each part 1-100 "
             "letters, digits, '-', '_' or '.'"
         )
-    if parts[-1] in {".", ".."}:
+    if any(part in {".", ".."} for part in parts):
         return f"{shown(stack)} is not a stack name ('.' and '..' are folders, not stacks)"
     return None
 
