@@ -40,8 +40,9 @@ PUBLIC_QUALIFIERS = frozenset({"public"})
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _PEM_PRIVATE = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@")
-_KUBERNETES_SECRET = re.compile(r"^\s*kind:\s*[\"']?Secret[\"']?\s*$", re.MULTILINE)
+#: Bounded repetitions only: these run over user text of any length, never backtracking far.
+_URL_PASSWORD = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^:/@\s]{0,256}:[^@/\s]{1,256}@")
+_KUBERNETES_SECRET = re.compile(r"^[ \t]*kind:[ \t]*[\"']?Secret[\"']?[ \t]*$", re.MULTILINE)
 #: Error messages show at most this much of a value.
 SHOWN_CHARACTERS = 80
 

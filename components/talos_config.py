@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -385,13 +386,22 @@ def _key_paths(
     found: list[tuple[str, tuple[str, ...]]] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            key_path = f"{path}.{key}" if path else str(key)
+            name = _path_part(key)
+            key_path = f"{path}.{name}" if path else name
             found.append((key_path, (*parts, str(key))))
             found.extend(_key_paths(value, key_path, (*parts, str(key))))
     elif isinstance(node, list):
         for index, value in enumerate(node):
             found.extend(_key_paths(value, f"{path}[{index}]", (*parts, "[]")))
     return found
+
+
+def _path_part(key: Any) -> str:
+    """A key as a path shows it; empty, odd or huge keys are quoted and shortened."""
+    text = str(key)
+    if text and len(text) <= 64 and re.fullmatch(r"[\w./-]+", text):
+        return text
+    return shown(text)
 
 
 def _pattern(parts: tuple[str, ...]) -> str:

@@ -144,9 +144,9 @@ def _failure(error: Exception, endpoint: str, factory_url: str) -> tuple[int, st
             f"the Image Factory at {factory_url} answered HTTP {error.code} {error.reason}"
         )
     if isinstance(error, urllib.error.URLError | TimeoutError | ConnectionError):
-        cause = error.reason if isinstance(error, urllib.error.URLError) else error
+        why = error.reason if isinstance(error, urllib.error.URLError) else error
         return EXIT_RUNTIME_FAILURE, (
-            f"cannot reach the Image Factory at {factory_url} ({cause}); check --factory-url "
+            f"cannot reach the Image Factory at {factory_url} ({why}); check --factory-url "
             "and the network"
         )
     if isinstance(error, json.JSONDecodeError | KeyError):
