@@ -581,7 +581,9 @@ class Problem:
     def __str__(self) -> str:
         if not self.key:
             return bounded(self.message)
-        key = self.key if ":" in self.key else f"{PROJECT}:{self.key}"
+        key = (
+            self.key if self.key.startswith(("hcloud:", f"{PROJECT}:")) else f"{PROJECT}:{self.key}"
+        )
         return bounded(f"{key}: {self.message}")
 
 

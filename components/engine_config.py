@@ -47,8 +47,11 @@ def read_stack_config(project_dir: Path) -> tuple[StackConfig, list[str]]:
                 "checked against the built-in table only"
             )
     stack = parse_stack_config(sections, token, project_dir, catalogue=catalogue)
-    warnings += plaintext_secret_warnings(
-        stack, runtime_config.is_config_secret, f"Pulumi.{pulumi.get_stack()}.yaml"
-    )
+    from_environment = "hcloud:token" not in flat  # HCLOUD_TOKEN is in no file
+
+    def is_encrypted(key: str) -> bool:
+        return runtime_config.is_config_secret(key) or (key == "hcloud:token" and from_environment)
+
+    warnings += plaintext_secret_warnings(stack, is_encrypted, f"Pulumi.{pulumi.get_stack()}.yaml")
     warnings += server_type_warnings(stack, catalogue)
     return stack, warnings

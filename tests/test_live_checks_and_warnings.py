@@ -173,6 +173,23 @@ def test_a_plain_text_token_in_the_stack_is_a_warning_in_the_preview(
     assert not [w for w in pulumi_runtime.warnings if "stored in plain text" in w]
 
 
+def test_a_token_from_the_environment_is_no_plain_text_warning(
+    pulumi_runtime: MockRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = dev_config()
+    del config["hcloud:token"]
+    monkeypatch.setenv("HCLOUD_TOKEN", "from-env")
+    pulumi_runtime.run(MAIN, config, [])
+    assert not [w for w in pulumi_runtime.warnings if "plain text" in w]
+    config[f"{P}:autoscaler"]["token"] = "plain-autoscaler-token"
+    pulumi_runtime.run(MAIN, config, [])
+    assert [w.split(" is stored")[0] for w in pulumi_runtime.warnings if "plain text" in w] == [
+        "autoscaler.token"
+    ]
+    pulumi_runtime.run(MAIN, config, [f"{P}:autoscaler"])
+    assert not [w for w in pulumi_runtime.warnings if "plain text" in w]
+
+
 def test_plain_text_secrets_in_a_stack_file_are_a_warning_in_render(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
