@@ -116,21 +116,26 @@ def load_one(text: str, limits: Limits) -> Any:
 
 
 def _check_shape(text: str, limits: Limits) -> None:
-    """One pass over the events: expanded node count, aliases and depth, before any object."""
+    """One pass over the events: expanded size, aliases and depth, before any object exists.
+
+    Sizes are (values, characters) as the loaded data holds them once every alias is
+    expanded: what a walk over it visits and what dumping it writes.
+    """
     #: Expanded size of each completed anchored node.
-    anchored: dict[str, int] = {}
-    #: Open collections: [expanded size so far, anchor].
+    anchored: dict[str, tuple[int, int]] = {}
+    #: Open collections: [values so far, characters so far, anchor].
     open_nodes: list[list[Any]] = []
-    total = aliases = 0
+    total = [0, 0]
+    aliases = 0
+    max_characters = 2 * limits.max_bytes
     for event in yaml.parse(text, Loader=LOADER):
-        added = 0
         if isinstance(event, yaml.DocumentStartEvent):
             anchored.clear()  # anchors are per document
             continue
         if isinstance(event, yaml.ScalarEvent):
-            added = 1
+            added = (1, len(event.value))
             if event.anchor:
-                anchored[event.anchor] = 1
+                anchored[event.anchor] = added
         elif isinstance(event, yaml.AliasEvent):
             aliases += 1
             if aliases > limits.max_aliases:
@@ -146,26 +151,29 @@ def _check_shape(text: str, limits: Limits) -> None:
                 )
             added = anchored[event.anchor]
         elif isinstance(event, yaml.CollectionStartEvent):
-            open_nodes.append([1, event.anchor])
+            open_nodes.append([1, 0, event.anchor])
             if len(open_nodes) > limits.max_depth:
                 raise YamlError(
                     f"is nested deeper than {limits.max_depth} levels", _where(event.start_mark)
                 )
             continue
         elif isinstance(event, yaml.CollectionEndEvent):
-            added, anchor = open_nodes.pop()
+            values, characters, anchor = open_nodes.pop()
+            added = (values, characters)
             if anchor:
                 anchored[anchor] = added
         else:
             continue
-        if open_nodes:
-            open_nodes[-1][0] += added
-        else:
-            total += added
-        if total + sum(node[0] for node in open_nodes) > limits.max_nodes:
+        target = open_nodes[-1] if open_nodes else total
+        target[0] += added[0]
+        target[1] += added[1]
+        values = total[0] + sum(node[0] for node in open_nodes)
+        characters = total[1] + sum(node[1] for node in open_nodes)
+        if values > limits.max_nodes or characters > max_characters:
             raise YamlError(
-                f"expands to more than {limits.max_nodes} values (aliases count as often as "
-                "they are used: an alias bomb, or far larger than a config can be)",
+                f"expands to more than {limits.max_nodes} values or {max_characters} characters "
+                "(aliases count as often as they are used: an alias bomb, or far larger than a "
+                "config can be)",
                 _where(event.start_mark),
             )
 

@@ -315,6 +315,21 @@ def test_an_alias_bomb_in_the_worker_config_is_refused_without_expanding(
     assert "talos.workerConfigFile: is not valid YAML: expands to more than 100000 values" in err
 
 
+def test_a_large_value_repeated_by_aliases_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Few values, but dumping them would write 250 MB: characters count too."""
+    big = "x" * 500_000
+    worker = WORKER.replace(
+        "machine:\n",
+        f"machine:\n  env: {{A: &big '{big}'}}\n  sysctls: {{{', '.join(f'k{i}: *big' for i in range(500))}}}\n",
+        1,
+    )
+    code, err = render(project(tmp_path, worker=worker), capsys)
+    assert code == 2
+    assert "expands to more than 100000 values or 2097152 characters" in err
+
+
 def test_a_multi_megabyte_worker_config_is_refused_before_parsing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
