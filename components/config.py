@@ -546,18 +546,6 @@ class AutoscalerSettings(_Model):
             raise ValueError("; ".join(problems))
         return extra_args
 
-    @model_validator(mode="after")
-    def _smoke_test_fits(self) -> AutoscalerSettings:
-        capacity = sum(group.max_size for group in self.node_groups)
-        pinned = self.smoke_test is not None and self.config_format != "legacy"
-        if pinned and self.smoke_test is not None and self.smoke_test.replicas > capacity:
-            raise ValueError(
-                f"smokeTest.replicas {self.smoke_test.replicas} is more than the pools can "
-                f"hold (sum of maxSize: {capacity}; one pod per node): the extra pods would "
-                "stay Pending forever; lower replicas or raise maxSize"
-            )
-        return self
-
     @property
     def public_ipv4(self) -> bool:
         return self.public_i_pv4
@@ -866,6 +854,20 @@ def _cross_section_problems(stack: StackConfig) -> list[Problem]:
                         "move the labels to talos.nodeLabels",
                     )
                 )
+
+    smoke_test = stack.autoscaler.smoke_test
+    pool_capacity = sum(group.max_size for group in groups)
+    # Pinned to the pools (not in legacy format), one pod per node.
+    pinned = smoke_test is not None and stack.autoscaler.config_format != "legacy"
+    if pinned and smoke_test is not None and smoke_test.replicas > pool_capacity:
+        problems.append(
+            Problem(
+                "autoscaler.smokeTest.replicas",
+                f"{smoke_test.replicas} is more than the pools can hold (sum of maxSize: "
+                f"{pool_capacity}; one pod per node): the extra pods would stay Pending "
+                "forever; lower replicas or raise maxSize",
+            )
+        )
 
     capacity = validators.usable_addresses(stack.network.subnet)
     wanted = sum(group.max_size for group in groups)

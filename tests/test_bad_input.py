@@ -248,7 +248,7 @@ ACCEPTED_BUT_INVALID: list[tuple[str, Any, str]] = [
     (
         "autoscaler.smokeTest",
         {"replicas": 11},
-        "smokeTest.replicas 11 is more than the pools can hold (sum of maxSize: 10",
+        "autoscaler.smokeTest.replicas: 11 is more than the pools can hold (sum of maxSize: 10",
     ),
     ("autoscaler.smokeTest", {"replicas": 2**31}, "smokeTest.replicas: got 2147483648"),
     ("autoscaler.serverCreationTimeout", 10**9, "serverCreationTimeout: got 1000000000"),
