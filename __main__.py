@@ -2,40 +2,57 @@
 
 Reads and validates the stack config (nothing is created from an invalid
 stack), builds the components, wires them by outputs and exports what other
-stacks consume.
+stacks consume. Bad input stops the program with a ``pulumi.RunError``: the
+engine prints its message (the same as ``render`` prints) and no traceback.
 """
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pulumi
 
 from components import autoscaler_values as values
 from components.autoscaler import DEPLOYMENT_NAME, ClusterAutoscaler, ClusterAutoscalerArgs
-from components.config import ConfigError, reveal
+from components.config import reveal
 from components.engine_config import read_hcloud_endpoint, read_stack_config
+from components.errors import InputError
 from components.image_builder.schematic import schematic_id_for
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.provider_id import ProviderIdSetter, ProviderIdSetterArgs
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
 from components.smoke_test import SmokeTest, SmokeTestArgs, watch_nodes_command
 from components.stack_warnings import stack_warnings
-from components.talos_config import (
-    WorkerConfig,
-    WorkerConfigError,
-    render_worker_configs,
-    worker_configs_sha256,
-)
+from components.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
 from components.talos_image import TalosImage, TalosImageArgs
 from components.verify import verification_commands
 
+Result = TypeVar("Result")
+
+
+def stops_cleanly(function: Callable[..., Result]) -> Callable[..., Result]:
+    """Bad input found while outputs resolve stops the program like bad input found first."""
+
+    def checked(*args: Any) -> Result:
+        try:
+            return function(*args)
+        except InputError as error:
+            raise pulumi.RunError(str(error)) from None
+
+    return checked
+
+
 try:
-    stack = read_stack_config(Path(__file__).parent)
+    stack, warnings = read_stack_config(Path(__file__).parent)
     schematic_id = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
-    # Validate the worker configs before any resource is registered; the wired
-    # configs below are built again from the network's output.
+    # Validate the worker configs and the autoscaler image before any resource is
+    # registered; the wired configs below are built again from the network's output.
     checked_configs = render_worker_configs(stack, stack.network.subnet)
-except (ConfigError, WorkerConfigError) as error:
+    autoscaler_image = stack.autoscaler_image
+except InputError as error:
     raise pulumi.RunError(str(error)) from None
+for warning in warnings:
+    pulumi.log.warn(warning)
 
 for warning in stack_warnings(stack, checked_configs):
     pulumi.log.warn(warning)
@@ -44,7 +61,6 @@ hcloud_token = pulumi.Output.secret(reveal(stack.hcloud_token))
 autoscaler_token = pulumi.Output.secret(reveal(stack.autoscaler_token))
 settings = stack.autoscaler
 legacy = settings.config_format == "legacy"
-autoscaler_image = stack.autoscaler_image
 
 network = PrivateNetwork("network", PrivateNetworkArgs.from_stack(stack))
 images = TalosImage(
@@ -53,17 +69,21 @@ images = TalosImage(
 )
 
 worker_configs: pulumi.Output[dict[str, WorkerConfig]] = pulumi.Output.secret(
-    network.subnet_ip_range.apply(lambda subnet: render_worker_configs(stack, subnet))
+    network.subnet_ip_range.apply(
+        stops_cleanly(lambda subnet: render_worker_configs(stack, subnet))
+    )
 )
 
 
 secret_content = pulumi.Output.all(worker_configs, images.image_ids, network.subnet_ip_range).apply(
-    lambda resolved: values.talos_config_secret_value(
-        settings,
-        stack.talos.node_labels,
-        resolved[1],
-        {pool: config.user_data.text for pool, config in resolved[0].items()},
-        values.pinned_subnet(stack.network.existing, resolved[2], autoscaler_image),
+    stops_cleanly(
+        lambda resolved: values.talos_config_secret_value(
+            settings,
+            stack.talos.node_labels,
+            resolved[1],
+            {pool: config.user_data.text for pool, config in resolved[0].items()},
+            values.pinned_subnet(stack.network.existing, resolved[2], autoscaler_image),
+        )
     )
 )
 secrets = AutoscalerSecrets(
@@ -92,16 +112,18 @@ chart_values = pulumi.Output.all(
     as_file=pulumi.Output.unsecret(secret_content.apply(lambda content: content[1])),
     config_hash=config_hash,
 ).apply(
-    lambda resolved: values.autoscaler_values(
-        values.ValuesInputs(
-            settings=settings,
-            image=autoscaler_image,
-            network_name=resolved["network"],
-            image_ids=resolved["image_ids"],
-            credentials_secret=resolved["credentials"],
-            talos_config_secret=resolved["talos_config"],
-            config_hash=resolved["config_hash"],
-            cluster_config_as_file=resolved["as_file"],
+    stops_cleanly(
+        lambda resolved: values.autoscaler_values(
+            values.ValuesInputs(
+                settings=settings,
+                image=autoscaler_image,
+                network_name=resolved["network"],
+                image_ids=resolved["image_ids"],
+                credentials_secret=resolved["credentials"],
+                talos_config_secret=resolved["talos_config"],
+                config_hash=resolved["config_hash"],
+                cluster_config_as_file=resolved["as_file"],
+            )
         )
     )
 )

@@ -115,10 +115,15 @@ def cluster_config_secret(config: dict[str, Any]) -> ClusterConfigSecret:
     if env_string_bytes(CLUSTER_CONFIG_ENV, encoded) <= ENV_STRING_LIMIT_BYTES:
         return ClusterConfigSecret(value=encoded, as_file=False, config=config)
     if len(text.encode("utf-8")) > SECRET_LIMIT_BYTES:
-        raise ValueError(
-            f"the autoscaler cluster config is {len(text.encode('utf-8'))} bytes, above the "
-            f"{SECRET_LIMIT_BYTES}-byte limit of a Kubernetes Secret: use fewer pools or a "
-            "smaller Talos worker config"
+        raise ConfigError(
+            [
+                Problem(
+                    "autoscaler.nodeGroups",
+                    f"the autoscaler cluster config is {len(text.encode('utf-8'))} bytes, above "
+                    f"the {SECRET_LIMIT_BYTES}-byte limit of a Kubernetes Secret: use fewer pools "
+                    "or a smaller Talos worker config",
+                )
+            ]
         )
     return ClusterConfigSecret(value=text, as_file=True, config=config)
 

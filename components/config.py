@@ -13,12 +13,11 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,10 +30,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components import hetzner, talos_versions
+from components import hetzner, safe_yaml, talos_versions, validators
 from components.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage, autoscaler_image
+from components.errors import InputError, bounded
 from components.hetzner import Architecture
 from components.node_labels import label_problems
+from components.redaction import shown
 
 PROJECT = "hcloud-talos-autoscaler"
 #: Top-level keys of the project namespace (``hcloud-talos-autoscaler:<key>``).
@@ -43,7 +44,13 @@ DEFAULT_EXTENSIONS = ("siderolabs/qemu-guest-agent",)
 POOL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 #: Server names are ``<pool>-<16 hex>``; hostnames stop at 63 characters.
 POOL_NAME_MAX_LENGTH = 46
+#: Helm renders numbers from 10^6 on as 1e+06, which the autoscaler's ``--nodes`` cannot parse.
+POOL_SIZE_MAX = 999_999
+#: An ``extraArgs`` key: a flag name, optionally with the chart's ``_suffix``.
+EXTRA_ARG_PATTERN = re.compile(r"^-{0,2}[a-z0-9]+(-[a-z0-9]+)*(_[A-Za-z0-9_-]*)?$")
 DEFAULT_BUILDER_SERVER_TYPES: dict[Architecture, str] = {"amd64": "cx23", "arm64": "cax11"}
+#: Labels every snapshot gets from the image builder (``image_builder.pipeline.snapshot_labels``).
+SNAPSHOT_IDENTITY_LABELS = ("os", "talos-version", "talos-schematic", "arch", "managed-by")
 SCHEMATIC_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 #: Cozystack's PackageSource installs the Package's release here, whatever the Package says.
 COZYSTACK_NAMESPACE = "cozy-cluster-autoscaler-hetzner"
@@ -51,6 +58,25 @@ COZYSTACK_NAMESPACE = "cozy-cluster-autoscaler-hetzner"
 #: maximum keeps the longest build below the age at which builders count as leftovers.
 WRITE_TIMEOUT_MINUTES = 30
 WRITE_TIMEOUT_MAX_MINUTES = 60
+#: A stack file is small; an encrypted worker config in it is the largest value.
+STACK_FILE_LIMITS = safe_yaml.Limits(max_bytes=4 * 1024 * 1024)
+#: A base worker config far above this cannot fit Hetzner's 32 KiB user data even gzipped.
+WORKER_CONFIG_LIMITS = safe_yaml.Limits(max_bytes=1024 * 1024)
+#: Kubernetes counts replicas in int32.
+INT32_MAX = 2**31 - 1
+#: Hetzner refuses smaller subnets.
+SMALLEST_SUBNET_PREFIX = 30
+#: The autoscaler waits for a new server this many minutes at most (a day).
+SERVER_CREATION_TIMEOUT_MAX = 24 * 60
+#: Flags of the autoscaler the chart or this program sets; ``extraArgs`` may not override them.
+OWNED_FLAGS: dict[str, str] = {
+    "cloud-provider": "the chart sets to hetzner",
+    "namespace": "the chart sets to the release namespace (autoscaler.namespace)",
+    "nodes": "the chart renders from autoscaler.nodeGroups",
+    "cloud-config": "is unused by the Hetzner provider (its config comes from the Secrets)",
+    "node-group-auto-discovery": "would add pools outside autoscaler.nodeGroups",
+    "kubeconfig": "would point the autoscaler at another cluster than the one it runs in",
+}
 
 
 class Encrypted:
@@ -105,7 +131,24 @@ def _as_secret(value: Any) -> SecretValue:
         return Encrypted(str(value["secure"]))
     if isinstance(value, str) and value:
         return Secret(value)
-    raise ValueError("must be a non-empty string, set with `pulumi config set --secret`")
+    raise ValueError(
+        f"must be a non-empty string (got {_kind(value)}); set it with `pulumi config set --secret`"
+    )
+
+
+def _kind(value: Any) -> str:
+    """What a value is, without showing it (it may be a secret)."""
+    if value is None or value == "":
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "a map"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 SecretField = Annotated[Any, AfterValidator(_as_secret)]
@@ -127,19 +170,59 @@ def _cidr(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError as error:
+        reason = shown(str(error)) if len(str(error)) > 80 else str(error)
         raise ValueError(
-            f"{value!r} is not a network in CIDR form like 10.100.0.0/24 ({error})"
+            f"{shown(value)} is not a network in CIDR form like 10.100.0.0/24 ({reason})"
         ) from None
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]
 
 
+def _network_range(value: str) -> str:
+    problem = validators.private_ipv4_network_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+NetworkRange = Annotated[str, AfterValidator(_cidr), AfterValidator(_network_range)]
+
+
+def _one_line(value: str) -> str:
+    problem = validators.control_character_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: A name rendered into the autoscaler's environment (``value: "..."`` in the chart).
+ChartString = Annotated[str, AfterValidator(_one_line)]
+
+
+def _hetzner_labels(labels: dict[str, str]) -> dict[str, str]:
+    problems = validators.hetzner_label_problems(labels)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return labels
+
+
+#: A label map that ends up on Hetzner resources.
+HetznerLabels = Annotated[dict[str, str], AfterValidator(_hetzner_labels)]
+
+
+def _catalogue(info: ValidationInfo) -> hetzner.Catalogue:
+    """The server types to check against: the live list at preview, else the built-in table."""
+    context = info.context or {}
+    catalogue = context.get("catalogue")
+    return catalogue if isinstance(catalogue, hetzner.Catalogue) else hetzner.BUILT_IN_CATALOGUE
+
+
 def _location(value: str) -> str:
     location = value.lower()
     if location not in hetzner.NETWORK_ZONE_BY_LOCATION:
         known = ", ".join(hetzner.NETWORK_ZONE_BY_LOCATION)
-        raise ValueError(f"{value!r} is not a Hetzner Cloud location; use one of {known}")
+        raise ValueError(f"{shown(value)} is not a Hetzner Cloud location; use one of {known}")
     return location
 
 
@@ -147,14 +230,37 @@ Location = Annotated[str, AfterValidator(_location)]
 
 
 def _node_labels(labels: dict[str, str]) -> dict[str, str]:
-    problems = label_problems(labels)
+    problems = validators.kubernetes_label_problems(labels)
+    problems += label_problems(
+        {
+            key: value
+            for key, value in labels.items()
+            if not validators.kubernetes_label_key_problem(key)
+        }
+    )
     if problems:
         raise ValueError("; ".join(problems))
     return labels
 
 
-#: Labels a Talos node sets on itself (see ``node_labels``).
+#: Labels a Talos node sets on itself: Kubernetes' syntax and what NodeRestriction lets a
+#: node set (see ``node_labels``).
 NodeLabels = Annotated[dict[str, str], AfterValidator(_node_labels)]
+
+
+def _annotations(annotations: dict[str, str]) -> dict[str, str]:
+    problems = [
+        problem
+        for key in annotations
+        if (problem := validators.kubernetes_label_key_problem(key)) is not None
+    ]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return annotations
+
+
+#: Annotations of a node: keys follow the label-key rules, values are free text.
+KubernetesAnnotations = Annotated[dict[str, str], AfterValidator(_annotations)]
 
 
 class Taint(_Model):
@@ -162,13 +268,29 @@ class Taint(_Model):
     value: str = ""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
+    @field_validator("key")
+    @classmethod
+    def _taint_key(cls, key: str) -> str:
+        problem = validators.kubernetes_label_key_problem(key)
+        if problem:
+            raise ValueError(problem.replace("label key", "taint key", 1))
+        return key
+
+    @field_validator("value")
+    @classmethod
+    def _taint_value(cls, value: str, info: ValidationInfo) -> str:
+        problem = validators.kubernetes_label_value_problem(info.data.get("key", "taint"), value)
+        if problem:
+            raise ValueError(problem.replace("label", "taint", 1))
+        return value
+
 
 class NodeGroup(_Model):
     """One autoscaled pool, in the guide's vocabulary (``autoscalingGroups``)."""
 
     name: str
-    min_size: int = Field(ge=0)
-    max_size: int = Field(ge=0)
+    min_size: int = Field(ge=0, le=POOL_SIZE_MAX)
+    max_size: int = Field(ge=0, le=POOL_SIZE_MAX)
     instance_type: str = Field(min_length=1)
     region: Location
     labels: NodeLabels = Field(default_factory=dict)
@@ -179,20 +301,30 @@ class NodeGroup(_Model):
     def _pool_name(cls, name: str) -> str:
         if not POOL_NAME_PATTERN.match(name):
             raise ValueError(
-                f"{name!r} is not a valid pool name: use lower-case letters, digits and '-' "
+                f"{shown(name)} is not a valid pool name: use lower-case letters, digits and '-' "
                 "(servers are named <pool>-<hex> and must be valid hostnames)"
             )
         if len(name) > POOL_NAME_MAX_LENGTH:
             raise ValueError(
-                f"{name!r} is {len(name)} characters long; pool names are at most "
+                f"{shown(name)} is {len(name)} characters long; pool names are at most "
                 f"{POOL_NAME_MAX_LENGTH} so that <pool>-<16 hex> stays a valid hostname"
             )
         return name
 
     @field_validator("instance_type")
     @classmethod
-    def _lower_type(cls, instance_type: str) -> str:
+    def _server_type(cls, instance_type: str, info: ValidationInfo) -> str:
+        problem = _catalogue(info).server_type_problem(instance_type)
+        if problem:
+            raise ValueError(problem)
         return instance_type.lower()
+
+    @model_validator(mode="after")
+    def _orderable_in_region(self, info: ValidationInfo) -> NodeGroup:
+        problem = _catalogue(info).server_type_problem(self.instance_type, self.region)
+        if problem:
+            raise ValueError(f"instanceType {problem}")
+        return self
 
     @field_validator("max_size")
     @classmethod
@@ -222,7 +354,7 @@ class TalosSettings(_Model):
     worker_config: SecretField | None = None
     node_labels: NodeLabels = Field(default_factory=dict)
     #: ``machine.nodeAnnotations``: Kilo's location and keepalive (Cozystack's guide).
-    node_annotations: dict[str, str] = Field(default_factory=dict)
+    node_annotations: KubernetesAnnotations = Field(default_factory=dict)
     registry_mirrors: dict[str, list[str]] = Field(default_factory=dict)
     image_factory_url: str = "https://factory.talos.dev"
 
@@ -248,7 +380,7 @@ class TalosSettings(_Model):
     def _schematic(cls, schematic_id: str | None) -> str | None:
         if schematic_id is not None and not SCHEMATIC_ID_PATTERN.match(schematic_id):
             raise ValueError(
-                f"{schematic_id!r} is not an Image Factory schematic id (64 lower-case hex "
+                f"{shown(schematic_id)} is not an Image Factory schematic id (64 lower-case hex "
                 "characters, as shown by factory.talos.dev)"
             )
         return schematic_id
@@ -257,7 +389,7 @@ class TalosSettings(_Model):
     @classmethod
     def _factory_url(cls, url: str) -> str:
         if not re.match(r"^https?://[^/\s]+", url):
-            raise ValueError(f"{url!r} is not an http(s) URL like https://factory.talos.dev")
+            raise ValueError(f"{shown(url)} is not an http(s) URL like https://factory.talos.dev")
         return url.rstrip("/")
 
     @field_validator("registry_mirrors")
@@ -265,11 +397,11 @@ class TalosSettings(_Model):
     def _mirrors(cls, mirrors: dict[str, list[str]]) -> dict[str, list[str]]:
         for host, endpoints in mirrors.items():
             if not endpoints:
-                raise ValueError(f"mirror {host!r} has no endpoints; list at least one URL")
+                raise ValueError(f"mirror {shown(host)} has no endpoints; list at least one URL")
             for endpoint in endpoints:
                 if not re.match(r"^https?://[^/\s]+", endpoint):
                     raise ValueError(
-                        f"endpoint {endpoint!r} of mirror {host!r} is not an http(s) URL"
+                        f"endpoint {shown(endpoint)} of mirror {shown(host)} is not an http(s) URL"
                     )
         return mirrors
 
@@ -294,11 +426,11 @@ class TalosSettings(_Model):
 
 
 class NetworkSettings(_Model):
-    name: str = "cozystack-vswitch"
-    ip_range: Cidr = "10.100.0.0/16"
+    name: ChartString = Field(default="cozystack-vswitch", min_length=1)
+    ip_range: NetworkRange = "10.100.0.0/16"
     subnet: Cidr = "10.100.0.0/24"
     network_zone: str | None = None
-    existing: str | None = None
+    existing: ChartString | None = Field(default=None, min_length=1)
     vswitch_id: int | None = Field(default=None, gt=0)
     #: The range of the Robot vSwitch subnet, required with ``vswitchId``.
     vswitch_subnet: Cidr | None = None
@@ -308,7 +440,7 @@ class NetworkSettings(_Model):
     def _zone(cls, zone: str | None) -> str | None:
         if zone is not None and zone not in hetzner.NETWORK_ZONES:
             zones = ", ".join(sorted(hetzner.NETWORK_ZONES))
-            raise ValueError(f"{zone!r} is not a network zone; use one of {zones}")
+            raise ValueError(f"{shown(zone)} is not a network zone; use one of {zones}")
         return zone
 
     @field_validator("subnet", "vswitch_subnet")
@@ -317,9 +449,15 @@ class NetworkSettings(_Model):
         ip_range = info.data.get("ip_range")
         if subnet is None or ip_range is None:
             return subnet
-        if not ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network(ip_range)):  # type: ignore[arg-type]
+        network, inner = ipaddress.ip_network(ip_range), ipaddress.ip_network(subnet)
+        if inner.version != network.version or not inner.subnet_of(network):  # type: ignore[arg-type]
             raise ValueError(
                 f"{subnet} is not inside ipRange {ip_range}; pick a range within the network's"
+            )
+        if inner.prefixlen > SMALLEST_SUBNET_PREFIX:
+            raise ValueError(
+                f"{subnet} is smaller than Hetzner's minimum subnet size "
+                f"/{SMALLEST_SUBNET_PREFIX}; use a /24 like 10.100.0.0/24"
             )
         return subnet
 
@@ -343,10 +481,36 @@ class NetworkSettings(_Model):
 class ImageSettings(_Model):
     location: Location = "fsn1"
     builder_server_types: dict[Architecture, str] = Field(
-        default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES)
+        default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES), validate_default=True
     )
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: HetznerLabels = Field(default_factory=dict)
     write_timeout: int = WRITE_TIMEOUT_MINUTES
+
+    @field_validator("builder_server_types")
+    @classmethod
+    def _builder_types(
+        cls, server_types: dict[Architecture, str], info: ValidationInfo
+    ) -> dict[Architecture, str]:
+        catalogue = _catalogue(info)
+        problems = [
+            f"{arch}: {problem}"
+            for arch, server_type in server_types.items()
+            if (problem := catalogue.server_type_problem(server_type, info.data.get("location")))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return {arch: server_type.lower() for arch, server_type in server_types.items()}
+
+    @field_validator("labels")
+    @classmethod
+    def _own_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        taken = sorted(set(labels) & set(SNAPSHOT_IDENTITY_LABELS))
+        if taken:
+            raise ValueError(
+                f"{', '.join(taken)} identify the snapshot and are set by this program "
+                f"({', '.join(SNAPSHOT_IDENTITY_LABELS)}); use other keys"
+            )
+        return labels
 
     @field_validator("write_timeout")
     @classmethod
@@ -376,18 +540,18 @@ def check_write_timeout(minutes: int) -> int:
 
 
 class SmokeTest(_Model):
-    replicas: int = Field(ge=1)
+    replicas: int = Field(ge=1, le=INT32_MAX)
 
 
 class AutoscalerSettings(_Model):
     deploy: Literal["package", "helm"] = "package"
     namespace: str = COZYSTACK_NAMESPACE
     node_groups: list[NodeGroup] = Field(min_length=1)
-    ssh_key: str | None = None
-    firewall: str | None = None
+    ssh_key: ChartString | None = Field(default=None, min_length=1)
+    firewall: ChartString | None = Field(default=None, min_length=1)
     public_i_pv4: bool = Field(default=True, alias="publicIPv4")
     public_i_pv6: bool = Field(default=False, alias="publicIPv6")
-    server_creation_timeout: int = Field(default=10, ge=1)
+    server_creation_timeout: int = Field(default=10, ge=1, le=SERVER_CREATION_TIMEOUT_MAX)
     config_format: Literal["cluster-config", "legacy"] = "cluster-config"
     chart_version: str | None = None
     image_tag: str | None = None
@@ -395,6 +559,14 @@ class AutoscalerSettings(_Model):
     token: SecretField | None = None
     provider_id: Literal["setter", "none"] = "setter"
     smoke_test: SmokeTest | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, namespace: str) -> str:
+        problem = validators.dns_label_problem(namespace)
+        if problem:
+            raise ValueError(f"{problem} (Kubernetes namespaces are DNS labels)")
+        return namespace
 
     @field_validator("node_groups")
     @classmethod
@@ -416,6 +588,24 @@ class AutoscalerSettings(_Model):
                 f"namespace (or set {COZYSTACK_NAMESPACE}), or use deploy: helm to choose one"
             )
         return namespace
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra_args(cls, extra_args: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        problems = validators.owned_flag_problems(extra_args, OWNED_FLAGS)
+        for key, value in extra_args.items():
+            if not EXTRA_ARG_PATTERN.match(key):
+                problems.append(
+                    f"{shown(key)} is not an autoscaler flag name (lower-case words joined by "
+                    "'-', e.g. scale-down-unneeded-time)"
+                )
+                continue
+            problem = validators.control_character_problem(str(value))
+            if problem:
+                problems.append(f"{key}: {problem}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return extra_args
 
     @property
     def public_ipv4(self) -> bool:
@@ -439,12 +629,14 @@ class Problem:
 
     def __str__(self) -> str:
         if not self.key:
-            return self.message
-        key = self.key if ":" in self.key else f"{PROJECT}:{self.key}"
-        return f"{key}: {self.message}"
+            return bounded(self.message)
+        key = (
+            self.key if self.key.startswith(("hcloud:", f"{PROJECT}:")) else f"{PROJECT}:{self.key}"
+        )
+        return bounded(f"{key}: {self.message}")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """The stack config is invalid; ``problems`` lists every reason."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -514,6 +706,61 @@ REMOVED_KEYS: dict[str, str] = {
     ),
 }
 
+#: Secret settings: the key as messages show it, its top-level config key, and the
+#: command that stores it encrypted.
+SECRET_SETTINGS = (
+    ("hcloud:token", "hcloud:token", "pulumi config set --secret hcloud:token"),
+    (
+        "autoscaler.token",
+        f"{PROJECT}:autoscaler",
+        "pulumi config set --secret --path autoscaler.token",
+    ),
+    (
+        "talos.workerConfig",
+        f"{PROJECT}:talos",
+        "pulumi config set --secret --path talos.workerConfig < worker.yaml",
+    ),
+)
+
+
+def plaintext_secret_warnings(
+    stack: StackConfig, is_encrypted: Callable[[str], bool], source: str
+) -> list[str]:
+    """A warning for each secret setting stored in plain text in ``source``.
+
+    ``is_encrypted`` answers for a top-level config key (the engine knows which
+    keys were set with ``--secret``); values read offline are plain text when
+    they are not ``{secure: ...}``.
+    """
+    values = {
+        "hcloud:token": stack.hcloud_token,
+        "autoscaler.token": stack.autoscaler.token,
+        "talos.workerConfig": stack.talos.worker_config,
+    }
+    warnings = []
+    for shown_key, config_key, command in SECRET_SETTINGS:
+        if isinstance(values[shown_key], Secret) and not is_encrypted(config_key):
+            warnings.append(
+                f"{shown_key} is stored in plain text in {source}: anyone who can read the file "
+                f"or its history has it. Encrypt it with `{command}` (this replaces the value "
+                "with `secure: ...`), then rotate the secret, since the plain text stays in the "
+                "history"
+            )
+    return warnings
+
+
+def server_type_warnings(stack: StackConfig, catalogue: hetzner.Catalogue | None) -> list[str]:
+    """Server types that still exist but are being retired: new servers may soon be refused."""
+    catalogue = catalogue or hetzner.BUILT_IN_CATALOGUE
+    used = {group.instance_type for group in stack.autoscaler.node_groups}
+    used |= {stack.image.builder_server_types[arch] for arch in stack.architectures}
+    return [
+        f"server type {name} is being retired by Hetzner ({catalogue.source}); move to a current "
+        "type (`hcloud server-type list`) before it can no longer be ordered"
+        for name in sorted(used & catalogue.deprecated)
+    ]
+
+
 _SECTION_MODELS: dict[str, type[_Model]] = {
     "talos": TalosSettings,
     "network": NetworkSettings,
@@ -528,30 +775,39 @@ def parse_stack_config(
     base_dir: Path,
     *,
     require_token: bool = True,
+    catalogue: hetzner.Catalogue | None = None,
 ) -> StackConfig:
     """Validate the project's config sections and return the typed stack config.
 
     ``sections`` maps the keys of the project namespace (``talos``, ``network``,
     ...) to their values; ``hcloud_token`` is ``hcloud:token`` (or the
-    ``HCLOUD_TOKEN`` environment variable). Raises ConfigError listing every
-    problem found.
+    ``HCLOUD_TOKEN`` environment variable). Server types are checked against
+    ``catalogue`` (the live list at preview) or the built-in table. Raises
+    ConfigError listing every problem found.
     """
     problems: list[Problem] = []
     for key in sections:
         if key not in _SECTION_MODELS:
-            problems.append(Problem(key, _unknown_key_message(key, SECTIONS)))
+            problems.append(Problem(_key_part(key), _unknown_key_message(key, SECTIONS)))
 
+    context = {"catalogue": catalogue or hetzner.BUILT_IN_CATALOGUE}
     parsed: dict[str, Any] = {}
     for key, model in _SECTION_MODELS.items():
         raw = sections.get(key)
         if raw is None:
             raw = {}
         if not isinstance(raw, Mapping):
-            problems.append(Problem(key, f"must be an object of settings, got {raw!r}"))
+            problems.append(
+                Problem(key, f"must be an object of settings (key: value), got {_kind(raw)}")
+            )
+            continue
+        shape = _shape_problem(raw)
+        if shape:
+            problems.append(Problem(key, shape))
             continue
         raw = _without_removed_keys(key, raw, problems)
         try:
-            parsed[key] = model.model_validate(raw)
+            parsed[key] = model.model_validate(raw, context=context)
         except ValidationError as error:
             problems.extend(_problems_from(error, key, model))
 
@@ -566,7 +822,10 @@ def parse_stack_config(
                 )
             )
     else:
-        token = _as_secret(hcloud_token)
+        try:
+            token = _as_secret(hcloud_token)
+        except ValueError as error:
+            problems.append(Problem("hcloud:token", str(error)))
 
     base_worker_config: Secret | None = None
     if "talos" in parsed:
@@ -605,46 +864,47 @@ def _load_worker_config(
 ) -> Secret | None:
     if talos.worker_config_file is not None:
         path = base_dir / talos.worker_config_file
+        key = "talos.workerConfigFile"
         try:
-            text = path.read_text(encoding="utf-8")
+            text = safe_yaml.read_text(path, WORKER_CONFIG_LIMITS)
         except OSError as error:
             problems.append(
                 Problem(
-                    "talos.workerConfigFile",
+                    key,
                     f"cannot read {path} ({error.strerror}); give a path relative to the "
                     "project directory of the worker.yaml from `talosctl gen config`",
                 )
             )
             return None
+        except safe_yaml.YamlError as error:
+            problems.append(Problem(key, f"{path} {error}"))
+            return None
         secret = Secret(text)
-        key = "talos.workerConfigFile"
     elif isinstance(talos.worker_config, Secret):
         secret = talos.worker_config
         key = "talos.workerConfig"
     else:
         return None
     try:
-        documents = [doc for doc in yaml.safe_load_all(secret.reveal()) if doc is not None]
-    except yaml.YAMLError as error:
-        problems.append(Problem(key, f"is not valid YAML ({_yaml_position(error)})"))
+        documents = worker_config_documents(secret.reveal(), strict=True)
+    except safe_yaml.YamlError as error:
+        problems.append(Problem(key, f"is not valid YAML: {error}"))
         return None
-    if not documents or not all(isinstance(doc, dict) for doc in documents):
+    if not documents:
         problems.append(Problem(key, "must be a Talos machine config (YAML mapping documents)"))
         return None
     return secret
 
 
-def _yaml_position(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or "syntax error"
-    if mark is None:
-        return str(problem)
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+def worker_config_documents(text: str, *, strict: bool = False) -> list[dict[str, Any]]:
+    """The YAML documents of a Talos config (one before v1.12, several after).
 
-
-def worker_config_documents(text: str) -> list[dict[str, Any]]:
-    """The YAML documents of a Talos config (one before v1.12, several after)."""
-    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+    Raises safe_yaml.YamlError; with ``strict`` also when a document is not a mapping.
+    """
+    documents = safe_yaml.load_all(text, WORKER_CONFIG_LIMITS)
+    if strict and not all(isinstance(doc, dict) for doc in documents):
+        raise safe_yaml.YamlError("every document must be a mapping (key: value)")
+    return [doc for doc in documents if isinstance(doc, dict)]
 
 
 def _cross_section_problems(stack: StackConfig) -> list[Problem]:
@@ -703,6 +963,32 @@ def _cross_section_problems(stack: StackConfig) -> list[Problem]:
                     )
                 )
 
+    smoke_test = stack.autoscaler.smoke_test
+    pool_capacity = sum(group.max_size for group in groups)
+    # Pinned to the pools (not in legacy format), one pod per node.
+    pinned = smoke_test is not None and stack.autoscaler.config_format != "legacy"
+    if pinned and smoke_test is not None and smoke_test.replicas > pool_capacity:
+        problems.append(
+            Problem(
+                "autoscaler.smokeTest.replicas",
+                f"{smoke_test.replicas} is more than the pools can hold (sum of maxSize: "
+                f"{pool_capacity}; one pod per node): the extra pods would stay Pending "
+                "forever; lower replicas or raise maxSize",
+            )
+        )
+
+    capacity = validators.usable_addresses(stack.network.subnet)
+    wanted = sum(group.max_size for group in groups)
+    if wanted > capacity:
+        problems.append(
+            Problem(
+                "autoscaler.nodeGroups",
+                f"the pools may grow to {wanted} servers (sum of maxSize) but subnet "
+                f"{stack.network.subnet} holds {capacity}; lower maxSize or use a larger "
+                "network.subnet",
+            )
+        )
+
     if stack.base_worker_config is not None:
         problems.extend(_cluster_network_overlaps(stack))
     problems.extend(_autoscaler_image_problems(stack))
@@ -747,14 +1033,21 @@ def _cluster_network_overlaps(stack: StackConfig) -> list[Problem]:
     network = ipaddress.ip_network(stack.network.ip_range)
     problems: list[Problem] = []
     for document in worker_config_documents(stack.base_worker_config.reveal()):
-        cluster_network = (document.get("cluster") or {}).get("network") or {}
+        cluster = document.get("cluster")
+        cluster_network = cluster.get("network") if isinstance(cluster, dict) else None
+        if not isinstance(cluster_network, dict):
+            continue
         for field in ("podSubnets", "serviceSubnets"):
-            for cidr in cluster_network.get(field) or []:
+            entries = cluster_network.get(field) or []
+            if not isinstance(entries, list):
+                problems.append(Problem(key, f"cluster.network.{field} must be a list of CIDRs"))
+                continue
+            for cidr in entries:
                 try:
                     other = ipaddress.ip_network(str(cidr), strict=False)
                 except ValueError:
                     problems.append(
-                        Problem(key, f"cluster.network.{field} entry {cidr!r} is not a CIDR")
+                        Problem(key, f"cluster.network.{field} entry {shown(cidr)} is not a CIDR")
                     )
                     continue
                 if other.version == network.version and other.overlaps(network):
@@ -778,11 +1071,15 @@ def _unknown_key_message(key: str, known: tuple[str, ...] | list[str]) -> str:
 def _problems_from(error: ValidationError, section: str, model: type[BaseModel]) -> list[Problem]:
     problems = []
     for detail in error.errors():
-        path = _key_path(section, detail["loc"])
+        loc = tuple(
+            _alias_of(model, detail["loc"][:index], part)
+            for index, part in enumerate(detail["loc"])
+        )
+        path = _key_path(section, loc)
         if detail["type"] == "extra_forbidden":
             owner = _model_at(model, detail["loc"][:-1])
             known = [field.alias or name for name, field in owner.model_fields.items()]
-            message = _unknown_key_message(str(detail["loc"][-1]), known)
+            message = _unknown_key_message(_key_part(detail["loc"][-1]), known)
         else:
             message = _message(detail, path)
         problems.append(Problem(path, message))
@@ -803,10 +1100,15 @@ def _message(detail: Any, path: str) -> str:
         return _MISSING.get(path, "is required")
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     value = detail.get("input")
-    if detail["type"] in {"literal_error", "greater_than_equal", "greater_than", "too_short"} or (
-        "type" in detail["type"] or "parsing" in detail["type"]
-    ):
-        return f"got {value!r}: {message}"
+    if detail["type"] in {
+        "literal_error",
+        "greater_than_equal",
+        "greater_than",
+        "less_than_equal",
+        "too_short",
+        "too_long",
+    } or ("type" in detail["type"] or "parsing" in detail["type"]):
+        return f"got {shown(value, path)}: {message}"
     return message
 
 
@@ -815,11 +1117,46 @@ def _key_path(section: str, loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in {"function-after[_as_secret(), any]"}:
-            continue
+        elif isinstance(part, str) and part.startswith("function-"):
+            continue  # pydantic's name for a validator step, not a key
         else:
-            path += f".{part}"
+            path += f".{_key_part(part)}"
     return path
+
+
+def _key_part(part: Any) -> str:
+    """A key as a path shows it: a huge or binary key is shortened."""
+    text = str(part)
+    if len(text) <= 64 and text.isprintable():
+        return text
+    return shown(part)
+
+
+def _shape_problem(value: Any) -> str | None:
+    """Config values arrive as JSON from the engine, unbounded: refuse absurd nesting or size."""
+    limits = STACK_FILE_LIMITS
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > limits.max_depth:
+            return f"is nested deeper than {limits.max_depth} levels"
+        if count > limits.max_nodes:
+            return f"holds more than {limits.max_nodes} values"
+        if isinstance(node, Mapping):
+            stack.extend((inner, depth + 1) for inner in node.values())
+        elif isinstance(node, list):
+            stack.extend((inner, depth + 1) for inner in node)
+    return None
+
+
+def _alias_of(model: type[BaseModel], parents: tuple[Any, ...], part: Any) -> Any:
+    """The stack key of a field pydantic names by its Python name (a validated default)."""
+    if not isinstance(part, str):
+        return part
+    field = _model_at(model, parents).model_fields.get(part)
+    return field.alias if field is not None and field.alias else part
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
@@ -855,30 +1192,50 @@ def sections_from_flat_config(flat: Mapping[str, Any]) -> tuple[dict[str, Any], 
     """
     sections: dict[str, Any] = {}
     for full_key, value in flat.items():
+        if not isinstance(full_key, str):
+            raise ConfigError(
+                [Problem("", f"config key {shown(full_key)} is not a string; quote it")]
+            )
         namespace, _, key = full_key.partition(":")
         if namespace != PROJECT:
             continue
-        if isinstance(value, str):
-            with contextlib.suppress(json.JSONDecodeError):
+        if isinstance(value, str) and len(value) <= STACK_FILE_LIMITS.max_bytes:
+            with contextlib.suppress(json.JSONDecodeError, RecursionError):
                 value = json.loads(value)
         sections[key] = value
     return sections, flat.get("hcloud:token")
 
 
+def stack_file(project_dir: Path, stack: str) -> Path:
+    """``Pulumi.<stack>.yaml`` of a stack name Pulumi accepts (``org/`` parts dropped)."""
+    problem = validators.stack_name_problem(stack)
+    if problem:
+        raise ConfigError([Problem("", f"--stack: {problem}")])
+    return project_dir / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
+
+
 def load_stack_file(project_dir: Path, stack: str) -> tuple[dict[str, Any], Any]:
     """Read ``Pulumi.<stack>.yaml`` without the Pulumi CLI (secrets stay encrypted)."""
-    path = project_dir / f"Pulumi.{stack}.yaml"
+    path = stack_file(project_dir, stack)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = safe_yaml.read_text(path, STACK_FILE_LIMITS)
+        document = safe_yaml.load_one(text, STACK_FILE_LIMITS)
     except OSError as error:
         raise ConfigError(
             [Problem("", f"cannot read stack file {path} ({error.strerror}); is --stack right?")]
         ) from None
-    except yaml.YAMLError as error:
+    except safe_yaml.YamlError as error:
+        raise ConfigError([Problem("", f"{path} {error}")]) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, Mapping):
         raise ConfigError(
-            [Problem("", f"{path} is not valid YAML ({_yaml_position(error)})")]
-        ) from None
+            [Problem("", f"{path} must be a mapping with a 'config' key, got {_kind(document)}")]
+        )
     flat = document.get("config") or {}
     if not isinstance(flat, Mapping):
         raise ConfigError([Problem("", f"{path}: 'config' must be a mapping of keys to values")])
+    for key in flat:
+        if not isinstance(key, str):
+            raise ConfigError([Problem("", f"{path}: config key {shown(key)} is not a string")])
     return sections_from_flat_config(flat)

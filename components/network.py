@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_hcloud as hcloud
 
-from components.config import PROJECT, StackConfig
+from components.config import PROJECT, ConfigError, Problem, StackConfig
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,20 @@ class PrivateNetwork(pulumi.ComponentResource):
 
 def _existing_subnet(existing: str, ip_range: str, subnet: str) -> str:
     """The configured subnet, checked against the range of the reused network."""
-    if not ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network(ip_range)):  # type: ignore[arg-type]
-        raise ValueError(
-            f"{PROJECT}:network.subnet: {subnet} is not inside the range {ip_range} of the "
-            f"existing network {existing!r}; set network.subnet to that network's cloud subnet"
+    inner, network = ipaddress.ip_network(subnet), ipaddress.ip_network(ip_range)
+    if inner.version != network.version or not inner.subnet_of(network):  # type: ignore[arg-type]
+        raise pulumi.RunError(
+            str(
+                ConfigError(
+                    [
+                        Problem(
+                            "network.subnet",
+                            f"{subnet} is not inside the range {ip_range} of the existing "
+                            f"network {existing!r}; set network.subnet to that network's cloud "
+                            "subnet",
+                        )
+                    ]
+                )
+            )
         )
     return subnet

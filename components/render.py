@@ -17,7 +17,16 @@ import yaml
 from components import autoscaler_values as values
 from components.autoscaler import DEPLOYMENT_NAME
 from components.autoscaler_versions import IMAGE_REPOSITORY
-from components.config import Encrypted, Secret, StackConfig, load_stack_file, parse_stack_config
+from components.config import (
+    Encrypted,
+    Secret,
+    StackConfig,
+    load_stack_file,
+    parse_stack_config,
+    plaintext_secret_warnings,
+    server_type_warnings,
+    stack_file,
+)
 from components.hetzner import USER_DATA_LIMIT_BYTES
 from components.image_builder.pipeline import BuildRequest, snapshot_labels
 from components.image_builder.schematic import schematic_id_for
@@ -57,6 +66,12 @@ def render_stack(project_dir: Path, stack_name: str, *, show_secrets: bool = Fal
     rendered = Rendered()
     rendered.line(f"stack {stack_name}: configuration is valid (nothing was contacted)")
     _token_notes(stack, rendered)
+    rendered.warnings.extend(
+        plaintext_secret_warnings(
+            stack, lambda _key: False, stack_file(project_dir, stack_name).name
+        )
+    )
+    rendered.warnings.extend(server_type_warnings(stack, None))
     _network(stack, rendered)
     schematic_id = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
     _images(stack, schematic_id, rendered)

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -21,10 +22,12 @@ from urllib.parse import urlparse
 
 import yaml
 
-from components import talos_versions
-from components.config import NodeGroup, StackConfig, Taint
+from components import redaction, safe_yaml, talos_versions, validators
+from components.config import WORKER_CONFIG_LIMITS, NodeGroup, StackConfig, Taint
+from components.errors import InputError, bounded
 from components.hetzner import USER_DATA_LIMIT_BYTES
 from components.node_labels import label_problem
+from components.redaction import shown
 
 MAIN_DOCUMENT = "v1alpha1"
 #: Talos 1.12 replaced ``machine.registries`` with ``RegistryMirrorConfig`` documents.
@@ -44,11 +47,24 @@ CONTROL_PLANE_KEYS = (
     "cluster.serviceAccount.key",
     "cluster.etcd.ca.key",
 )
-#: Values hidden by ``redact``: tokens, private keys, shared secrets.
-SECRET_FIELDS = frozenset(
-    {"token", "key", "secret", "secretboxEncryptionSecret", "aescbcEncryptionSecret"}
+REDACTED = redaction.REDACTED
+#: Paths the builder patches or reads: each must be a mapping when present.
+MAPPING_PATHS = (
+    "machine",
+    "machine.kubelet",
+    "machine.kubelet.extraArgs",
+    "machine.kubelet.extraConfig",
+    "machine.kubelet.nodeIP",
+    "machine.nodeLabels",
+    "machine.nodeAnnotations",
+    "machine.registries",
+    "machine.registries.mirrors",
+    "cluster",
+    "cluster.network",
+    "cluster.controlPlane",
 )
-REDACTED = "<redacted>"
+#: ... and each of these a list when present.
+LIST_PATHS = ("cluster.network.podSubnets", "cluster.network.serviceSubnets")
 #: Names a node's pool, like the autoscaler's own node templates do.
 NODE_GROUP_LABEL = "hcloud/node-group"
 
@@ -79,10 +95,10 @@ class TalosProblem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        return bounded(f"{self.path}: {self.message}" if self.path else self.message)
 
 
-class WorkerConfigError(ValueError):
+class WorkerConfigError(InputError):
     """The worker config would not boot or join; ``problems`` lists every reason."""
 
     def __init__(self, source: str, problems: list[TalosProblem]) -> None:
@@ -125,9 +141,12 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
     """
     documents = load_documents(base_config, source)
     main = _main_document(documents, source)
-    machine = main.setdefault("machine", {})
+    shape = _shape_problems(main)
+    if shape:
+        raise WorkerConfigError(source, shape)
+    machine = main["machine"] = main.get("machine") or {}
     removed = [f"machine.{name}" for name in REMOVED_SECTIONS if machine.pop(name, None)]
-    kubelet = machine.setdefault("kubelet", {})
+    kubelet = machine["kubelet"] = machine.get("kubelet") or {}
 
     machine["nodeLabels"] = {**(machine.get("nodeLabels") or {}), **spec.node_labels}
     if spec.node_annotations:
@@ -136,7 +155,7 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
             **spec.node_annotations,
         }
     if spec.taints:
-        extra_config = kubelet.setdefault("extraConfig", {})
+        extra_config = kubelet["extraConfig"] = kubelet.get("extraConfig") or {}
         extra_config["registerWithTaints"] = [
             {"key": taint.key, "value": taint.value, "effect": taint.effect}
             for taint in spec.taints
@@ -173,15 +192,11 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
 def load_documents(text: str, source: str = "") -> list[dict[str, Any]]:
     """Parse a (multi-document) Talos config; YAML errors give line and column."""
     try:
-        loaded = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "syntax error"
+        documents = safe_yaml.load_all(text, WORKER_CONFIG_LIMITS)
+    except safe_yaml.YamlError as error:
         raise WorkerConfigError(
-            source, [TalosProblem("", f"failed to load config: {problem}{where}")]
+            source, [TalosProblem("", f"failed to load config: {error}")]
         ) from None
-    documents = [doc for doc in loaded if doc is not None]
     if not all(isinstance(doc, dict) for doc in documents):
         raise WorkerConfigError(
             source, [TalosProblem("", "failed to load config: every document must be a mapping")]
@@ -251,6 +266,9 @@ def validate_worker_documents(
     talos = spec.talos
     problems = _unknown_keys(documents, talos)
     main = next((doc for doc in documents if "kind" not in doc), {})
+    shape = _shape_problems(main)
+    if shape:
+        return problems + shape
     machine = main.get("machine") or {}
 
     for key in machine.get("nodeLabels") or {}:
@@ -261,7 +279,7 @@ def validate_worker_documents(
         problems.append(
             TalosProblem(
                 "machine.type",
-                f"is {machine.get('type')!r}; autoscaled nodes join as workers: use the "
+                f"is {shown(machine.get('type'))}; autoscaled nodes join as workers: use the "
                 "worker.yaml of `talosctl gen config`, not controlplane.yaml",
             )
         )
@@ -283,7 +301,7 @@ def validate_worker_documents(
         problems.append(
             TalosProblem(
                 "cluster.controlPlane.endpoint",
-                f"is {endpoint!r}; it must be the https URL of the Kubernetes API, "
+                f"is {shown(endpoint)}; it must be the https URL of the Kubernetes API, "
                 "e.g. https://203.0.113.10:6443",
             )
         )
@@ -297,7 +315,8 @@ def validate_worker_documents(
         problems.append(
             TalosProblem(
                 "machine.kubelet.image",
-                f"{image!r}: {error} (on the node this fails as 'kubelet image is not valid'); "
+                f"{shown(image)}: {error} (on the node this fails as 'kubelet image is not "
+                "valid'); "
                 "set talos.kubernetesVersion",
             )
         )
@@ -307,7 +326,7 @@ def validate_worker_documents(
         problems.append(
             TalosProblem(
                 "machine.kubelet.nodeIP.validSubnets",
-                f"is {valid_subnets!r} but the private subnet is {spec.subnet}; nodes would "
+                f"is {shown(valid_subnets)} but the private subnet is {spec.subnet}; nodes would "
                 "register the wrong Internal IP",
             )
         )
@@ -319,7 +338,7 @@ def validate_worker_documents(
                 other = ipaddress.ip_network(str(cidr), strict=False)
             except ValueError:
                 problems.append(
-                    TalosProblem(f"cluster.network.{field_name}", f"{cidr!r} is not a CIDR")
+                    TalosProblem(f"cluster.network.{field_name}", f"{shown(cidr)} is not a CIDR")
                 )
                 continue
             if other.version == network.version and other.overlaps(network):
@@ -329,6 +348,24 @@ def validate_worker_documents(
                         f"{cidr} overlaps the private network {spec.network_ip_range}",
                     )
                 )
+    problems.extend(
+        TalosProblem("machine.nodeLabels", problem)
+        for problem in validators.kubernetes_label_problems(machine.get("nodeLabels") or {})
+    )
+    return problems
+
+
+def _shape_problems(main: dict[str, Any]) -> list[TalosProblem]:
+    """The sections the builder patches must be maps (and lists where Talos has lists)."""
+    problems = []
+    for paths, wanted, kind in (
+        (MAPPING_PATHS, dict, "a mapping (key: value)"),
+        (LIST_PATHS, list, "a list"),
+    ):
+        for path in paths:
+            value = _get(main, path)
+            if value is not None and not isinstance(value, wanted):
+                problems.append(TalosProblem(path, f"must be {kind}, got {shown(value, path)}"))
     return problems
 
 
@@ -428,13 +465,22 @@ def _key_paths(
     found: list[tuple[str, tuple[str, ...]]] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            key_path = f"{path}.{key}" if path else str(key)
+            name = _path_part(key)
+            key_path = f"{path}.{name}" if path else name
             found.append((key_path, (*parts, str(key))))
             found.extend(_key_paths(value, key_path, (*parts, str(key))))
     elif isinstance(node, list):
         for index, value in enumerate(node):
             found.extend(_key_paths(value, f"{path}[{index}]", (*parts, "[]")))
     return found
+
+
+def _path_part(key: Any) -> str:
+    """A key as a path shows it; empty, odd or huge keys are quoted and shortened."""
+    text = str(key)
+    if text and len(text) <= 64 and re.fullmatch(r"[\w./-]+", text):
+        return text
+    return shown(text)
 
 
 def _pattern(parts: tuple[str, ...]) -> str:
@@ -487,8 +533,9 @@ def _place_registry_mirrors(
     if not spec.registry_mirrors:
         return documents
     if spec.talos.minor_key < REGISTRY_DOCUMENTS_SINCE:
-        registries = main["machine"].setdefault("registries", {})
-        mirrors = registries.setdefault("mirrors", {})
+        machine = main["machine"]
+        registries = machine["registries"] = machine.get("registries") or {}
+        mirrors = registries["mirrors"] = registries.get("mirrors") or {}
         for host, endpoints in spec.registry_mirrors.items():
             mirrors[host] = {"endpoints": list(endpoints)}
         return documents
@@ -520,19 +567,8 @@ def _get(document: dict[str, Any], path: str) -> Any:
 
 
 def redact(text: str) -> str:
-    """The config with tokens, private keys and shared secrets replaced, for display."""
-    return dump_documents([_redacted(doc) for doc in load_documents(text)])
-
-
-def _redacted(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            key: REDACTED if key in SECRET_FIELDS and value else _redacted(value)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_redacted(item) for item in node]
-    return node
+    """The config with every secret replaced, for display (the rule: ``redaction``)."""
+    return dump_documents([redaction.redact(doc) for doc in load_documents(text)])
 
 
 def pool_worker_spec(stack: StackConfig, group: NodeGroup, subnet: str) -> WorkerConfigSpec:

@@ -100,6 +100,8 @@ def bench_sizes(stacks: list[str]) -> None:
     template = sections["autoscaler"]["nodeGroups"][0]
     for pools in (1, 10, 40, 80, 160, 320, 640):
         grown = copy.deepcopy(sections)
+        # A /16 subnet, so that every pool's maxSize fits (a /24 holds 253 servers).
+        grown["network"] = {**grown.get("network", {}), "subnet": "10.100.0.0/16"}
         grown["autoscaler"]["nodeGroups"] = [
             {**template, "name": f"{template['name']}-{index}"} for index in range(pools)
         ]

@@ -172,12 +172,19 @@ class MockRuntime:
 
     mocks: RecordingMocks
     resources: list[Registered] = field(default_factory=list)
+    #: What the program logged with ``pulumi.log.warn``.
+    warnings: list[str] = field(default_factory=list)
 
     def run(
-        self, program: Callable[[], None] | Path, config: dict[str, Any] | None = None
+        self,
+        program: Callable[[], None] | Path,
+        config: dict[str, Any] | None = None,
+        secret_keys: list[str] | None = None,
     ) -> dict[str, Exported]:
+        """Run ``program``; ``secret_keys`` are the config keys set with ``--secret``."""
         flat = {key: _engine_value(value) for key, value in (config or {}).items()}
-        runtime_config.set_all_config(flat, [])
+        runtime_config.set_all_config(flat, secret_keys or [])
+        self.warnings.clear()
         _REGISTRY.clear()  # a second run in one test records only its own registrations
         exports: dict[str, Exported] = {}
 
@@ -200,8 +207,10 @@ class MockRuntime:
 
             return asyncio.ensure_future(collect())
 
-        pulumi.runtime.test(body)()
-        self.resources[:] = _REGISTRY
+        try:
+            pulumi.runtime.test(body)()
+        finally:  # a failed run records what it registered too (tests assert on "nothing")
+            self.resources[:] = _REGISTRY
         return exports
 
     def by_type(self, type_: str) -> list[Registered]:
@@ -231,17 +240,23 @@ def pulumi_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
 
 
 @pytest.fixture
-def pulumi_preview(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
-    """The same for a preview of a new stack: nothing exists yet, ids and outputs unknown."""
-    yield from _mocked_runtime(monkeypatch, preview=True)
-
-
-@pytest.fixture
 def hetzner_api(tmp_path: Path) -> Iterator[HetznerEmulator]:
     """The Hetzner Cloud API emulator alone (no rescue system), token ``test-token``."""
     emulator = HetznerEmulator(tmp_path / "authorized_keys").start()
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture
+def pulumi_preview(
+    monkeypatch: pytest.MonkeyPatch, hetzner_api: HetznerEmulator
+) -> Iterator[MockRuntime]:
+    """The same for a preview of a new stack: nothing exists yet, ids and outputs unknown.
+
+    A preview with a token reads the server types from the API: here the emulator.
+    """
+    monkeypatch.setenv("HCLOUD_ENDPOINT", hetzner_api.endpoint)
+    yield from _mocked_runtime(monkeypatch, preview=True)
 
 
 @pytest.fixture
@@ -259,7 +274,8 @@ def _mocked_runtime(monkeypatch: pytest.MonkeyPatch, *, preview: bool) -> Iterat
     settings.ROOT.set(None)
     monkeypatch.delenv("PULUMI_CONFIG", raising=False)
     monkeypatch.delenv("HCLOUD_TOKEN", raising=False)
-    monkeypatch.delenv("HCLOUD_ENDPOINT", raising=False)
+    if not preview:
+        monkeypatch.delenv("HCLOUD_ENDPOINT", raising=False)
     mocks = RecordingMocks(preview=preview)
     pulumi.runtime.set_mocks(
         mocks,
@@ -268,7 +284,11 @@ def _mocked_runtime(monkeypatch: pytest.MonkeyPatch, *, preview: bool) -> Iterat
         preview=preview,
         monitor=RecordingMonitor(mocks),
     )
-    yield MockRuntime(mocks)
+    runtime = MockRuntime(mocks)
+    monkeypatch.setattr(
+        pulumi.log, "warn", lambda message, *_, **__: runtime.warnings.append(message)
+    )
+    yield runtime
     runtime_config.set_all_config({}, [])
     settings.ROOT.set(None)
     _REGISTRY.clear()

@@ -182,6 +182,11 @@ def test_unknown_top_level_key_is_reported_with_a_suggestion() -> None:
     ]
 
 
+def test_a_top_level_key_with_a_colon_is_still_named_with_the_project() -> None:
+    problems = problems_of({**VALID, "a:b": {}})
+    assert problems[0].startswith("hcloud-talos-autoscaler:a:b: unknown key"), problems
+
+
 def test_every_problem_is_reported_at_once() -> None:
     sections = changed("talos.version", "1.11")
     sections["network"] = {"subnet": "10.200.0.0/24"}

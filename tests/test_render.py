@@ -65,7 +65,7 @@ def test_invalid_stack_exits_non_zero_with_every_problem(tmp_path: Path) -> None
     text = text.replace("region: fsn1", "region: mars").replace("minSize: 0", "minSize: 20")
     stack_file.write_text(text)
     result = run_render("--stack", "dev", project_dir=project)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input
     assert (
         "autoscaler.nodeGroups[0].maxSize: maxSize 10 is smaller than minSize 20" in result.stderr
     )

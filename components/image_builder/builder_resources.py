@@ -25,9 +25,9 @@ from hcloud.images import Image
 from hcloud.servers import Server
 from hcloud.ssh_keys import SSHKey
 
-from components.hetzner import LABEL_VALUE_MAX_LENGTH
 from components.image_builder.api import ApiClient, describe, is_transient
 from components.image_builder.waits import until
+from components.validators import LABEL_VALUE_MAX
 
 BUILDER_LABEL = "hcloud-talos-autoscaler/builder"
 SCOPE_LABEL = "hcloud-talos-autoscaler/scope"
@@ -57,9 +57,9 @@ def builder_scope(project: str, stack: str | None = None) -> str:
     """A valid label value naming whose builds these are: ``project.stack``, shortened if long."""
     name = f"{project}.{stack}" if stack else project
     value = re.sub(r"[^A-Za-z0-9._-]", "-", name).strip("._-") or "unnamed"
-    if len(value) > LABEL_VALUE_MAX_LENGTH:
+    if len(value) > LABEL_VALUE_MAX:
         digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-        value = f"{value[: LABEL_VALUE_MAX_LENGTH - 13].rstrip('._-')}-{digest}"
+        value = f"{value[: LABEL_VALUE_MAX - 13].rstrip('._-')}-{digest}"
     return value
 
 

@@ -15,7 +15,6 @@ a teardown that fails is reported with what leaked and the cleanup command.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from hcloud.servers import BoundServer
 from hcloud.ssh_keys import BoundSSHKey
 
 from components.config import WRITE_TIMEOUT_MINUTES
-from components.hetzner import LABEL_VALUE_MAX_LENGTH, Architecture
+from components.hetzner import Architecture
 from components.image_builder import rescue
 from components.image_builder.api import ApiClient, describe, wait_for
 from components.image_builder.builder_resources import (
@@ -43,13 +42,10 @@ from components.image_builder.builder_resources import (
     remove_stale,
 )
 from components.image_builder.waits import Interrupted, until
+from components.validators import hetzner_label_problems
 
 MANAGED_BY = "hcloud-talos-autoscaler"
 BUILDER_BASE_IMAGE = "ubuntu-24.04"
-LABEL_KEY_PATTERN = re.compile(
-    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
-)
-LABEL_VALUE_PATTERN = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 #: Test-only: the tests point the build at a loopback sshd and a file instead of the
 #: rescue system's port 22 and its disk. Read here only, never from stack config or state.
 SSH_PORT_ENV = "HCLOUD_TALOS_TEST_SSH_PORT"
@@ -182,15 +178,10 @@ def snapshot_labels(request: BuildRequest) -> dict[str, str]:
 
 
 def check_labels(labels: dict[str, str]) -> None:
-    """Hetzner's label rules (values at most 63 characters), checked before any call."""
-    for key, value in labels.items():
-        if not LABEL_KEY_PATTERN.match(key):
-            raise ValueError(f"label key {key!r} is not a valid Hetzner label key")
-        if len(value) > LABEL_VALUE_MAX_LENGTH or not LABEL_VALUE_PATTERN.match(value):
-            raise ValueError(
-                f"label {key}={value!r} is not a valid Hetzner label value (at most "
-                f"{LABEL_VALUE_MAX_LENGTH} characters of letters, digits, '-', '_', '.')"
-            )
+    """Hetzner's label rules, checked before any call."""
+    problems = hetzner_label_problems(labels)
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def build_image(client: ApiClient, request: BuildRequest, log: Log = lambda _: None) -> BuildResult:
@@ -207,6 +198,8 @@ def build_image(client: ApiClient, request: BuildRequest, log: Log = lambda _: N
     check_labels(run_labels)
     timings: dict[str, float] = {}
     known: dict[str, Leftover] = {}
+    #: Nothing of this run can exist before its first create request.
+    created_anything = False
     step = "remove stale builders"
     started = time.monotonic()
     try:
@@ -228,6 +221,7 @@ def build_image(client: ApiClient, request: BuildRequest, log: Log = lambda _: N
         step = "upload ssh key"
         with _timed(timings, step):
             private_key, public_key = rescue.ephemeral_key()
+            created_anything = True
             ssh_key: BoundSSHKey = client.ssh_keys.create(
                 name=f"talos-builder-{run_id}", public_key=public_key, labels=run_labels
             )
@@ -309,6 +303,8 @@ def build_image(client: ApiClient, request: BuildRequest, log: Log = lambda _: N
         log(f"[{run_id}] snapshot {image.id} ready")
     except BaseException as error:
         detail = _detail(error)
+        if not created_anything:
+            raise BuildError(step, detail) from error
         removed_now, leaked = _teardown(client, run_id, list(known.values()), limits, log)
         raise BuildError(step, detail, leaked, removed_now) from error
     result = known.pop("snapshot")

@@ -38,6 +38,22 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
+LOCATIONS = {
+    name: (index, zone)
+    for index, (name, zone) in enumerate(
+        [
+            ("fsn1", "eu-central"),
+            ("nbg1", "eu-central"),
+            ("hel1", "eu-central"),
+            ("ash", "us-east"),
+            ("hil", "us-west"),
+            ("sin", "ap-southeast"),
+        ],
+        start=1,
+    )
+}
+
+
 SERVER_TYPES: dict[str, dict[str, Any]] = {
     name: {"disk": disk, "architecture": arch, "cores": cores, "memory": memory}
     for name, disk, arch, cores, memory in [
@@ -154,6 +170,10 @@ class HetznerEmulator(_LoopbackHttpServer):
         #: Bearer tokens the API accepts; replace to revoke or rotate.
         self.valid_tokens = {token}
         self.faults = Faults()
+        #: Server type -> locations where it can be ordered (per-location types, 2025-09).
+        self.orderable = {name: set(LOCATIONS) for name in SERVER_TYPES}
+        #: Server types Hetzner has announced to retire (``locations[].deprecation``).
+        self.retiring: set[str] = set()
         self.authorized_keys = authorized_keys
         #: How long actions run, per command (``create_image``, ``start_server``, ...).
         self.action_seconds: dict[str, float] = {}
@@ -341,7 +361,12 @@ class HetznerEmulator(_LoopbackHttpServer):
                 }
                 for network_id, ip in (server.get("private_net") or {}).items()
             ],
-            "server_type": _server_type_json(server["server_type"], server_type),
+            "server_type": _server_type_json(
+                server["server_type"],
+                server_type,
+                self.orderable[server["server_type"]],
+                server["server_type"] in self.retiring,
+            ),
             "datacenter": None,
             "image": None,
             "iso": None,
@@ -446,7 +471,7 @@ class HetznerEmulator(_LoopbackHttpServer):
         self, parts: list[str], params: dict[str, str], body: Any
     ) -> tuple[int, Any]:
         items = [
-            _server_type_json(name, spec)
+            _server_type_json(name, spec, self.orderable[name], name in self.retiring)
             for name, spec in SERVER_TYPES.items()
             if params.get("name") in (None, name)
         ]
@@ -669,7 +694,14 @@ class HetznerEmulator(_LoopbackHttpServer):
         }
 
 
-def _server_type_json(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+def _server_type_json(
+    name: str, spec: dict[str, Any], orderable: set[str], retiring: bool
+) -> dict[str, Any]:
+    deprecation = (
+        {"announced": now_iso(), "unavailable_after": "2099-01-01T00:00:00+00:00"}
+        if retiring
+        else None
+    )
     return {
         "id": abs(hash(name)) % 1000,
         "name": name,
@@ -677,13 +709,31 @@ def _server_type_json(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         "cores": spec["cores"],
         "memory": spec["memory"],
         "disk": spec["disk"],
-        "prices": [],
+        "prices": [
+            {
+                "location": location,
+                "price_hourly": {"net": "0.0050", "gross": "0.0060"},
+                "price_monthly": {"net": "3.0000", "gross": "3.5700"},
+                "included_traffic": 21990232555520,
+                "price_per_tb_traffic": {"net": "1.0000", "gross": "1.1900"},
+            }
+            for location in sorted(orderable)
+        ],
         "storage_type": "local",
         "cpu_type": "shared",
         "architecture": spec["architecture"],
-        "deprecated": False,
-        "deprecation": None,
-        "locations": [],
+        "deprecated": retiring,
+        "deprecation": deprecation,
+        "locations": [
+            {
+                "id": LOCATIONS[location][0],
+                "name": location,
+                "deprecation": deprecation,
+                "available": location in orderable,
+                "recommended": location in orderable,
+            }
+            for location in LOCATIONS
+        ],
     }
 
 

@@ -392,8 +392,7 @@ def test_the_provider_and_cleanup_fail_instead_of_hanging_on_a_silent_api(
         with pytest.raises(BuildError, match="did not answer in time") as caught:
             provider.create(state)
         assert caught.value.step == "remove stale builders"
-        with pytest.raises(requests.exceptions.Timeout):
-            cli_module.main(["cleanup"])
+        assert cli_module.main(["cleanup"]) == 1  # a runtime failure, reported without traceback
     finally:
         signal.signal(signal.SIGTERM, sigterm)
         silent.stop()

@@ -1,0 +1,174 @@
+"""The builder CLI on bad input and odd endpoints: a clean message, exit 2 or 1, no traceback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+import pytest
+from image_builder.fixtures import SCHEMATIC
+from image_builder.stand_ins import HetznerEmulator, _LoopbackHttpServer
+
+from components.image_builder.__main__ import main
+
+BUILD = ["build", "--talos-version", "v1.11.6", "--arch", "amd64", "--location", "fsn1"]
+
+
+class NotAnApi(_LoopbackHttpServer):
+    """Answers every request with 200 and an HTML page (a proxy or a wrong URL)."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                return
+
+            def _page(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b"<html>hello</html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _page
+
+        super().__init__(Handler)
+
+
+@pytest.fixture
+def not_an_api() -> Iterator[str]:
+    server = NotAnApi().start()
+    yield server.base_url
+    server.stop()
+
+
+def closed_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port: int = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def run(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    *,
+    endpoint: str,
+    token: str = "test-token",
+) -> tuple[int, str, str]:
+    monkeypatch.setenv("HCLOUD_TOKEN", token)
+    monkeypatch.setenv("HCLOUD_ENDPOINT", endpoint)
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_closed_port_is_a_runtime_failure_with_the_endpoint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}/v1"
+    code, out, err = run(capsys, monkeypatch, ["cleanup"], endpoint=endpoint)
+    assert code == 1 and out == ""
+    assert f"error: cannot reach the Hetzner API at {endpoint} (connection failed)" in err
+    assert "Traceback" not in err
+    code, _, err = run(
+        capsys, monkeypatch, [*BUILD, "--schematic-id", SCHEMATIC], endpoint=endpoint
+    )
+    assert code == 1
+    assert "image build failed at step 'remove stale builders': cannot reach the Hetzner API" in err
+    # Nothing was created before the API failed: no leak to report, no cleanup to run.
+    assert "teardown" not in err and "billed" not in err
+
+
+def test_a_refused_token_is_bad_input(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    hetzner_api: HetznerEmulator,
+) -> None:
+    for args in (["cleanup"], [*BUILD, "--schematic-id", SCHEMATIC]):
+        code, _, err = run(capsys, monkeypatch, args, endpoint=hetzner_api.endpoint, token="bad")
+        assert code == 2, err
+        assert (
+            f"the Hetzner API at {hetzner_api.endpoint} refused HCLOUD_TOKEN (unauthorized)" in err
+        )
+        assert "bad" not in err.replace("badly", "")
+        assert "Traceback" not in err
+    assert hetzner_api.state.servers == {} and hetzner_api.state.ssh_keys == {}
+
+
+def test_a_non_json_answer_names_the_endpoint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, not_an_api: str
+) -> None:
+    code, _, err = run(capsys, monkeypatch, ["cleanup"], endpoint=f"{not_an_api}/v1")
+    assert code == 1
+    assert f"the Hetzner API at {not_an_api}/v1 answered 200" in err
+    assert "is HCLOUD_ENDPOINT the Hetzner Cloud API?" in err
+
+
+def test_bad_arguments_are_listed_before_any_call(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}/v1"  # never contacted
+    args = [
+        "build",
+        "--talos-version",
+        "1.11",
+        "--arch",
+        "amd64",
+        "--location",
+        "mars",
+        "--label",
+        "noequals",
+        "--label",
+        "bad key=x",
+        "--label",
+        "os=windows",
+        "--schematic-id",
+        "XYZ",
+    ]
+    code, out, err = run(capsys, monkeypatch, args, endpoint=endpoint)
+    assert code == 2 and out == ""
+    for expected in (
+        "--talos-version: '1.11' is not a Talos version",
+        "--location: 'mars' is not a Hetzner location",
+        "--label: 'noequals' is not key=value (e.g. --label team=platform)",
+        "--label: label key 'bad key' is not a valid Hetzner label key",
+        "--label: os identifies the snapshot",
+        "--schematic-id: 'XYZ' is not 64 lower-case hex characters",
+    ):
+        assert expected in err, err
+    assert "Traceback" not in err
+
+
+def test_an_unreachable_image_factory_is_a_runtime_failure(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    hetzner_api: HetznerEmulator,
+    not_an_api: str,
+) -> None:
+    factory = f"http://127.0.0.1:{closed_port()}"
+    args = [*BUILD, "--extension", "siderolabs/zfs", "--factory-url", factory]
+    code, _, err = run(capsys, monkeypatch, args, endpoint=hetzner_api.endpoint)
+    assert code == 1
+    assert f"cannot reach the Image Factory at {factory} (" in err
+    assert "check --factory-url" in err and "Traceback" not in err
+    args = [*BUILD, "--extension", "siderolabs/zfs", "--factory-url", not_an_api]
+    code, _, err = run(capsys, monkeypatch, args, endpoint=hetzner_api.endpoint)
+    assert code == 1
+    assert f"the Image Factory at {not_an_api} did not answer with a schematic id" in err
+    assert hetzner_api.state.servers == {}
+
+
+def test_debug_shows_the_traceback_of_a_runtime_failure(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}/v1"
+    code, _, err = run(capsys, monkeypatch, ["cleanup"], endpoint=endpoint)
+    assert code == 1 and "Traceback" not in err and "--debug shows the traceback" in err
+    code, _, err = run(capsys, monkeypatch, ["--debug", "cleanup"], endpoint=endpoint)
+    assert code == 1 and "Traceback (most recent call last)" in err
