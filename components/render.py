@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from components import autoscaler_values as values
-from components.autoscaler import DEPLOYMENT_NAME
+from components.autoscaler_values import DEPLOYMENT_NAME
 from components.autoscaler_versions import IMAGE_REPOSITORY
 from components.config import Encrypted, Secret, StackConfig, load_stack_file, parse_stack_config
 from components.hetzner import USER_DATA_LIMIT_BYTES
