@@ -8,6 +8,7 @@ timeouts of minutes run in milliseconds; the API calls are real HTTP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import grpc
 import pytest
 from conftest import REPO
 from hcloud import Client
-from image_builder.stand_ins import HetznerEmulator
+from image_builder.stand_ins import HetznerEmulator, SilentApi
 from kubernetes_stand_in import KubernetesApiStandIn
 from pulumi.dynamic import Config, ConfigureRequest
 from pulumi.dynamic.dynamic import serialize_provider
@@ -30,6 +31,7 @@ from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from components.image_builder.api import ApiClient
 from components.image_builder.waits import exponential
 from components.provider_id_setter import KubernetesApi
+from components.server_sweep import provider as provider_module
 from components.server_sweep.provider import PoolServersProvider
 from components.server_sweep.sweep import (
     PoolTarget,
@@ -674,3 +676,31 @@ def test_pulumi_dynamic_host_sweeps_on_delete_with_the_stack_config(
     stderr = host.stderr.read().decode()
     assert f"pool {POOL}: deleted 3 server(s) attached to network {NETWORK}" in stderr
     assert "test-token" not in stderr
+
+
+def test_an_api_that_never_answers_fails_the_delete_instead_of_hanging(
+    kubernetes_api: KubernetesApiStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    silent = SilentApi().start()
+    quick = functools.partial(ApiClient, request_timeout=(1.0, 0.1), retry_backoff=lambda _: 0.02)
+    monkeypatch.setattr(provider_module, "ApiClient", quick)
+    monkeypatch.setattr(
+        PoolServersProvider, "limits", SweepLimits(delete_timeout=1.0, settle=0.0, poll=0.01)
+    )
+    kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
+    config = {
+        "hcloud:token": "test-token",
+        "hcloud:endpoint": silent.endpoint,
+        "kubernetes:kubeconfig": str(kubeconfig),
+    }
+    try:
+        with pytest.raises(SweepError) as caught:
+            configured(config).delete(f"{NETWORK}/{POOL}", record())
+    finally:
+        silent.stop()
+    assert caught.value.step == "delete servers"
+    assert "the server list could not be read (the Hetzner API did not answer in time" in str(
+        caught.value
+    )
+    assert f"`hcloud server list -l hcloud/node-group={POOL}`" in str(caught.value)
+    assert silent.connections >= 1
