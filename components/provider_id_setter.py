@@ -289,11 +289,15 @@ class KubernetesApi:
         body: dict[str, Any] | None = None,
         content_type: str = "application/json",
     ) -> Any:
+        try:
+            token = self._token()
+        except OSError as error:
+            raise ApiError(f"Kubernetes API: cannot read the token: {error}") from None
         return request_json(
             "Kubernetes API",
             method,
             f"{self.url}{path}",
-            self._token(),
+            token,
             body=body,
             content_type=content_type,
             context=self._context,

@@ -131,3 +131,19 @@ def test_hetzner_access_prefers_the_stacks_current_values(monkeypatch: pytest.Mo
     assert current_hetzner_access(None, "from-state").endpoint == DEFAULT_ENDPOINT
     with pytest.raises(ValueError, match="pulumi config set --secret hcloud:token"):
         current_hetzner_access({}, None)
+
+
+def test_a_token_file_is_read_for_every_request_and_its_loss_is_an_api_error(
+    kubernetes_api: KubernetesApiStandIn, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text(kubernetes_api.token)
+    path = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
+    document = yaml.safe_load(path.read_text())
+    document["users"][0]["user"] = {"tokenFile": "token"}  # relative to the kubeconfig
+    path.write_text(yaml.safe_dump(document))
+    api = kubernetes_access({"kubernetes:kubeconfig": str(path)}, {}, tmp_path).api
+    assert api.nodes() == []
+    token.unlink()
+    with pytest.raises(ApiError, match="cannot read the token"):
+        api.nodes()

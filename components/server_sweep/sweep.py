@@ -232,7 +232,7 @@ def _wait_for_autoscaler(
     clock: Clock,
     sleep: Sleep,
 ) -> str:
-    """ "" once no pod manages the pool; why not, when the cluster could not be asked."""
+    """Empty once no pod manages the pool; the reason when the cluster could not be asked."""
     deadline = clock() + limits.autoscaler_timeout
     waiting_logged = False
     while True:
