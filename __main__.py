@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 import pulumi
 
 from components import autoscaler_values as values
-from components.autoscaler import DEPLOYMENT_NAME, ClusterAutoscaler, ClusterAutoscalerArgs
+from components.autoscaled_servers import AutoscaledServers, AutoscaledServersArgs
+from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
+from components.autoscaler_values import DEPLOYMENT_NAME
 from components.config import reveal
 from components.engine_config import read_hcloud_endpoint, read_stack_config
 from components.errors import InputError
@@ -127,6 +129,21 @@ chart_values = pulumi.Output.all(
         )
     )
 )
+pools = [group.name for group in settings.node_groups]
+# Destroy order by dependencies: the autoscaler goes first (it depends on the servers'
+# records), then each pool's servers are deleted (their records depend on the network),
+# then the network and its subnets.
+servers = AutoscaledServers(
+    "autoscaled-servers",
+    AutoscaledServersArgs(
+        pools=pools,
+        network_id=network.network_id,
+        namespace=secrets.namespace,
+        keep_servers=settings.keep_servers_on_destroy,
+        hcloud_token=hcloud_token,
+    ),
+    pulumi.ResourceOptions(depends_on=[network]),
+)
 autoscaler = ClusterAutoscaler(
     "autoscaler",
     ClusterAutoscalerArgs(
@@ -135,7 +152,7 @@ autoscaler = ClusterAutoscaler(
         values=chart_values,
         chart_version=settings.chart_version or values.DEFAULT_CHART_VERSION,
     ),
-    pulumi.ResourceOptions(depends_on=[secrets, images]),
+    pulumi.ResourceOptions(depends_on=[secrets, images, servers]),
 )
 
 if settings.provider_id == "setter":
@@ -148,7 +165,6 @@ if settings.provider_id == "setter":
         ),
     )
 
-pools = [group.name for group in settings.node_groups]
 if settings.smoke_test is not None:
     SmokeTest(
         "smoke-test",

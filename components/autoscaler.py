@@ -11,15 +11,12 @@ import pulumi_kubernetes as k8s
 from components.autoscaler_values import (
     CHART_NAME,
     CHART_REPOSITORY,
+    DEPLOYMENT_NAME,
     PACKAGE_NAME,
     RELEASE_NAME,
     helm_values,
     package_manifest,
 )
-
-#: The chart names its Deployment ``<release>-<cloudProvider>-cluster-autoscaler``;
-#: the Helm release takes Cozystack's release name so both modes share one name.
-DEPLOYMENT_NAME = f"{RELEASE_NAME}-hetzner-cluster-autoscaler"
 
 
 @dataclass(frozen=True)

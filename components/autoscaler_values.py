@@ -28,6 +28,9 @@ PACKAGE_NAME = "cozystack.cluster-autoscaler-hetzner"
 PACKAGE_COMPONENT = "cluster-autoscaler-hetzner"
 #: Cozystack's release name; the Helm release reuses it so both share one Deployment name.
 RELEASE_NAME = "cluster-autoscaler-hetzner"
+#: The chart names its Deployment ``<release>-<cloudProvider>-cluster-autoscaler``;
+#: the Helm release takes Cozystack's release name so both modes share one name.
+DEPLOYMENT_NAME = f"{RELEASE_NAME}-hetzner-cluster-autoscaler"
 CHART_NAME = "cluster-autoscaler"
 CHART_REPOSITORY = "https://kubernetes.github.io/autoscaler"
 __all__ = ["DEFAULT_CHART_VERSION"]

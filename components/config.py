@@ -559,6 +559,8 @@ class AutoscalerSettings(_Model):
     token: SecretField | None = None
     provider_id: Literal["setter", "none"] = "setter"
     smoke_test: SmokeTest | None = None
+    #: Leave the autoscaler's servers (and Nodes) when the stack or a pool is removed.
+    keep_servers_on_destroy: bool = False
 
     @field_validator("namespace")
     @classmethod

@@ -71,6 +71,11 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class ApiError(Exception):
     """A failed API call: which API, what was asked, and the server's answer."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status, when the server answered (404: the object is gone).
+        self.status = status
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -104,20 +109,24 @@ class Settings:
         )
 
 
-def _request(
+def request_json(
     api: str,
     method: str,
     url: str,
-    token: str,
+    token: str | None,
     *,
     body: dict[str, Any] | None = None,
     content_type: str = "application/json",
     context: ssl.SSLContext | None = None,
 ) -> Any:
-    """One JSON request; any failure becomes an ApiError naming the API and the answer."""
+    """One JSON request; any failure becomes an ApiError naming the API and the answer.
+
+    Without a token the request authenticates by the context's client certificate.
+    """
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     request.add_header("Accept", "application/json")
     if data is not None:
         request.add_header("Content-Type", content_type)
@@ -127,7 +136,9 @@ def _request(
         ) as response:
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
-        raise ApiError(f"{api}: {method} {url}: {error.code} {_error_text(error)}") from None
+        raise ApiError(
+            f"{api}: {method} {url}: {error.code} {_error_text(error)}", error.code
+        ) from None
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as error:
         raise ApiError(f"{api}: {method} {url}: {error}") from None
 
@@ -240,7 +251,9 @@ class HetznerApi:
             query = urllib.parse.urlencode(
                 {"label_selector": NODE_GROUP_LABEL, "per_page": SERVERS_PER_PAGE, "page": page}
             )
-            answer = _request("Hetzner API", "GET", f"{self.endpoint}/servers?{query}", self.token)
+            answer = request_json(
+                "Hetzner API", "GET", f"{self.endpoint}/servers?{query}", self.token
+            )
             servers.extend(parse_server(raw) for raw in answer.get("servers") or [])
             pagination = (answer.get("meta") or {}).get("pagination") or {}
             page = pagination.get("next_page")
@@ -248,44 +261,75 @@ class HetznerApi:
 
 
 class KubernetesApi:
-    def __init__(self, url: str, service_account_dir: Path) -> None:
+    """The API server's Node endpoints (and paginated lists), as one client of either kind.
+
+    ``token`` is called before every request: a ServiceAccount's bound token is rotated
+    in place by the kubelet. It returns None when ``context`` carries a client certificate.
+    """
+
+    def __init__(self, url: str, token: Callable[[], str | None], context: ssl.SSLContext) -> None:
         self.url = url
-        self.service_account_dir = service_account_dir
-        self._context = ssl.create_default_context(cafile=str(service_account_dir / "ca.crt"))
+        self._token = token
+        self._context = context
 
-    def _token(self) -> str:
-        # Bound tokens are rotated in place by the kubelet: read the file every time.
-        return (self.service_account_dir / "token").read_text().strip()
+    @classmethod
+    def in_cluster(cls, url: str, service_account_dir: Path) -> KubernetesApi:
+        """With the ServiceAccount's token and CA (read again for every request)."""
+        return cls(
+            url,
+            lambda: (service_account_dir / "token").read_text().strip(),
+            ssl.create_default_context(cafile=str(service_account_dir / "ca.crt")),
+        )
 
-    def nodes(self) -> list[Node]:
-        nodes: list[Node] = []
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        try:
+            token = self._token()
+        except OSError as error:
+            raise ApiError(f"Kubernetes API: cannot read the token: {error}") from None
+        return request_json(
+            "Kubernetes API",
+            method,
+            f"{self.url}{path}",
+            token,
+            body=body,
+            content_type=content_type,
+            context=self._context,
+        )
+
+    def list_all(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a list endpoint, page by page (``limit``/``continue``)."""
+        items: list[dict[str, Any]] = []
         token = ""
         while True:
             query = {"limit": str(NODES_PER_PAGE)}
             if token:
                 query["continue"] = token
-            answer = _request(
-                "Kubernetes API",
-                "GET",
-                f"{self.url}/api/v1/nodes?{urllib.parse.urlencode(query)}",
-                self._token(),
-                context=self._context,
-            )
-            nodes.extend(parse_node(raw) for raw in answer.get("items") or [])
+            answer = self.request("GET", f"{path}?{urllib.parse.urlencode(query)}")
+            items.extend(answer.get("items") or [])
             token = (answer.get("metadata") or {}).get("continue") or ""
             if not token:
-                return nodes
+                return items
+
+    def nodes(self) -> list[Node]:
+        return [parse_node(raw) for raw in self.list_all("/api/v1/nodes")]
 
     def set_provider_id(self, node: Node, provider_id: str) -> None:
-        _request(
-            "Kubernetes API",
+        self.request(
             "PATCH",
-            f"{self.url}/api/v1/nodes/{urllib.parse.quote(node.name)}",
-            self._token(),
+            f"/api/v1/nodes/{urllib.parse.quote(node.name)}",
             body={"spec": {"providerID": provider_id}},
             content_type="application/merge-patch+json",
-            context=self._context,
         )
+
+    def delete_node(self, name: str) -> None:
+        self.request("DELETE", f"/api/v1/nodes/{urllib.parse.quote(name)}")
 
 
 @dataclass
@@ -396,7 +440,7 @@ def main() -> int:
     settings = Settings.from_environment(os.environ)
     setter = ProviderIdSetter(
         HetznerApi(settings.hcloud_endpoint, settings.hcloud_token),
-        KubernetesApi(settings.kubernetes_url, settings.service_account_dir),
+        KubernetesApi.in_cluster(settings.kubernetes_url, settings.service_account_dir),
         loop_seconds=settings.loop_seconds,
     )
     setter.alive_until = time.monotonic() + LIVENESS_GRACE_SECONDS

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from components import autoscaler_values as values
-from components.autoscaler import DEPLOYMENT_NAME
+from components.autoscaler_values import DEPLOYMENT_NAME
 from components.autoscaler_versions import IMAGE_REPOSITORY
 from components.config import (
     Encrypted,
@@ -32,6 +32,7 @@ from components.image_builder.pipeline import BuildRequest, snapshot_labels
 from components.image_builder.schematic import schematic_id_for
 from components.network import PrivateNetworkArgs
 from components.provider_id import provider_id_setter_manifests
+from components.provider_id_setter import NODE_GROUP_LABEL
 from components.secrets import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
 from components.smoke_test import smoke_test_deployment, watch_nodes_command
 from components.stack_warnings import stack_warnings
@@ -187,6 +188,22 @@ def _provider_id_setter(namespace: str, rendered: Rendered) -> None:
     rendered.files["provider-id-setter.yaml"] = manifests_yaml(manifests)
 
 
+def _autoscaled_servers(stack: StackConfig, rendered: Rendered) -> None:
+    network = stack.network.existing or stack.network.name
+    rendered.line('AutoscaledServers "autoscaled-servers" (deleted before the network)')
+    for group in stack.autoscaler.node_groups:
+        what = (
+            "keeps them (autoscaler.keepServersOnDestroy)"
+            if stack.autoscaler.keep_servers_on_destroy
+            else "deletes them in network " + network + ", then their Nodes"
+        )
+        rendered.line(
+            f"  PoolServers autoscaled-servers-{group.name}: servers labelled "
+            f"{NODE_GROUP_LABEL}={group.name}; on destroy or the pool's removal {what}"
+        )
+    rendered.line()
+
+
 class _ManifestDumper(yaml.SafeDumper):
     """Multi-line strings (the setter's script) as literal blocks, readable in review;
     shared sub-objects written out in full, never as YAML anchors."""
@@ -275,6 +292,8 @@ def _secrets_and_autoscaler(
     rendered.line()
     if settings.provider_id == "setter":
         _provider_id_setter(settings.namespace, rendered)
+        rendered.line()
+    _autoscaled_servers(stack, rendered)
     rendered.warnings.extend(stack_warnings(stack, configs))
     pools = [group.name for group in settings.node_groups]
     if settings.smoke_test is not None:

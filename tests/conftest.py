@@ -62,6 +62,8 @@ class Registered:
     id: str
     #: URNs of the resources this one's inputs came from (how outputs were wired).
     dependencies: set[str] = field(default_factory=set)
+    #: Outputs the engine is asked to store as secrets whatever their inputs were.
+    additional_secret_outputs: set[str] = field(default_factory=set)
 
     def is_secret(self, key: str) -> bool:
         """Whether input ``key`` (or any value inside it) was sent to the engine as a secret."""
@@ -161,6 +163,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                             for urn in property_dependencies.urns
                         ),
                     },
+                    additional_secret_outputs=set(request.additionalSecretOutputs),
                 )
             )
         return response

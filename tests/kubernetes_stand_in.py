@@ -1,15 +1,20 @@
 """A local stand-in for the Kubernetes API server's Node endpoints, over HTTPS on 127.0.0.1.
 
-Faithful where clients depend on it: bearer-token authentication (401 ``Status``),
-``GET /api/v1/nodes`` with ``limit``/``continue`` pagination, ``GET`` and JSON
-merge-patch ``PATCH /api/v1/nodes/{name}`` (RFC 7386), and the API server's Node
-update rule that ``spec.providerID`` may only go from empty to a value, refused with
-the API server's own 422 ``Status``. A self-signed certificate for 127.0.0.1 is
-written as ``ca.crt`` next to a ``token`` file, like a ServiceAccount mount.
+Faithful where clients depend on it: authentication by bearer token or by a client
+certificate its client CA signed (else 401 ``Status``), ``GET /api/v1/nodes`` with
+``limit``/``continue`` pagination, ``GET``, JSON merge-patch ``PATCH`` (RFC 7386) and
+``DELETE /api/v1/nodes/{name}`` (a Node is not returned on delete: the answer is a
+``Success`` Status, as the API server's node storage does), ``GET
+/api/v1/namespaces/{namespace}/pods`` (an empty list for a namespace that does not
+exist), and the API server's Node update rule that ``spec.providerID`` may only go
+from empty to a value, refused with its own 422 ``Status``. A self-signed certificate
+for 127.0.0.1 is written as ``ca.crt`` next to a ``token`` file, like a ServiceAccount
+mount; ``write_kubeconfig`` writes a kubeconfig for it as a user would have one.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import ipaddress
@@ -20,9 +25,10 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import parse_qs, unquote, urlparse
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -35,6 +41,8 @@ PROVIDER_ID_FORBIDDEN = 'node updates may not change providerID except from "" t
 @dataclass
 class KubernetesState:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Pods by (namespace, name).
+    pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: (method, path with query) of every request, in order.
     requests: list[tuple[str, str]] = field(default_factory=list)
     #: Statuses to answer the next requests with, one per request (e.g. 500, 503).
@@ -53,8 +61,13 @@ class KubernetesApiStandIn:
         certificate, key = _self_signed_certificate()
         (directory / "ca.crt").write_bytes(certificate)
         (directory / "tls.key").write_bytes(key)
+        #: The client CA and a user certificate it signed (PEM), as a kubeconfig carries them.
+        self.client_ca, self.client_certificate, self.client_key = _client_certificate("admin")
+        (directory / "client-ca.crt").write_bytes(self.client_ca)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(directory / "ca.crt", directory / "tls.key")
+        context.verify_mode = ssl.CERT_OPTIONAL  # a client certificate is one way to log in
+        context.load_verify_locations(directory / "client-ca.crt")
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
@@ -124,6 +137,70 @@ class KubernetesApiStandIn:
             self.state.nodes[name] = node
         return node
 
+    def add_pod(
+        self, namespace: str, name: str, command: list[str], *, phase: str = "Running"
+    ) -> dict[str, Any]:
+        """A pod with one container running ``command``."""
+        pod = {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": f"00000000-0000-4000-9000-{next(self._uids):012d}",
+                "resourceVersion": str(next(self._versions)),
+            },
+            "spec": {"containers": [{"name": "main", "image": "example", "command": command}]},
+            "status": {"phase": phase},
+        }
+        with self._lock:
+            self.state.pods[(namespace, name)] = pod
+        return pod
+
+    def write_kubeconfig(
+        self,
+        path: Path,
+        *,
+        auth: Literal["token", "certificate", "exec"] = "token",
+        ca: Literal["data", "file"] = "data",
+    ) -> Path:
+        """A kubeconfig whose current context reaches this stand-in, as ``kubectl`` reads it."""
+        cluster: dict[str, Any] = {"server": self.url}
+        if ca == "data":
+            cluster["certificate-authority-data"] = _b64(
+                (self.service_account_dir / "ca.crt").read_bytes()
+            )
+        else:
+            cluster["certificate-authority"] = str(self.service_account_dir / "ca.crt")
+        user: dict[str, Any]
+        if auth == "token":
+            user = {"token": self.token}
+        elif auth == "certificate":
+            user = {
+                "client-certificate-data": _b64(self.client_certificate),
+                "client-key-data": _b64(self.client_key),
+            }
+        else:
+            user = {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": "kubelogin",
+                    "args": ["get-token"],
+                }
+            }
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "stand-in", "cluster": cluster}],
+            "users": [{"name": "stand-in-user", "user": user}],
+            "contexts": [
+                {"name": "stand-in", "context": {"cluster": "stand-in", "user": "stand-in-user"}}
+            ],
+            "current-context": "stand-in",
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
     def provider_id(self, name: str) -> str:
         return str(self.state.nodes[name]["spec"].get("providerID") or "")
 
@@ -144,14 +221,24 @@ class KubernetesApiStandIn:
             def do_PATCH(self) -> None:
                 self._dispatch("PATCH")
 
+            def do_DELETE(self) -> None:
+                self._dispatch("DELETE")
+
             def _dispatch(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                # The TLS layer verified a client certificate against the client CA.
+                certificate = self.connection.getpeercert()
                 with stand_in._lock:
                     stand_in.state.requests.append((method, self.path))
                     status, payload = stand_in._route(
-                        method, self.path, token, raw, self.headers.get("Content-Type") or ""
+                        method,
+                        self.path,
+                        token,
+                        raw,
+                        self.headers.get("Content-Type") or "",
+                        has_certificate=bool(certificate),
                     )
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -163,20 +250,39 @@ class KubernetesApiStandIn:
         return Handler
 
     def _route(
-        self, method: str, target: str, token: str, raw: bytes, content_type: str
+        self,
+        method: str,
+        target: str,
+        token: str,
+        raw: bytes,
+        content_type: str,
+        *,
+        has_certificate: bool = False,
     ) -> tuple[int, Any]:
-        if token != self.token:
+        if token != self.token and not (has_certificate and not token):
             return _status(401, "Unauthorized", "Unauthorized")
         if self.state.failures:
             code = self.state.failures.pop(0)
             return _status(code, "InternalError", "Internal error occurred: injected fault")
         parsed = urlparse(target)
         parts = [unquote(part) for part in parsed.path.strip("/").split("/")]
+        query = {key: values[0] for key, values in parse_qs(parsed.query).items()}
+        if (
+            len(parts) == 5
+            and parts[:3] == ["api", "v1", "namespaces"]
+            and parts[4] == "pods"
+            and method == "GET"
+        ):
+            in_namespace = {
+                name: pod
+                for (namespace, name), pod in self.state.pods.items()
+                if namespace == parts[3]
+            }
+            return 200, self._list("PodList", in_namespace, query)
         if parts[:3] != ["api", "v1", "nodes"] or len(parts) > 4:
             return _status(404, "NotFound", "the server could not find the requested resource")
-        query = {key: values[0] for key, values in parse_qs(parsed.query).items()}
         if len(parts) == 3 and method == "GET":
-            return 200, self._list(query)
+            return 200, self._list("NodeList", self.state.nodes, query)
         if len(parts) == 4:
             node = self.state.nodes.get(parts[3])
             if node is None:
@@ -185,22 +291,37 @@ class KubernetesApiStandIn:
                 return 200, node
             if method == "PATCH":
                 return self._patch(node, raw, content_type)
+            if method == "DELETE":
+                del self.state.nodes[parts[3]]
+                return 200, {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": parts[3],
+                        "kind": "nodes",
+                        "uid": node["metadata"]["uid"],
+                    },
+                }
         return _status(405, "MethodNotAllowed", "the server does not allow this method")
 
-    def _list(self, query: dict[str, str]) -> dict[str, Any]:
-        names = sorted(self.state.nodes)
+    def _list(
+        self, kind: str, objects: dict[str, dict[str, Any]], query: dict[str, str]
+    ) -> dict[str, Any]:
+        names = sorted(objects)
         start = int(query.get("continue") or 0)
         limit = int(query.get("limit") or 0) or len(names)
         chunk = names[start : start + limit]
         more = start + limit < len(names)
         return {
-            "kind": "NodeList",
+            "kind": kind,
             "apiVersion": "v1",
             "metadata": {
                 "resourceVersion": str(next(self._versions)),
                 **({"continue": str(start + limit)} if more else {}),
             },
-            "items": [self.state.nodes[name] for name in chunk],
+            "items": [objects[name] for name in chunk],
         }
 
     def _patch(self, node: dict[str, Any], raw: bytes, content_type: str) -> tuple[int, Any]:
@@ -271,6 +392,55 @@ def _status(
     if details:
         status["details"] = {"kind": "nodes", **details}
     return code, status
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _client_certificate(user: str) -> tuple[bytes, bytes, bytes]:
+    """A client CA, and a certificate for ``user`` (group system:masters) it signed; PEM."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-client-ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, user),
+                ]
+            )
+        )
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    return (
+        ca.public_bytes(serialization.Encoding.PEM),
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
 
 
 def _self_signed_certificate() -> tuple[bytes, bytes]:

@@ -156,6 +156,7 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
         if r.type.startswith("hcloud-talos-autoscaler:")
     )
     assert components == [
+        "AutoscaledServers",
         "AutoscalerSecrets",
         "ClusterAutoscaler",
         "PrivateNetwork",
@@ -420,6 +421,7 @@ def test_a_new_stack_previews_with_unknown_ids_and_no_error(pulumi_preview: Mock
     exports = pulumi_preview.run(MAIN, dev_config())
 
     assert sorted(r.type.rsplit(":", 1)[-1] for r in pulumi_preview.resources) == [
+        "AutoscaledServers",
         "AutoscalerSecrets",
         "ClusterAutoscaler",
         "ClusterRole",
@@ -430,6 +432,7 @@ def test_a_new_stack_previews_with_unknown_ids_and_no_error(pulumi_preview: Mock
         "Network",
         "NetworkSubnet",
         "Package",
+        "PoolServers",
         "PrivateNetwork",
         "ProviderIdSetter",
         "Resource",
@@ -604,3 +607,94 @@ def test_the_snapshot_resource_gets_the_api_endpoint_the_hcloud_provider_gets(
     pulumi_runtime.run(MAIN, config)
     snapshot = pulumi_runtime.one(SNAPSHOT)
     assert snapshot.inputs["hcloud_endpoint"] == "https://api.example.test/v1"
+
+
+# ---- destroy that empties the project ---------------------------------------------
+
+POOL_SERVERS = "pulumi-python:dynamic/autoscaler:PoolServers"
+SERVERS_COMPONENT = "hcloud-talos-autoscaler:index:AutoscaledServers"
+
+
+def prod_config() -> dict[str, Any]:
+    flat = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    return {**flat, "hcloud:token": "test-token"}
+
+
+def test_destroy_order_is_autoscaler_then_servers_then_network(
+    pulumi_runtime: MockRuntime,
+) -> None:
+    """Dependencies registered with the engine: it deletes dependents first."""
+    pulumi_runtime.run(MAIN, prod_config())
+
+    records = {r.inputs["pool"]: r for r in pulumi_runtime.by_type(POOL_SERVERS)}
+    assert set(records) == {"general-fsn1", "general-nbg1", "arm-fsn1"}
+    component = pulumi_runtime.one(SERVERS_COMPONENT)
+    network = pulumi_runtime.one(NETWORK)
+    subnet = pulumi_runtime.one(SUBNET)
+    namespace = pulumi_runtime.one("kubernetes:core/v1:Namespace")
+    autoscaler = pulumi_runtime.one("hcloud-talos-autoscaler:index:ClusterAutoscaler")
+    for pool, record in records.items():
+        assert record.name == f"autoscaled-servers-{pool}"
+        assert pulumi_runtime.parent_of(record) is component
+        assert record.inputs["network_id"] == network.id
+        assert record.inputs["namespace"] == "cluster-autoscaler"
+        assert record.inputs["keep_servers"] is False
+        # Wired from the network's and the Secrets' outputs, not copied strings.
+        assert {network.urn, namespace.urn} <= record.dependencies
+    # The records (through their component) come after the network and its subnet, so the
+    # network is deleted only after the servers; the autoscaler after the records, so it is
+    # deleted before them.
+    assert {network.urn, subnet.urn} <= component.dependencies
+    assert {record.urn for record in records.values()} <= autoscaler.dependencies
+    helm = pulumi_runtime.one(HELM)
+    assert pulumi_runtime.parent_of(helm) is autoscaler
+
+
+def test_the_token_is_stored_only_as_a_secret(pulumi_runtime: MockRuntime) -> None:
+    pulumi_runtime.run(MAIN, dev_config())
+    record = pulumi_runtime.one(POOL_SERVERS)
+    assert record.inputs["hcloud_token"] == "test-token"
+    assert record.is_secret("hcloud_token")
+    assert record.additional_secret_outputs == {"hcloud_token"}
+    plain = {key: value for key, value in record.inputs.items() if key != "hcloud_token"}
+    assert "test-token" not in json.dumps(plain)
+    assert b"test-token" not in base64.b64decode(record.inputs["__provider"])
+
+
+def test_keep_servers_on_destroy_is_recorded(pulumi_runtime: MockRuntime) -> None:
+    config = dev_config()
+    config["hcloud-talos-autoscaler:autoscaler"]["keepServersOnDestroy"] = True
+    pulumi_runtime.run(MAIN, config)
+    assert pulumi_runtime.one(POOL_SERVERS).inputs["keep_servers"] is True
+
+
+def test_keep_servers_on_destroy_must_be_a_boolean(pulumi_runtime: MockRuntime) -> None:
+    config = dev_config()
+    config["hcloud-talos-autoscaler:autoscaler"]["keepServersOnDestroy"] = "sometimes"
+    with pytest.raises(pulumi.RunError) as caught:
+        pulumi_runtime.run(MAIN, config)
+    assert "hcloud-talos-autoscaler:autoscaler.keepServersOnDestroy:" in str(caught.value)
+    assert pulumi_runtime.resources == []
+
+
+def test_a_removed_pool_loses_its_record(pulumi_runtime: MockRuntime) -> None:
+    """The engine deletes a record the program no longer registers, after the updates:
+    that delete sweeps the pool (tests/test_server_sweep.py)."""
+    config = prod_config()
+    pulumi_runtime.run(MAIN, config)
+    before = {r.name for r in pulumi_runtime.by_type(POOL_SERVERS)}
+    groups = config["hcloud-talos-autoscaler:autoscaler"]["nodeGroups"]
+    config["hcloud-talos-autoscaler:autoscaler"]["nodeGroups"] = [
+        group for group in groups if group["name"] != "general-nbg1"
+    ]
+    pulumi_runtime.run(MAIN, config)
+    after = {r.name for r in pulumi_runtime.by_type(POOL_SERVERS)}
+    assert before - after == {"autoscaled-servers-general-nbg1"}
+    assert after < before
+
+
+def test_an_existing_network_is_swept_too(pulumi_runtime: MockRuntime) -> None:
+    config = dev_config()
+    config["hcloud-talos-autoscaler:network"] = {"existing": "shared-net"}
+    pulumi_runtime.run(MAIN, config)
+    assert pulumi_runtime.one(POOL_SERVERS).inputs["network_id"] == "4711"

@@ -35,7 +35,7 @@ def make_setter(
 ) -> ProviderIdSetter:
     return ProviderIdSetter(
         HetznerApi(hetzner_api.endpoint, "test-token"),
-        KubernetesApi(kubernetes_api.url, kubernetes_api.service_account_dir),
+        KubernetesApi.in_cluster(kubernetes_api.url, kubernetes_api.service_account_dir),
     )
 
 
@@ -142,7 +142,7 @@ def test_the_api_server_refuses_to_change_a_set_provider_id(
 ) -> None:
     """The stand-in enforces the rule like the API server, and the setter reports its answer."""
     kubernetes_api.add_node("n", internal_ip="10.100.0.2", provider_id="hcloud://1")
-    api = KubernetesApi(kubernetes_api.url, kubernetes_api.service_account_dir)
+    api = KubernetesApi.in_cluster(kubernetes_api.url, kubernetes_api.service_account_dir)
     (node,) = api.nodes()
     with pytest.raises(ApiError) as caught:
         api.set_provider_id(node, "hcloud://2")
@@ -222,7 +222,7 @@ def test_a_wrong_token_is_an_error_not_a_crash(
     kubernetes_api.add_node("pool-1", internal_ip="10.100.0.11")
     setter = ProviderIdSetter(
         HetznerApi(hetzner_api.endpoint, "revoked"),
-        KubernetesApi(kubernetes_api.url, kubernetes_api.service_account_dir),
+        KubernetesApi.in_cluster(kubernetes_api.url, kubernetes_api.service_account_dir),
     )
     with caplog.at_level(logging.ERROR, logger="provider-id-setter"):
         assert setter.run_once(now=0) == 20

@@ -202,3 +202,27 @@ def test_render_shows_the_setter_the_annotations_and_the_template_labels(
         for pool in cluster_config["nodeConfigs"].values()
     )
     assert '"kubernetes.io/os": "linux"' in result.stdout
+
+
+def test_render_says_what_destroy_does_with_the_autoscaled_servers(tmp_path: Path) -> None:
+    result = run_render("--stack", "dev", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  PoolServers autoscaled-servers-workers-fsn1: servers labelled "
+        "hcloud/node-group=workers-fsn1; on destroy or the pool's removal deletes them in "
+        "network cozystack-vswitch, then their Nodes"
+    ) in result.stdout
+
+    (tmp_path / "project").mkdir()
+    project = copy_project(tmp_path / "project")
+    stack_file = project / "Pulumi.dev.yaml"
+    stack_file.write_text(
+        stack_file.read_text().replace(
+            "    providerId: setter\n", "    providerId: setter\n    keepServersOnDestroy: true\n"
+        )
+    )
+    kept = run_render("--stack", "dev", project_dir=project)
+    assert kept.returncode == 0, kept.stderr
+    assert "on destroy or the pool's removal keeps them (autoscaler.keepServersOnDestroy)" in (
+        kept.stdout
+    )

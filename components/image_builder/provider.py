@@ -8,7 +8,6 @@ state; the builder server and key live and die inside ``create``.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -26,7 +25,8 @@ from pulumi.dynamic import (
 )
 
 from components.config import WRITE_TIMEOUT_MINUTES
-from components.image_builder.api import ApiClient, api_endpoint
+from components.hetzner_access import ProviderConfig, current_hetzner_access
+from components.image_builder.api import ApiClient
 from components.image_builder.builder_resources import CLI_SCOPE
 from components.image_builder.pipeline import (
     BuildRequest,
@@ -68,20 +68,16 @@ def request_from(props: dict[str, Any]) -> BuildRequest:
 class TalosSnapshotProvider(ResourceProvider):
     """create = build; read drops a vanished snapshot; delete treats 404 as done."""
 
-    #: The stack's token and API endpoint as of this run (``hcloud:token`` /
-    #: ``HCLOUD_TOKEN``, ``hcloud:endpoint`` / ``HCLOUD_ENDPOINT``), as the hcloud provider
-    #: reads them. Refresh and destroy only see the state, which may be older.
-    current_token: str | None = None
-    current_endpoint: str | None = None
+    #: The stack config the engine hands the provider process: refresh and destroy only see
+    #: the state, whose token and endpoint may be older (``hetzner_access``).
+    stack_config: ProviderConfig | None = None
 
     def configure(self, req: ConfigureRequest) -> None:
-        self.current_token = req.config.get("hcloud:token") or os.environ.get("HCLOUD_TOKEN")
-        self.current_endpoint = api_endpoint(req.config.get("hcloud:endpoint"))
+        self.stack_config = req.config
 
     def _client(self, props: dict[str, Any]) -> ApiClient:
-        return ApiClient(
-            self.current_token or props[TOKEN], self.current_endpoint or props.get(ENDPOINT)
-        )
+        access = current_hetzner_access(self.stack_config, props.get(TOKEN), props.get(ENDPOINT))
+        return ApiClient(access.token, access.endpoint)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         request = request_from(props)

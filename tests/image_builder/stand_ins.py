@@ -175,7 +175,9 @@ class HetznerEmulator(_LoopbackHttpServer):
         #: Server types Hetzner has announced to retire (``locations[].deprecation``).
         self.retiring: set[str] = set()
         self.authorized_keys = authorized_keys
-        #: How long actions run, per command (``create_image``, ``start_server``, ...).
+        #: How long actions run, per command (``create_image``, ``start_server``, ...). A
+        #: deleted server vanishes at once unless ``delete_server`` is given here: then it
+        #: stays ``deleting`` until its delete action has run.
         self.action_seconds: dict[str, float] = {}
         self.default_action_seconds = action_seconds
         self.page_size = page_size
@@ -566,8 +568,17 @@ class HetznerEmulator(_LoopbackHttpServer):
         if self.faults.server_delete_failures > 0:
             self.faults.server_delete_failures -= 1
             return _error(500, "server_error", "could not delete server")
-        del self.state.servers[server_id]
-        return 200, {"action": self._action("delete_server", ("server", server_id)).as_json()}
+        if "delete_server" not in self.action_seconds:
+            del self.state.servers[server_id]  # gone at once, as the builder tests expect
+            return 200, {"action": self._action("delete_server", ("server", server_id)).as_json()}
+        # As at Hetzner: the server stays, ``deleting``, until its delete action has run.
+        self.state.servers[server_id]["status"] = "deleting"
+        action = self._action(
+            "delete_server",
+            ("server", server_id),
+            on_success=lambda: self.state.servers.pop(server_id, None),
+        )
+        return 200, {"action": action.as_json()}
 
     def _server_action(self, server_id: int, command: str, body: Any) -> tuple[int, Any]:
         server = self.state.servers.get(server_id)

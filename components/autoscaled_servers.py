@@ -1,0 +1,52 @@
+"""The servers the autoscaler creates, deleted with the stack (``pulumi destroy``) or the pool.
+
+They are no Pulumi resources, and Hetzner refuses to delete a network a server is still
+attached to. So each pool gets a ``PoolServers`` record (``server_sweep/provider.py``)
+whose delete removes that pool's servers in this stack's network and their Nodes. The
+program makes the autoscaler depend on this component and this component on the network:
+destroy deletes the autoscaler first, then the servers, then the network and its subnets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.server_sweep.provider import PoolServers
+
+
+@dataclass(frozen=True)
+class AutoscaledServersArgs:
+    pools: list[str]
+    #: Wired from ``PrivateNetwork``: only servers attached to it are deleted.
+    network_id: pulumi.Input[str]
+    #: Where the autoscaler runs: the sweep waits until none of its pods manages the pool.
+    namespace: pulumi.Input[str]
+    #: ``autoscaler.keepServersOnDestroy``: record only, delete nothing.
+    keep_servers: bool
+    #: ``hcloud:token``, stored as a secret for a destroy run without the stack's config.
+    hcloud_token: pulumi.Input[str]
+
+
+class AutoscaledServers(pulumi.ComponentResource):
+    """A ``PoolServers`` record per pool; pass the network in ``depends_on``."""
+
+    def __init__(
+        self, name: str, args: AutoscaledServersArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("hcloud-talos-autoscaler:index:AutoscaledServers", name, None, opts)
+        token = pulumi.Output.secret(args.hcloud_token)
+        for pool in args.pools:
+            PoolServers(
+                f"{name}-{pool}",
+                {
+                    "pool": pool,
+                    "network_id": args.network_id,
+                    "namespace": args.namespace,
+                    "keep_servers": args.keep_servers,
+                    "hcloud_token": token,
+                },
+                pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs({})
