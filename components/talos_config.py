@@ -238,6 +238,7 @@ def validate_worker_documents(
                     "worker.yaml of `talosctl gen config` (it carries only the certificates)",
                 )
             )
+    problems.extend(_control_plane_only_settings(main))
     for path in ("machine.token", "cluster.token"):
         if not _get(main, path):
             problems.append(TalosProblem(path, "is missing; the node cannot join without it"))
@@ -291,6 +292,48 @@ def validate_worker_documents(
                     TalosProblem(
                         f"cluster.network.{field_name}",
                         f"{cidr} overlaps the private network {spec.network_ip_range}",
+                    )
+                )
+    return problems
+
+
+def _control_plane_only_settings(main: dict[str, Any]) -> list[TalosProblem]:
+    """Settings Talos's own validation refuses on a worker (v1alpha1 ``Validate``)."""
+    problems = []
+    cluster = main.get("cluster") or {}
+    if isinstance(cluster, dict) and cluster.get("etcd") is not None:
+        problems.append(
+            TalosProblem(
+                "cluster.etcd",
+                "is only allowed on control plane machines (Talos refuses the worker config); "
+                "remove it from the worker config",
+            )
+        )
+    if _get(main, "machine.features.kubernetesTalosAPIAccess.enabled") is True:
+        problems.append(
+            TalosProblem(
+                "machine.features.kubernetesTalosAPIAccess",
+                "can only be enabled on control plane machines (Talos refuses the worker "
+                "config); enable it in the control-plane config instead",
+            )
+        )
+    interfaces = _get(main, "machine.network.interfaces") or []
+    for index, interface in enumerate(interfaces if isinstance(interfaces, list) else []):
+        if not isinstance(interface, dict):
+            continue
+        vlans = interface.get("vlans") or []
+        holders = [(f"machine.network.interfaces[{index}]", interface)] + [
+            (f"machine.network.interfaces[{index}].vlans[{inner}]", vlan)
+            for inner, vlan in enumerate(vlans if isinstance(vlans, list) else [])
+            if isinstance(vlan, dict)
+        ]
+        for path, holder in holders:
+            if holder.get("vip") is not None:
+                problems.append(
+                    TalosProblem(
+                        f"{path}.vip",
+                        "a shared virtual IP is not allowed on non-controlplane nodes (Talos "
+                        "refuses the worker config); remove it",
                     )
                 )
     return problems

@@ -23,6 +23,7 @@ from components.talos_config import (
     WorkerConfigSpec,
     build_worker_config,
     decode_user_data,
+    dump_documents,
     encode_user_data,
     load_documents,
     redact,
@@ -331,3 +332,53 @@ def test_redact_hides_tokens_keys_and_secrets() -> None:
         assert secret not in shown
     assert "https://192.0.2.10:6443" in shown
     assert talos_config.REDACTED in shown
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            {"cluster": {"etcd": {"advertisedSubnets": ["10.100.0.0/24"]}}},
+            "cluster.etcd: is only allowed on control plane machines",
+        ),
+        (
+            {"machine": {"features": {"kubernetesTalosAPIAccess": {"enabled": True}}}},
+            "machine.features.kubernetesTalosAPIAccess: can only be enabled on control plane",
+        ),
+        (
+            {
+                "machine": {
+                    "network": {"interfaces": [{"interface": "eth0", "vip": {"ip": "10.1.0.9"}}]}
+                }
+            },
+            "machine.network.interfaces[0].vip: a shared virtual IP is not allowed",
+        ),
+        (
+            {
+                "machine": {
+                    "network": {
+                        "interfaces": [
+                            {
+                                "interface": "eth0",
+                                "vlans": [{"vlanId": 5, "vip": {"ip": "10.1.0.9"}}],
+                            }
+                        ]
+                    }
+                }
+            },
+            "machine.network.interfaces[0].vlans[0].vip: a shared virtual IP is not allowed",
+        ),
+    ],
+)
+def test_settings_talos_refuses_on_workers_are_refused(
+    extra: dict[str, Any], expected: str
+) -> None:
+    """Talos's own validation refuses these on a worker (found by the loader oracle, issue 17)."""
+    documents = load_documents(base_for(11))
+    for section, values in extra.items():
+        for key, value in values.items():
+            merged = documents[0][section].get(key) or {}
+            documents[0][section][key] = {**merged, **value} if isinstance(value, dict) else value
+    with pytest.raises(WorkerConfigError) as caught:
+        build_worker_config(dump_documents(documents), spec(11), "of pool w")
+    assert any(expected in str(problem) for problem in caught.value.problems), caught.value
