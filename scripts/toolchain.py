@@ -231,7 +231,9 @@ class Builder:
         spec = self.entry.spec
         lines = ["module toolchain.local/build", "", f"go {go_version().removeprefix('go')}", ""]
         if "inherit_replaces" in spec:
-            upstream = self.download(spec["inherit_replaces"], spec["require"][spec["inherit_replaces"]])
+            upstream = self.download(
+                spec["inherit_replaces"], spec["require"][spec["inherit_replaces"]]
+            )
             for old, new in _replaces(Path(upstream["GoMod"]).read_text()):
                 if not new.startswith((".", "/")):
                     lines.append(f"replace {old} => {new}")

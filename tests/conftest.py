@@ -46,6 +46,27 @@ def _find_shared_reference() -> Path:
 
 SHARED_REFERENCE = _find_shared_reference()
 
+#: Suites that run upstream tools built by scripts/toolchain.py: collected only when asked
+#: for (`make oracles`, `make e2e`), never part of the default offline `make test`.
+OPT_IN_SUITES = {"oracles": REPO / "tests" / "oracles", "e2e": REPO / "tests" / "e2e"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    for name, folder in OPT_IN_SUITES.items():
+        parser.addoption(
+            f"--{name}",
+            action="store_true",
+            help=f"also collect {folder.relative_to(REPO)} (needs `make {name}-toolchain`)",
+        )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    for name, folder in OPT_IN_SUITES.items():
+        inside = collection_path == folder or folder in collection_path.parents
+        if inside and not config.getoption(name):
+            return True
+    return None
+
 
 @dataclass
 class Registered:
