@@ -7,18 +7,15 @@ tests are never skipped.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, SHARED_REFERENCE
+from conftest import SHARED_REFERENCE, load_toolchain
 
 #: Talos minors the program supports (``components.talos_versions``); one loader each.
 TALOS_MINORS = (8, 9, 10, 11, 12, 13)
@@ -27,19 +24,6 @@ WRAPPER_CHART = SHARED_REFERENCE / "charts" / "cozystack-cluster-autoscaler"
 PACKAGE_SOURCE = (
     SHARED_REFERENCE / "cozystack-crds" / "packagesource-cluster-autoscaler-hetzner.yaml"
 )
-
-
-def load_toolchain() -> ModuleType:
-    """``scripts/toolchain.py`` (a script, not a package), loaded by path."""
-    name = "hcloud_talos_autoscaler_toolchain"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "toolchain.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def oracle(binary: str) -> Path:
