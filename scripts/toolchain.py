@@ -79,6 +79,13 @@ class Entry:
         return found
 
     @property
+    def probed(self) -> list[tuple[str, str]]:
+        """What to ask the proxy about: the entry's modules, then ``probe_also`` (module@version
+        strings: named dependencies, or the version we would rather have built)."""
+        also = [tuple(item.split("@", 1)) for item in self.spec.get("probe_also", [])]
+        return [*self.modules.items(), *((module, version) for module, version in also)]
+
+    @property
     def version(self) -> str:
         if "release" in self.spec:
             return str(self.spec["release"])
@@ -93,7 +100,8 @@ class Entry:
         return list(self.spec.get("packages", {})) + list(self.spec.get("files", {}))
 
     def key(self) -> str:
-        digest = hashlib.sha256(json.dumps(self.spec, sort_keys=True).encode())
+        built_from = {key: value for key, value in self.spec.items() if key != "probe_also"}
+        digest = hashlib.sha256(json.dumps(built_from, sort_keys=True).encode())
         digest.update(go_version().encode())
         if self.recipe == "source":
             source = REPO / self.spec["source"]
@@ -161,7 +169,7 @@ def probe(group: str) -> int:
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as scratch:
         for entry in load_entries(group):
-            for module, version in entry.modules.items():
+            for module, version in entry.probed:
                 result = subprocess.run(
                     [go_binary(), "mod", "download", "-json", f"{module}@{version}"],
                     cwd=scratch,
