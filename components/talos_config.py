@@ -26,6 +26,8 @@ from components.config import NodeGroup, StackConfig, Taint
 from components.hetzner import USER_DATA_LIMIT_BYTES
 
 MAIN_DOCUMENT = "v1alpha1"
+#: Talos decodes base64 user data on Hetzner (and so base64(gzip)) from 1.9 on (FACTS §4.4).
+GZIP_USER_DATA_SINCE = (1, 9)
 #: Talos 1.12 replaced ``machine.registries`` with ``RegistryMirrorConfig`` documents.
 REGISTRY_DOCUMENTS_SINCE = (1, 12)
 #: Private keys that must never reach a worker (they belong to the control plane).
@@ -152,7 +154,7 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
     if problems:
         raise WorkerConfigError(source, problems)
     text = dump_documents(documents)
-    return WorkerConfig(yaml=text, user_data=encode_user_data(text, source))
+    return WorkerConfig(yaml=text, user_data=encode_user_data(text, source, spec.talos))
 
 
 def load_documents(text: str, source: str = "") -> list[dict[str, Any]]:
@@ -182,11 +184,29 @@ def dump_documents(documents: list[dict[str, Any]]) -> str:
     )
 
 
-def encode_user_data(text: str, source: str = "") -> UserData:
-    """Plain YAML when it fits Hetzner's limit, else base64(gzip(YAML)), else an error."""
+def encode_user_data(
+    text: str, source: str = "", talos: talos_versions.Version | None = None
+) -> UserData:
+    """Plain YAML when it fits Hetzner's limit, else base64(gzip(YAML)), else an error.
+
+    Talos reads base64 user data on Hetzner only from 1.9 on: 1.8 gets plain YAML or an error.
+    """
     plain = UserData(text=text, encoding="plain")
     if plain.size <= USER_DATA_LIMIT_BYTES:
         return plain
+    if talos is not None and talos.minor_key < GZIP_USER_DATA_SINCE:
+        raise WorkerConfigError(
+            source,
+            [
+                TalosProblem(
+                    "",
+                    f"is {plain.size} bytes; Hetzner accepts at most {USER_DATA_LIMIT_BYTES} "
+                    f"bytes of user data, and Talos v{talos.major}.{talos.minor} cannot read it "
+                    "compressed (base64 user data needs Talos 1.9+): remove inline manifests or "
+                    "large files from the worker config, or use a newer Talos",
+                )
+            ],
+        )
     compressed = gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
     packed = UserData(text=base64.b64encode(compressed).decode("ascii"), encoding="gzip+base64")
     if packed.size <= USER_DATA_LIMIT_BYTES:

@@ -316,6 +316,14 @@ def test_too_big_even_compressed_fails_clearly() -> None:
         build_worker_config(_big_config(60_000, compressible=False), spec(11))
 
 
+def test_too_big_for_talos_1_8_fails_instead_of_gzip() -> None:
+    """Talos 1.8 does not base64-decode Hetzner user data: gzip+base64 would never boot."""
+    base = _big_config(40_000, compressible=True).replace("kubelet:v1.33.1", "kubelet:v1.31.4")
+    with pytest.raises(WorkerConfigError, match=r"Talos v1\.8 cannot read it compressed"):
+        build_worker_config(base, spec(8))
+    assert build_worker_config(base, spec(9)).user_data.encoding == "gzip+base64"
+
+
 def test_small_config_stays_plain() -> None:
     assert encode_user_data("version: v1alpha1\n").encoding == "plain"
 

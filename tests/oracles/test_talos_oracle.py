@@ -153,10 +153,11 @@ def big_base_config(minor: int, tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("minor", TALOS_MINORS, ids=lambda m: f"v1.{m}")
+@pytest.mark.parametrize("minor", TALOS_MINORS[1:], ids=lambda m: f"v1.{m}")
 def test_gzip_user_data_decodes_to_a_config_its_talos_release_loads(
     minor: int, pulumi_runtime: MockRuntime, tmp_path: Path
 ) -> None:
+    """From 1.9 on (1.8 cannot read compressed user data: the program refuses, unit-tested)."""
     config = on_minor(dev_config(), minor, mirrors=True, base=big_base_config(minor, tmp_path))
     program = run_program(pulumi_runtime, config)
     for pool, user_data in user_data_by_pool(program).items():
