@@ -256,6 +256,30 @@ class Builder:
         requires = [f"{module}@{version}" for module, version in spec["require"].items()]
         self.run([go_binary(), "get", *requires], cwd=directory)
 
+    def pinned_version(self, package: str) -> str:
+        """The pinned version of the module that provides ``package`` (longest prefix)."""
+        owners = [
+            m for m in self.entry.spec["require"] if package == m or package.startswith(m + "/")
+        ]
+        if not owners:
+            raise BuildError(f"no module in `require` provides {package}")
+        return str(self.entry.spec["require"][max(owners, key=len)])
+
+    def check_versions(self) -> None:
+        """Every pinned module is in each binary at exactly its pinned version."""
+        for binary in self.entry.spec["packages"]:
+            info = self.run([go_binary(), "version", "-m", str(self.bin / binary)], cwd=self.work)
+            built = {}
+            for line in info.splitlines():
+                fields = line.split()
+                if len(fields) >= 3 and fields[0] in ("mod", "dep"):
+                    built[fields[1]] = fields[2]
+            for module, version in self.entry.spec["require"].items():
+                if built.get(module) != version:
+                    raise BuildError(
+                        f"{binary} was built with {module} {built.get(module)}, not {version}"
+                    )
+
     def go_build(self, directory: Path) -> None:
         spec = self.entry.spec
         for binary, package in spec["packages"].items():
@@ -271,14 +295,18 @@ class Builder:
             directory = self.work / "module"
             directory.mkdir()
             self.main_module(directory)
-            self.run([go_binary(), "get", *spec["packages"].values()], cwd=directory)
+            # Each package at its module's pinned version: a bare `go get` would upgrade it.
+            packages = [f"{p}@{self.pinned_version(p)}" for p in spec["packages"].values()]
+            self.run([go_binary(), "get", *packages], cwd=directory)
             self.go_build(directory)
+            self.check_versions()
         elif recipe == "source":
             directory = self.work / "module"
             shutil.copytree(REPO / spec["source"], directory)
             self.main_module(directory)
             self.run([go_binary(), "mod", "tidy"], cwd=directory)
             self.go_build(directory)
+            self.check_versions()
         elif recipe == "copy":
             info = self.download(spec["module"], spec["version"])
             directory = self.work / "module"
