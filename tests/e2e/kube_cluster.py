@@ -261,14 +261,9 @@ class KubeCluster:
         )
         try:
             with urllib.request.urlopen(request, context=self._ssl(), timeout=30) as response:
-                payload = response.read()
-                return response.status, json.loads(payload) if payload else None
+                return response.status, _decoded(response.read())
         except urllib.error.HTTPError as error:
-            payload = error.read()
-            try:
-                return error.code, json.loads(payload)
-            except json.JSONDecodeError:
-                return error.code, payload.decode(errors="replace")
+            return error.code, _decoded(error.read())
 
     def get(self, path: str) -> Any:
         status, body = self.request("GET", path)
@@ -329,3 +324,11 @@ class KubeCluster:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def _decoded(payload: bytes) -> Any:
+    """JSON bodies as objects; plain ones (``/readyz`` says ``ok``) as text."""
+    try:
+        return json.loads(payload) if payload else None
+    except json.JSONDecodeError:
+        return payload.decode(errors="replace")
