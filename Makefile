@@ -37,6 +37,10 @@ oracles: setup
 e2e-toolchain:
 	scripts/e2e-toolchain
 
+# The engine on a throwaway program against a real API server (needs `make e2e-toolchain`).
+e2e: setup
+	$(PY) -m pytest tests/e2e --e2e
+
 setup: system-deps $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
