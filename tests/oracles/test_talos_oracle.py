@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import REPO, MockRuntime
 from oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
-from test_chart_oracle import AUTOSCALER, Program, prod_config, run_program
+from test_chart_oracle import AUTOSCALER, Program, legacy, prod_config, run_program
 from test_program import dev_config
 
 from components.config import parse_stack_config, sections_from_flat_config
@@ -70,16 +70,10 @@ def on_minor(config: dict[str, Any], minor: int, *, mirrors: bool, base: Path) -
     return config
 
 
-def legacy_config() -> dict[str, Any]:
-    config = copy.deepcopy(dev_config())
-    config[AUTOSCALER]["configFormat"] = "legacy"
-    return config
-
-
 STACKS: dict[str, Callable[[], dict[str, Any]]] = {
     "dev": dev_config,
     "prod": prod_config,
-    "dev-legacy": legacy_config,
+    "dev-legacy": legacy,
 }
 
 
