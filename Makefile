@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: test setup lint unit render bench system-deps clean
+.PHONY: test setup lint unit render bench system-deps clean oracles oracles-toolchain e2e e2e-toolchain
 
 test: setup lint unit
 
@@ -24,6 +24,22 @@ render: setup
 # Figures, not pass/fail: render time, sizes against their limits, an emulated image build.
 bench: setup
 	$(PY) scripts/bench.py
+
+# Upstream tools as test oracles (helm, Talos's config loader per minor), built from the Go
+# module proxy into ~/.cache/hcloud-talos-autoscaler (scripts/toolchain.toml pins them).
+oracles-toolchain:
+	$(PYTHON) scripts/toolchain.py build oracles
+
+oracles: setup
+	$(PY) -m pytest tests/oracles --oracles
+
+# The real Pulumi engine's pieces (CLI, providers, etcd, kube-apiserver): probe, then build.
+e2e-toolchain:
+	scripts/e2e-toolchain
+
+# The engine on a throwaway program against a real API server (needs `make e2e-toolchain`).
+e2e: setup
+	$(PY) -m pytest tests/e2e --e2e
 
 setup: system-deps $(VENV)/.installed node_modules/.installed
 

@@ -30,6 +30,8 @@ from components.node_labels import label_problem
 from components.redaction import shown
 
 MAIN_DOCUMENT = "v1alpha1"
+#: Talos decodes base64 user data on Hetzner (and so base64(gzip)) from 1.9 on (FACTS §4.4).
+GZIP_USER_DATA_SINCE = (1, 9)
 #: Talos 1.12 replaced ``machine.registries`` with ``RegistryMirrorConfig`` documents.
 REGISTRY_DOCUMENTS_SINCE = (1, 12)
 #: Talos on Hetzner decodes base64 user data (then un-gzips it) only from v1.9.0
@@ -292,6 +294,7 @@ def validate_worker_documents(
                     "worker.yaml of `talosctl gen config` (it carries only the certificates)",
                 )
             )
+    problems.extend(_control_plane_only_settings(main))
     for path in ("machine.token", "cluster.token"):
         if not _get(main, path):
             problems.append(TalosProblem(path, "is missing; the node cannot join without it"))
@@ -396,6 +399,33 @@ class TalosKeys:
 def talos_keys(talos: talos_versions.Version) -> TalosKeys:
     """The keys of a Talos minor (our committed table, generated from schemas and Go types)."""
     return _talos_keys_table()[f"{talos.major}.{talos.minor}"]
+
+
+def _control_plane_only_settings(main: dict[str, Any]) -> list[TalosProblem]:
+    """Settings Talos's own validation refuses on a worker (v1alpha1 ``Validate``).
+
+    Talos also refuses a shared VIP on a worker's interfaces; ``machine.network`` is
+    removed from worker configs, so none can reach a node.
+    """
+    problems = []
+    cluster = main.get("cluster") or {}
+    if isinstance(cluster, dict) and cluster.get("etcd") is not None:
+        problems.append(
+            TalosProblem(
+                "cluster.etcd",
+                "is only allowed on control plane machines (Talos refuses the worker config); "
+                "remove it from the worker config",
+            )
+        )
+    if _get(main, "machine.features.kubernetesTalosAPIAccess.enabled") is True:
+        problems.append(
+            TalosProblem(
+                "machine.features.kubernetesTalosAPIAccess",
+                "can only be enabled on control plane machines (Talos refuses the worker "
+                "config); enable it in the control-plane config instead",
+            )
+        )
+    return problems
 
 
 @cache

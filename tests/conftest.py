@@ -11,12 +11,15 @@ Pitfalls this guards against (see the README's testing section):
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import runpy
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pulumi
@@ -28,8 +31,9 @@ from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
-#: Fixtures of the image-build stand-ins (API emulator, Image Factory, real sshd).
-pytest_plugins = ["image_builder.fixtures"]
+#: Fixtures of the image-build stand-ins (API emulator, Image Factory, real sshd), and of the
+#: end-to-end suite (real engine pieces; used only by the opt-in tests/e2e).
+pytest_plugins = ["image_builder.fixtures", "e2e.engine_fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +51,39 @@ def _find_shared_reference() -> Path:
 
 
 SHARED_REFERENCE = _find_shared_reference()
+
+#: Suites that run upstream tools built by scripts/toolchain.py: collected only when asked
+#: for (`make oracles`, `make e2e`), never part of the default offline `make test`.
+OPT_IN_SUITES = {"oracles": REPO / "tests" / "oracles", "e2e": REPO / "tests" / "e2e"}
+
+
+def load_toolchain() -> ModuleType:
+    """``scripts/toolchain.py`` (a script, not a package): where the opt-in suites' tools are."""
+    name = "hcloud_talos_autoscaler_toolchain"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "toolchain.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    for name, folder in OPT_IN_SUITES.items():
+        parser.addoption(
+            f"--{name}",
+            action="store_true",
+            help=f"also collect {folder.relative_to(REPO)} (needs `make {name}-toolchain`)",
+        )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    for name, folder in OPT_IN_SUITES.items():
+        inside = collection_path == folder or folder in collection_path.parents
+        if inside and not config.getoption(name):
+            return True
+    return None
 
 
 @dataclass

@@ -150,6 +150,11 @@ def canary_config(talos_minor: int, canaries: Canaries, *, control_plane_keys: b
             if last in node:
                 canaries.planted.pop(node[last], None)
                 node[last] = ""
+        # etcd settings are control-plane only: Talos refuses a worker config holding them.
+        if (documents[0].get("cluster") or {}).pop("etcd", None) is not None:
+            for value, path in list(canaries.planted.items()):
+                if path.startswith("cluster.etcd."):
+                    del canaries.planted[value]
     return "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in documents)
 
 

@@ -24,6 +24,7 @@ from components.talos_config import (
     WorkerConfigSpec,
     build_worker_config,
     decode_user_data,
+    dump_documents,
     encode_user_data,
     load_documents,
     redact,
@@ -325,6 +326,14 @@ def test_too_big_even_compressed_fails_clearly() -> None:
         build_worker_config(_big_config(60_000, compressible=False), spec(11))
 
 
+def test_too_big_for_talos_1_8_fails_instead_of_gzip() -> None:
+    """Talos 1.8 does not base64-decode Hetzner user data: gzip+base64 would never boot."""
+    base = _big_config(40_000, compressible=True).replace("kubelet:v1.33.1", "kubelet:v1.31.4")
+    with pytest.raises(WorkerConfigError, match=r"Talos v1\.8 cannot read it compressed"):
+        build_worker_config(base, spec(8))
+    assert build_worker_config(base, spec(9)).user_data.encoding == "gzip+base64"
+
+
 def test_small_config_stays_plain() -> None:
     assert encode_user_data("version: v1alpha1\n", spec(11).talos).encoding == "plain"
 
@@ -491,3 +500,30 @@ def test_a_base_config_label_the_node_cannot_carry_is_refused(label: str, reason
     assert [str(p) for p in caught.value.problems if reason in p.message] == [
         f"machine.nodeLabels.{label}: {talos_config.label_problem(label)}"
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            {"cluster": {"etcd": {"advertisedSubnets": ["10.100.0.0/24"]}}},
+            "cluster.etcd: is only allowed on control plane machines",
+        ),
+        (
+            {"machine": {"features": {"kubernetesTalosAPIAccess": {"enabled": True}}}},
+            "machine.features.kubernetesTalosAPIAccess: can only be enabled on control plane",
+        ),
+    ],
+)
+def test_settings_talos_refuses_on_workers_are_refused(
+    extra: dict[str, Any], expected: str
+) -> None:
+    """Talos's own validation refuses these on a worker (found by the loader oracle, issue 17)."""
+    documents = load_documents(base_for(11))
+    for section, values in extra.items():
+        for key, value in values.items():
+            merged = documents[0][section].get(key) or {}
+            documents[0][section][key] = {**merged, **value} if isinstance(value, dict) else value
+    with pytest.raises(WorkerConfigError) as caught:
+        build_worker_config(dump_documents(documents), spec(11), "of pool w")
+    assert any(expected in str(problem) for problem in caught.value.problems), caught.value

@@ -1,0 +1,108 @@
+"""Fixtures of the end-to-end suite (a plugin of tests/conftest.py): the engine's real pieces from the toolchain cache.
+
+Collected only with ``--e2e`` (``make e2e``). A missing tool fails with the command that
+builds it; nothing here is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_REFERENCE, load_toolchain
+from e2e.kube_cluster import KubeCluster
+
+#: What phase 1 runs: CLI, dynamic-provider shim, Kubernetes provider, control plane.
+REQUIRED = (
+    "pulumi",
+    "pulumi-resource-pulumi-python",
+    "pulumi-language-python-exec",
+    "pulumi-resource-kubernetes",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+)
+PASSPHRASE = "e2e-passphrase"
+
+
+@pytest.fixture(scope="session")
+def e2e_tools() -> dict[str, Path]:
+    toolchain = load_toolchain()
+    found: dict[str, Path] = toolchain.locate("e2e")
+    missing = [name for name in REQUIRED if name not in found]
+    if missing:
+        pytest.fail(f"e2e tools missing ({', '.join(missing)}): {toolchain.build_hint('e2e')}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def kube(
+    e2e_tools: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KubeCluster]:
+    """etcd + kube-apiserver + kube-controller-manager, with Cozystack's CRDs installed."""
+    cluster = KubeCluster(e2e_tools, tmp_path_factory.mktemp("kube"))
+    try:
+        cluster.start()
+        crds = sorted((SHARED_REFERENCE / "cozystack-crds").glob("cozystack.io_*.yaml"))
+        if not crds:
+            pytest.fail(f"test oracle missing: Cozystack CRDs in {SHARED_REFERENCE}")
+        cluster.apply_crds(crds)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@dataclass(frozen=True)
+class PulumiEnv:
+    """A private PULUMI_HOME and file backend; plugins only from the toolchain cache."""
+
+    home: Path
+    backend: str
+    pulumi_root: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.pulumi_root / "bin" / "pulumi"), *args],
+            env={**os.environ, **self.env},
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+
+@pytest.fixture
+def pulumi_env(e2e_tools: dict[str, Path], tmp_path: Path) -> PulumiEnv:
+    home = tmp_path / "pulumi-home"
+    state = tmp_path / "state"
+    state.mkdir()
+    # Providers come from the plugin directory only (installed below), never from PATH.
+    bins = sorted({str(e2e_tools[name].parent) for name in REQUIRED if name.startswith("pulumi")})
+    bins = [b for b in bins if b != str(e2e_tools["pulumi-resource-kubernetes"].parent)]
+    env = {
+        "PULUMI_HOME": str(home),
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_PYTHON_CMD": sys.executable,
+        "PYTHONPATH": str(Path(__file__).parents[1]),  # e2e.throwaway_provider
+        "PATH": os.pathsep.join([*bins, str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    pulumi_env = PulumiEnv(home, f"file://{state}", e2e_tools["pulumi"].parent.parent, env)
+    versions: dict[str, str] = load_toolchain().plugin_versions("e2e")
+    for binary, version in versions.items():
+        if binary not in e2e_tools:
+            continue
+        name = binary.removeprefix("pulumi-resource-")
+        result = pulumi_env.cli(
+            "plugin", "install", "resource", name, version, "--file", str(e2e_tools[binary])
+        )
+        assert result.returncode == 0, result.stderr
+    return pulumi_env

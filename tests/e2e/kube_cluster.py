@@ -1,0 +1,334 @@
+"""A real Kubernetes control plane as plain processes on loopback: etcd, kube-apiserver,
+kube-controller-manager (built by ``scripts/e2e-toolchain``). No kubelet, no scheduler: objects
+are stored, validated, admitted, garbage-collected and finalized as in a cluster, but no pod runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+LOOPBACK = "127.0.0.1"
+#: The Service network; its first address is the `kubernetes` Service (in the serving cert).
+SERVICE_RANGE = "10.0.0.0/24"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class KeyPair:
+    key: Any
+    cert: x509.Certificate
+
+    def write(self, directory: Path, name: str) -> tuple[Path, Path]:
+        crt = directory / f"{name}.crt"
+        key = directory / f"{name}.key"
+        crt.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        key.write_bytes(
+            self.key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key.chmod(0o600)
+        return crt, key
+
+
+def _certificate(
+    subject: x509.Name,
+    key: Any,
+    issuer: KeyPair | None,
+    *,
+    ca: bool = False,
+    server_names: list[str] | None = None,
+    addresses: list[str] | None = None,
+) -> KeyPair:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.cert.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if server_names or addresses:
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names or []]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses or []]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    signer = issuer.key if issuer else key
+    return KeyPair(key, builder.sign(signer, hashes.SHA256()))
+
+
+def _name(common: str, organization: str | None = None) -> x509.Name:
+    parts = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
+    if organization:
+        parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(parts)
+
+
+@dataclass
+class KubeCluster:
+    """Start with ``start()``; ``kubeconfig`` is a cluster-admin kubeconfig (client certificate)."""
+
+    binaries: dict[str, Path]
+    directory: Path
+    apiserver_port: int = 0
+    kubeconfig: Path = field(init=False)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, timeout: float = 120.0) -> KubeCluster:
+        pki = self.directory / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        ca = _certificate(_name("e2e-ca"), ec.generate_private_key(ec.SECP256R1()), None, ca=True)
+        ca_crt, _ = ca.write(pki, "ca")
+        service_ip = str(next(ipaddress.ip_network(SERVICE_RANGE).hosts()))
+        serving = _certificate(
+            _name("kube-apiserver"),
+            ec.generate_private_key(ec.SECP256R1()),
+            ca,
+            server_names=[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+            ],
+            addresses=[LOOPBACK, service_ip],
+        )
+        serving_crt, serving_key = serving.write(pki, "apiserver")
+        admin = _certificate(
+            _name("e2e-admin", "system:masters"), ec.generate_private_key(ec.SECP256R1()), ca
+        )
+        self.admin_crt, self.admin_key = admin.write(pki, "admin")
+        self.ca_crt = ca_crt
+        accounts = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        sa_key = pki / "service-accounts.key"
+        sa_pub = pki / "service-accounts.pub"
+        sa_key.write_bytes(
+            accounts.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        sa_pub.write_bytes(
+            accounts.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+        etcd_port, peer_port = free_port(), free_port()
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries["etcd"]),
+                "--name=e2e",
+                f"--data-dir={self.directory / 'etcd'}",
+                f"--listen-client-urls=http://{LOOPBACK}:{etcd_port}",
+                f"--advertise-client-urls=http://{LOOPBACK}:{etcd_port}",
+                f"--listen-peer-urls=http://{LOOPBACK}:{peer_port}",
+                f"--initial-advertise-peer-urls=http://{LOOPBACK}:{peer_port}",
+                f"--initial-cluster=e2e=http://{LOOPBACK}:{peer_port}",
+                "--log-level=warn",
+            ],
+        )
+        self.apiserver_port = self.apiserver_port or free_port()
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries["kube-apiserver"]),
+                f"--etcd-servers=http://{LOOPBACK}:{etcd_port}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                f"--secure-port={self.apiserver_port}",
+                f"--tls-cert-file={serving_crt}",
+                f"--tls-private-key-file={serving_key}",
+                f"--client-ca-file={ca_crt}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={sa_pub}",
+                f"--service-account-signing-key-file={sa_key}",
+                f"--service-cluster-ip-range={SERVICE_RANGE}",
+                "--authorization-mode=RBAC",
+                # Loopback cannot be a Service endpoint; nothing here needs the `kubernetes` one.
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={pki}",
+            ],
+        )
+        self.kubeconfig = self.directory / "kubeconfig"
+        self.kubeconfig.write_text(self.kubeconfig_text())
+        self.wait_ready(timeout)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries["kube-controller-manager"]),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                f"--bind-address={LOOPBACK}",
+                f"--secure-port={free_port()}",
+                f"--service-account-private-key-file={sa_key}",
+                f"--root-ca-file={ca_crt}",
+                "--use-service-account-credentials=false",
+                "--leader-elect=false",
+                f"--cert-dir={pki}",
+            ],
+        )
+        return self
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        log = (self.directory / f"{name}.log").open("wb")
+        self.processes[name] = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.directory / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def kubeconfig_text(self) -> str:
+        def b64(path: Path) -> str:
+            return base64.b64encode(path.read_bytes()).decode()
+
+        return yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "e2e",
+                        "cluster": {
+                            "server": self.server,
+                            "certificate-authority-data": b64(self.ca_crt),
+                        },
+                    }
+                ],
+                "users": [
+                    {
+                        "name": "admin",
+                        "user": {
+                            "client-certificate-data": b64(self.admin_crt),
+                            "client-key-data": b64(self.admin_key),
+                        },
+                    }
+                ],
+                "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+                "current-context": "e2e",
+            }
+        )
+
+    @property
+    def server(self) -> str:
+        return f"https://{LOOPBACK}:{self.apiserver_port}"
+
+    def _ssl(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_crt))
+        context.load_cert_chain(str(self.admin_crt), str(self.admin_key))
+        return context
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.server + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, context=self._ssl(), timeout=30) as response:
+                return response.status, _decoded(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, _decoded(error.read())
+
+    def get(self, path: str) -> Any:
+        status, body = self.request("GET", path)
+        return body if status == 200 else None
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited ({process.returncode}):\n{self.log_tail(name)}"
+                    )
+            try:
+                status, _ = self.request("GET", "/readyz")
+                if status == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError, ssl.SSLError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(
+            f"kube-apiserver not ready after {timeout} s:\n{self.log_tail('kube-apiserver')}"
+        )
+
+    def apply_crds(self, paths: list[Path], timeout: float = 60.0) -> list[str]:
+        """Create the CustomResourceDefinitions among ``paths``; wait until each is Established."""
+        names = []
+        for path in paths:
+            for document in yaml.safe_load_all(path.read_text()):
+                if not document or document.get("kind") != "CustomResourceDefinition":
+                    continue
+                status, body = self.request(
+                    "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", document
+                )
+                if status not in (201, 409):
+                    raise RuntimeError(f"creating CRD from {path.name}: {status} {body}")
+                names.append(document["metadata"]["name"])
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while True:
+                crd = self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+                conditions = (crd or {}).get("status", {}).get("conditions", [])
+                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"CRD {name} not established after {timeout} s")
+                time.sleep(0.2)
+        return names
+
+    def stop(self) -> None:
+        """Stop what this object started, controller-manager first, etcd last."""
+        for name in reversed(list(self.processes)):
+            process = self.processes[name]
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _decoded(payload: bytes) -> Any:
+    """JSON bodies as objects; plain ones (``/readyz`` says ``ok``) as text."""
+    try:
+        return json.loads(payload) if payload else None
+    except json.JSONDecodeError:
+        return payload.decode(errors="replace")
