@@ -12,22 +12,22 @@ from typing import Any, TypeVar
 
 import pulumi
 
-from components import autoscaler_values as values
 from components.autoscaled_servers import AutoscaledServers, AutoscaledServersArgs
 from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
-from components.autoscaler_values import DEPLOYMENT_NAME
-from components.config import reveal
 from components.engine_config import read_hcloud_endpoint, read_stack_config
-from components.errors import InputError
-from components.image_builder.schematic import schematic_id_for
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.provider_id import ProviderIdSetter, ProviderIdSetterArgs
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
 from components.smoke_test import SmokeTest, SmokeTestArgs, watch_nodes_command
-from components.stack_warnings import stack_warnings
-from components.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
 from components.talos_image import TalosImage, TalosImageArgs
-from components.verify import verification_commands
+from core import autoscaler_values as values
+from core.autoscaler_values import DEPLOYMENT_NAME
+from core.config import reveal
+from core.errors import InputError
+from core.image_builder.schematic import schematic_id_for
+from core.stack_warnings import stack_warnings
+from core.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
+from core.verify import verification_commands
 
 Result = TypeVar("Result")
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.autoscaler_values import (
+from core.autoscaler_values import (
     CHART_NAME,
     CHART_REPOSITORY,
     DEPLOYMENT_NAME,

@@ -9,16 +9,16 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.config import (
+from core.config import (
     StackConfig,
     parse_stack_config,
     plaintext_secret_warnings,
     sections_from_flat_config,
     server_type_warnings,
 )
-from components.hetzner import Catalogue
-from components.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
-from components.image_builder.api import DEFAULT_ENDPOINT, api_endpoint
+from core.hetzner import Catalogue
+from core.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
+from core.image_builder.api import DEFAULT_ENDPOINT, api_endpoint
 
 
 def read_stack_config(project_dir: Path) -> tuple[StackConfig, list[str]]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_hcloud as hcloud
 
-from components.config import PROJECT, ConfigError, Problem, StackConfig
+from core.config import PROJECT, ConfigError, Problem, StackConfig
 
 
 @dataclass(frozen=True)

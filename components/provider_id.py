@@ -23,7 +23,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import PROJECT
+from core.config import PROJECT
 
 SETTER_NAME = "provider-id-setter"
 #: Official Python image (Docker Hub library/python); the script needs nothing else.
@@ -49,7 +49,7 @@ NODE_RULE: dict[str, list[str]] = {
 @cache
 def setter_script() -> str:
     """The script exactly as this repository ships (and its tests run) it."""
-    return resources.files("components").joinpath(SCRIPT_FILE).read_text(encoding="utf-8")
+    return resources.files("core").joinpath(SCRIPT_FILE).read_text(encoding="utf-8")
 
 
 def provider_id_setter_manifests(

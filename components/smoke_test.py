@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import Taint
-from components.talos_config import NODE_GROUP_LABEL
+from core.config import Taint
+from core.talos_config import NODE_GROUP_LABEL
 
 SMOKE_TEST_NAME = "autoscaler-smoke-test"
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.config import WRITE_TIMEOUT_MINUTES, StackConfig
-from components.hetzner import Architecture, architecture_of
-from components.image_builder import builder_resources
-from components.image_builder.api import DEFAULT_ENDPOINT
 from components.image_builder.provider import TalosSnapshot
+from core.config import WRITE_TIMEOUT_MINUTES, StackConfig
+from core.hetzner import Architecture, architecture_of
+from core.image_builder import builder_resources
+from core.image_builder.api import DEFAULT_ENDPOINT
 
 
 @dataclass(frozen=True)

@@ -41,22 +41,22 @@ from image_builder.stand_ins import (  # noqa: E402
     generated_raw_image,
 )
 
-from components import autoscaler_values as values  # noqa: E402
-from components.config import (  # noqa: E402
+from core import autoscaler_values as values  # noqa: E402
+from core.config import (  # noqa: E402
     WRITE_TIMEOUT_MAX_MINUTES,
     WRITE_TIMEOUT_MINUTES,
     StackConfig,
     load_stack_file,
     parse_stack_config,
 )
-from components.hetzner import Architecture  # noqa: E402
-from components.image_builder.api import ACTION_POLL, REQUEST_TIMEOUT, ApiClient  # noqa: E402
-from components.image_builder.builder_resources import STALE_AFTER  # noqa: E402
-from components.image_builder.pipeline import BuildRequest, Limits, build_image  # noqa: E402
-from components.image_builder.schematic import schematic_id_for  # noqa: E402
-from components.image_builder.waits import format_seconds, looks_within  # noqa: E402
-from components.render import render_stack  # noqa: E402
-from components.talos_config import render_worker_configs  # noqa: E402
+from core.hetzner import Architecture  # noqa: E402
+from core.image_builder.api import ACTION_POLL, REQUEST_TIMEOUT, ApiClient  # noqa: E402
+from core.image_builder.builder_resources import STALE_AFTER  # noqa: E402
+from core.image_builder.pipeline import BuildRequest, Limits, build_image  # noqa: E402
+from core.image_builder.schematic import schematic_id_for  # noqa: E402
+from core.render import render_stack  # noqa: E402
+from core.talos_config import render_worker_configs  # noqa: E402
+from core.waits import format_seconds, looks_within  # noqa: E402
 
 MIB = 1024 * 1024
 

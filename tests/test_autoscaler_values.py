@@ -11,9 +11,9 @@ import pytest
 import yaml
 from conftest import SHARED_REFERENCE
 
-from components import autoscaler_values as values
-from components.autoscaler_versions import AutoscalerImage, autoscaler_image, parse_image_tag
-from components.config import AutoscalerSettings, ConfigError
+from core import autoscaler_values as values
+from core.autoscaler_versions import AutoscalerImage, autoscaler_image, parse_image_tag
+from core.config import AutoscalerSettings, ConfigError
 
 #: Top-level keys documented in the chart's values.yaml (kubernetes/autoscaler
 #: charts/cluster-autoscaler/values.yaml) that this program emits.

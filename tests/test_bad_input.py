@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import REPO, MockRuntime
 
-from components.__main__ import main as render_main
+from cli.render import main as render_main
 
 P = "hcloud-talos-autoscaler"
 WORKER = (REPO / "examples" / "worker.yaml").read_text()
@@ -374,7 +374,7 @@ def test_a_runtime_failure_exits_1_and_shows_the_traceback_only_with_debug(
     def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("components.__main__.render_stack", broken)
+    monkeypatch.setattr("cli.render.render_stack", broken)
     code = render_main(["render", "--project-dir", str(folder)])
     err = capsys.readouterr().err
     assert code == 1

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components.config import (
+from core.config import (
     ConfigError,
     Encrypted,
     Secret,

@@ -20,8 +20,8 @@ from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.__main__ import main as render_main
-from components.config import ConfigError, parse_stack_config, sections_from_flat_config
+from cli.render import main as render_main
+from core.config import ConfigError, parse_stack_config, sections_from_flat_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STACKS = {name: (REPO / f"Pulumi.{name}.yaml").read_text() for name in ("dev", "prod")}

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from conftest import REPO, MockRuntime
 
-from components.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
-from components.config import parse_stack_config, sections_from_flat_config
-from components.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
+from core.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
+from core.config import parse_stack_config, sections_from_flat_config
+from core.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
 
 MAIN = REPO / "__main__.py"
 NETWORK = "hcloud:index/network:Network"
@@ -499,7 +499,7 @@ def test_the_registered_config_map_holds_the_tested_script_byte_for_byte(
     pulumi_runtime: MockRuntime,
 ) -> None:
     pulumi_runtime.run(MAIN, dev_config())
-    script = (REPO / "components" / "provider_id_setter.py").read_bytes()
+    script = (REPO / "core" / "provider_id_setter.py").read_bytes()
     config_map = pulumi_runtime.one("kubernetes:core/v1:ConfigMap")
     deployment = next(
         d

@@ -145,7 +145,7 @@ def test_render_writes_the_provider_id_setter_that_runs_as_tested(
         "cozy-cluster-autoscaler-hetzner", "hetzner-credentials", "token"
     )
     ((key, script),) = by_kind["ConfigMap"]["data"].items()
-    assert script.encode() == (REPO / "components" / "provider_id_setter.py").read_bytes()
+    assert script.encode() == (REPO / "core" / "provider_id_setter.py").read_bytes()
     container = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     (mount,) = container["volumeMounts"]
     assert container["command"][-1] == f"{mount['mountPath']}/{key}"

@@ -7,9 +7,9 @@ import base64
 import pulumi
 from conftest import MockRuntime
 
-from components.config import Taint
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
 from components.smoke_test import SmokeTest, SmokeTestArgs, smoke_test_deployment
+from core.config import Taint
 
 SECRET = "kubernetes:core/v1:Secret"
 NAMESPACE = "kubernetes:core/v1:Namespace"

@@ -28,18 +28,18 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from components.image_builder.api import ApiClient
-from components.image_builder.waits import exponential
-from components.provider_id_setter import KubernetesApi
 from components.server_sweep import provider as provider_module
 from components.server_sweep.provider import PoolServersProvider
-from components.server_sweep.sweep import (
+from core.image_builder.api import ApiClient
+from core.provider_id_setter import KubernetesApi
+from core.server_sweep import (
     PoolTarget,
     SweepError,
     SweepLimits,
     SweepReport,
     sweep_pool,
 )
+from core.waits import exponential
 
 NETWORK = 4711
 OTHER_NETWORK = 4712

@@ -24,17 +24,17 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.config import WRITE_TIMEOUT_MINUTES
-from components.hetzner_access import ProviderConfig, current_hetzner_access
-from components.image_builder.api import ApiClient
-from components.image_builder.builder_resources import CLI_SCOPE
-from components.image_builder.pipeline import (
+from core.config import WRITE_TIMEOUT_MINUTES
+from core.hetzner_access import ProviderConfig, current_hetzner_access
+from core.image_builder.api import ApiClient
+from core.image_builder.builder_resources import CLI_SCOPE
+from core.image_builder.pipeline import (
     BuildRequest,
     Limits,
     build_image,
     snapshot_labels,
 )
-from components.image_builder.schematic import register_schematic
+from core.image_builder.schematic import register_schematic
 
 #: A different image: build a new snapshot, then delete the old one.
 REPLACE_ON = ("talos_version", "schematic_id", "architecture", "factory_url")

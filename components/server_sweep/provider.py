@@ -25,10 +25,10 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.hetzner_access import ProviderConfig, current_hetzner_access
-from components.image_builder.api import ApiClient
-from components.kubeconfig import KubeconfigError, kubernetes_access
-from components.server_sweep.sweep import PoolTarget, SweepLimits, sweep_pool
+from core.hetzner_access import ProviderConfig, current_hetzner_access
+from core.image_builder.api import ApiClient
+from core.kubeconfig import KubeconfigError, kubernetes_access
+from core.server_sweep import PoolTarget, SweepLimits, sweep_pool
 
 #: Kept in state (as a secret) so that a destroy without the stack's token still works.
 TOKEN = "hcloud_token"

@@ -15,10 +15,10 @@ from image_builder.stand_ins import (
     generated_raw_image,
 )
 
-from components.image_builder.api import ApiClient
-from components.image_builder.pipeline import BuildRequest, Limits
-from components.image_builder.schematic import schematic_id_for
-from components.image_builder.waits import exponential
+from core.image_builder.api import ApiClient
+from core.image_builder.pipeline import BuildRequest, Limits
+from core.image_builder.schematic import schematic_id_for
+from core.waits import exponential
 
 RAW_IMAGE = generated_raw_image()
 DISK_SIZE = len(RAW_IMAGE) + 1024 * 1024

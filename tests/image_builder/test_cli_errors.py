@@ -11,7 +11,7 @@ import pytest
 from image_builder.fixtures import SCHEMATIC
 from image_builder.stand_ins import HetznerEmulator, _LoopbackHttpServer
 
-from components.image_builder.__main__ import main
+from cli.image_builder import main
 
 BUILD = ["build", "--talos-version", "v1.11.6", "--arch", "amd64", "--location", "fsn1"]
 

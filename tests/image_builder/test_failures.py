@@ -24,15 +24,15 @@ import pytest
 from image_builder.fixtures import RAW_IMAGE, SCHEMATIC, RescueSystem, fast_client
 from image_builder.stand_ins import HetznerEmulator, ImageFactory, SilentApi
 
-from components.image_builder.api import ApiClient
-from components.image_builder.builder_resources import (
+from core.image_builder.api import ApiClient
+from core.image_builder.builder_resources import (
     BUILDER_LABEL,
     CLI_SCOPE,
     SCOPE_LABEL,
     STALE_AFTER,
     builder_scope,
 )
-from components.image_builder.pipeline import (
+from core.image_builder.pipeline import (
     SSH_PORT_ENV,
     TARGET_DEVICE_ENV,
     BuildError,

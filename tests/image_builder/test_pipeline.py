@@ -9,15 +9,15 @@ import pytest
 from image_builder.fixtures import RAW_IMAGE, RescueSystem
 from image_builder.stand_ins import HetznerEmulator, ImageFactory
 
-from components.config import WRITE_TIMEOUT_MAX_MINUTES
-from components.image_builder.api import ApiClient
-from components.image_builder.builder_resources import (
+from core.config import WRITE_TIMEOUT_MAX_MINUTES
+from core.image_builder.api import ApiClient
+from core.image_builder.builder_resources import (
     BUILDER_LABEL,
     SCOPE_LABEL,
     STALE_AFTER,
     builder_scope,
 )
-from components.image_builder.pipeline import (
+from core.image_builder.pipeline import (
     BuildError,
     BuildRequest,
     Limits,

@@ -24,18 +24,18 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from components.image_builder import __main__ as cli_module
+from cli import image_builder as cli_module
 from components.image_builder import provider as provider_module
-from components.image_builder.api import ApiClient
-from components.image_builder.builder_resources import BUILDER_LABEL
-from components.image_builder.pipeline import (
+from components.image_builder.provider import TalosSnapshotProvider, request_from
+from core.image_builder.api import ApiClient
+from core.image_builder.builder_resources import BUILDER_LABEL
+from core.image_builder.pipeline import (
     SSH_PORT_ENV,
     TARGET_DEVICE_ENV,
     BuildError,
     snapshot_labels,
 )
-from components.image_builder.provider import TalosSnapshotProvider, request_from
-from components.image_builder.schematic import schematic_id_for, schematic_yaml
+from core.image_builder.schematic import schematic_id_for, schematic_yaml
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -128,7 +128,7 @@ def test_provider_lifecycle(
 
 
 def test_snapshot_id_rule_matches_the_factory(factory: ImageFactory) -> None:
-    from components.image_builder.schematic import register_schematic
+    from core.image_builder.schematic import register_schematic
 
     assert (
         schematic_id_for([]) == "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"

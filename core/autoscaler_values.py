@@ -19,10 +19,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from components.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage
-from components.config import AutoscalerSettings, ConfigError, NodeGroup, Problem
-from components.hetzner import Architecture
-from components.talos_config import pool_node_labels
+from core.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage
+from core.config import AutoscalerSettings, ConfigError, NodeGroup, Problem
+from core.hetzner import Architecture
+from core.talos_config import pool_node_labels
 
 PACKAGE_NAME = "cozystack.cluster-autoscaler-hetzner"
 PACKAGE_COMPONENT = "cluster-autoscaler-hetzner"

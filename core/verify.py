@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.talos_config import NODE_GROUP_LABEL
+from core.talos_config import NODE_GROUP_LABEL
 
 
 def verification_commands(namespace: str, logs_target: str, pools: list[str]) -> dict[str, str]:

@@ -14,10 +14,14 @@ from typing import Any
 
 import yaml
 
-from components import autoscaler_values as values
-from components.autoscaler_values import DEPLOYMENT_NAME
-from components.autoscaler_versions import IMAGE_REPOSITORY
-from components.config import (
+from components.network import PrivateNetworkArgs
+from components.provider_id import provider_id_setter_manifests
+from components.secrets import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
+from components.smoke_test import smoke_test_deployment, watch_nodes_command
+from core import autoscaler_values as values
+from core.autoscaler_values import DEPLOYMENT_NAME
+from core.autoscaler_versions import IMAGE_REPOSITORY
+from core.config import (
     Encrypted,
     Secret,
     StackConfig,
@@ -27,17 +31,13 @@ from components.config import (
     server_type_warnings,
     stack_file,
 )
-from components.hetzner import USER_DATA_LIMIT_BYTES
-from components.image_builder.pipeline import BuildRequest, snapshot_labels
-from components.image_builder.schematic import schematic_id_for
-from components.network import PrivateNetworkArgs
-from components.provider_id import provider_id_setter_manifests
-from components.provider_id_setter import NODE_GROUP_LABEL
-from components.secrets import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
-from components.smoke_test import smoke_test_deployment, watch_nodes_command
-from components.stack_warnings import stack_warnings
-from components.talos_config import WorkerConfig, load_documents, redact, render_worker_configs
-from components.verify import verification_commands
+from core.hetzner import USER_DATA_LIMIT_BYTES
+from core.image_builder.pipeline import BuildRequest, snapshot_labels
+from core.image_builder.schematic import schematic_id_for
+from core.provider_id_setter import NODE_GROUP_LABEL
+from core.stack_warnings import stack_warnings
+from core.talos_config import WorkerConfig, load_documents, redact, render_worker_configs
+from core.verify import verification_commands
 
 
 @dataclass

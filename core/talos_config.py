@@ -22,12 +22,12 @@ from urllib.parse import urlparse
 
 import yaml
 
-from components import redaction, safe_yaml, talos_versions, validators
-from components.config import WORKER_CONFIG_LIMITS, NodeGroup, StackConfig, Taint
-from components.errors import InputError, bounded
-from components.hetzner import USER_DATA_LIMIT_BYTES
-from components.node_labels import label_problem
-from components.redaction import shown
+from core import redaction, safe_yaml, talos_versions, validators
+from core.config import WORKER_CONFIG_LIMITS, NodeGroup, StackConfig, Taint
+from core.errors import InputError, bounded
+from core.hetzner import USER_DATA_LIMIT_BYTES
+from core.node_labels import label_problem
+from core.redaction import shown
 
 MAIN_DOCUMENT = "v1alpha1"
 #: Talos 1.12 replaced ``machine.registries`` with ``RegistryMirrorConfig`` documents.
@@ -400,7 +400,7 @@ def talos_keys(talos: talos_versions.Version) -> TalosKeys:
 
 @cache
 def _talos_keys_table() -> dict[str, TalosKeys]:
-    text = resources.files("components").joinpath("talos_config_keys.json").read_text("utf-8")
+    text = resources.files("core").joinpath("talos_config_keys.json").read_text("utf-8")
     return {
         minor: TalosKeys(
             documents={kind: frozenset(paths) for kind, paths in table["documents"].items()},

@@ -15,8 +15,8 @@ from typing import Any
 
 from hcloud import APIException, Client
 
-from components.config import ConfigError, Problem
-from components.hetzner import Architecture, Catalogue
+from core.config import ConfigError, Problem
+from core.hetzner import Architecture, Catalogue
 
 #: The whole lookup (all pages of server types) gives up after this many seconds.
 DEADLINE_SECONDS = 20.0

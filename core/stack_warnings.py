@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from components import autoscaler_values as values
-from components.config import StackConfig
-from components.talos_config import WorkerConfig, worker_config_warnings
+from core import autoscaler_values as values
+from core.config import StackConfig
+from core.talos_config import WorkerConfig, worker_config_warnings
 
 
 def stack_warnings(stack: StackConfig, configs: dict[str, WorkerConfig] | None) -> list[str]:

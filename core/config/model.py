@@ -30,12 +30,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components import hetzner, safe_yaml, talos_versions, validators
-from components.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage, autoscaler_image
-from components.errors import InputError, bounded
-from components.hetzner import Architecture
-from components.node_labels import label_problems
-from components.redaction import shown
+from core import hetzner, safe_yaml, talos_versions, validators
+from core.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage, autoscaler_image
+from core.errors import InputError, bounded
+from core.hetzner import Architecture
+from core.node_labels import label_problems
+from core.redaction import shown
 
 PROJECT = "hcloud-talos-autoscaler"
 #: Top-level keys of the project namespace (``hcloud-talos-autoscaler:<key>``).

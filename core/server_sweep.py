@@ -33,9 +33,9 @@ from hcloud import APIException, Client
 from hcloud.actions import BoundAction
 from hcloud.servers import BoundServer
 
-from components.autoscaler_values import DEPLOYMENT_NAME
-from components.image_builder.api import describe, is_transient
-from components.provider_id_setter import (
+from core.autoscaler_values import DEPLOYMENT_NAME
+from core.image_builder.api import describe, is_transient
+from core.provider_id_setter import (
     NODE_GROUP_LABEL,
     PROVIDER_ID_PREFIX,
     ApiError,

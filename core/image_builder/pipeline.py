@@ -26,11 +26,11 @@ from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
 from hcloud.ssh_keys import BoundSSHKey
 
-from components.config import WRITE_TIMEOUT_MINUTES
-from components.hetzner import Architecture
-from components.image_builder import rescue
-from components.image_builder.api import ApiClient, describe, wait_for
-from components.image_builder.builder_resources import (
+from core.config import WRITE_TIMEOUT_MINUTES
+from core.hetzner import Architecture
+from core.image_builder import rescue
+from core.image_builder.api import ApiClient, describe, wait_for
+from core.image_builder.builder_resources import (
     BUILDER_LABEL,
     CLEANUP_COMMAND,
     CLI_SCOPE,
@@ -41,8 +41,8 @@ from components.image_builder.builder_resources import (
     remove,
     remove_stale,
 )
-from components.image_builder.waits import Interrupted, until
-from components.validators import hetzner_label_problems
+from core.validators import hetzner_label_problems
+from core.waits import Interrupted, until
 
 MANAGED_BY = "hcloud-talos-autoscaler"
 BUILDER_BASE_IMAGE = "ubuntu-24.04"
