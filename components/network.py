@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_hcloud as hcloud
 
-from core.config import PROJECT, ConfigError, Problem, StackConfig
+from core.config import ConfigError, Problem, StackConfig
+from core.resources import PROJECT
 
 
 @dataclass(frozen=True)

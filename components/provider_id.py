@@ -23,7 +23,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from core.config import PROJECT
+from core.resources import PROJECT
 
 SETTER_NAME = "provider-id-setter"
 #: Official Python image (Docker Hub library/python); the script needs nothing else.

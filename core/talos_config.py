@@ -9,11 +9,13 @@ describes is caught here, at preview time, instead of on a VNC console.
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import hashlib
 import ipaddress
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -23,7 +25,8 @@ from urllib.parse import urlparse
 import yaml
 
 from core import redaction, safe_yaml, talos_versions, validators
-from core.config import WORKER_CONFIG_LIMITS, NodeGroup, StackConfig, Taint
+from core.config.model import NodeGroup, StackConfig, Taint
+from core.config.sources import WORKER_CONFIG_LIMITS
 from core.errors import InputError, bounded
 from core.hetzner import USER_DATA_LIMIT_BYTES
 from core.node_labels import label_problem
@@ -63,8 +66,10 @@ MAPPING_PATHS = (
     "cluster.network",
     "cluster.controlPlane",
 )
+#: The cluster's own networks (``cluster.network.<field>``): lists of CIDRs.
+CLUSTER_NETWORK_FIELDS = ("podSubnets", "serviceSubnets")
 #: ... and each of these a list when present.
-LIST_PATHS = ("cluster.network.podSubnets", "cluster.network.serviceSubnets")
+LIST_PATHS = tuple(f"cluster.network.{field}" for field in CLUSTER_NETWORK_FIELDS)
 #: Names a node's pool, like the autoscaler's own node templates do.
 NODE_GROUP_LABEL = "hcloud/node-group"
 
@@ -133,13 +138,20 @@ class WorkerConfig:
         return hashlib.sha256(self.yaml.encode("utf-8")).hexdigest()
 
 
-def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = "") -> WorkerConfig:
-    """Patch the base worker config for autoscaled nodes and validate the result.
+def build_worker_config(
+    base_config: str | Sequence[dict[str, Any]], spec: WorkerConfigSpec, source: str = ""
+) -> WorkerConfig:
+    """Patch the base worker config (YAML, or its documents parsed once) for autoscaled
+    nodes and validate the result.
 
     Raises WorkerConfigError listing every problem (``source`` names the pool
     and the config file or key in messages).
     """
-    documents = load_documents(base_config, source)
+    documents = (
+        load_documents(base_config, source)
+        if isinstance(base_config, str)
+        else copy.deepcopy(list(base_config))
+    )
     main = _main_document(documents, source)
     shape = _shape_problems(main)
     if shape:
@@ -331,28 +343,55 @@ def validate_worker_documents(
             )
         )
 
-    network = ipaddress.ip_network(spec.network_ip_range)
-    for field_name in ("podSubnets", "serviceSubnets"):
-        for cidr in _get(main, f"cluster.network.{field_name}") or []:
-            try:
-                other = ipaddress.ip_network(str(cidr), strict=False)
-            except ValueError:
-                problems.append(
-                    TalosProblem(f"cluster.network.{field_name}", f"{shown(cidr)} is not a CIDR")
+    for conflict in cluster_subnet_conflicts([main], spec.network_ip_range):
+        path = f"cluster.network.{conflict.field}"
+        if conflict.kind == "not a CIDR":
+            problems.append(TalosProblem(path, f"{shown(conflict.cidr)} is not a CIDR"))
+        elif conflict.kind == "overlaps":
+            problems.append(
+                TalosProblem(
+                    path, f"{conflict.cidr} overlaps the private network {spec.network_ip_range}"
                 )
-                continue
-            if other.version == network.version and other.overlaps(network):
-                problems.append(
-                    TalosProblem(
-                        f"cluster.network.{field_name}",
-                        f"{cidr} overlaps the private network {spec.network_ip_range}",
-                    )
-                )
+            )
     problems.extend(
         TalosProblem("machine.nodeLabels", problem)
         for problem in validators.kubernetes_label_problems(machine.get("nodeLabels") or {})
     )
     return problems
+
+
+@dataclass(frozen=True)
+class SubnetConflict:
+    """A pod or service network of the cluster that is no CIDR list, no CIDR, or overlaps ours."""
+
+    field: str
+    cidr: Any
+    kind: Literal["not a list", "not a CIDR", "overlaps"]
+
+
+def cluster_subnet_conflicts(
+    documents: Iterable[dict[str, Any]], network_ip_range: str
+) -> list[SubnetConflict]:
+    """The rule, once: ``cluster.network.podSubnets`` and ``serviceSubnets`` must be CIDRs
+    disjoint from the private network, or nodes route cluster traffic into it (the
+    guide's "wrong Internal IP": Talos' default service network holds 10.100.0.0/16)."""
+    network = ipaddress.ip_network(network_ip_range)
+    conflicts: list[SubnetConflict] = []
+    for document in documents:
+        for field_name in CLUSTER_NETWORK_FIELDS:
+            entries = _get(document, f"cluster.network.{field_name}") or []
+            if not isinstance(entries, list):
+                conflicts.append(SubnetConflict(field_name, entries, "not a list"))
+                continue
+            for cidr in entries:
+                try:
+                    other = ipaddress.ip_network(str(cidr), strict=False)
+                except ValueError:
+                    conflicts.append(SubnetConflict(field_name, cidr, "not a CIDR"))
+                    continue
+                if other.version == network.version and other.overlaps(network):
+                    conflicts.append(SubnetConflict(field_name, cidr, "overlaps"))
+    return conflicts
 
 
 def _shape_problems(main: dict[str, Any]) -> list[TalosProblem]:
@@ -607,16 +646,13 @@ def pool_node_labels(group: NodeGroup) -> dict[str, str]:
 
 def render_worker_configs(stack: StackConfig, subnet: str) -> dict[str, WorkerConfig]:
     """The worker config of every pool (the base config must be readable)."""
-    if stack.base_worker_config is None:
+    if stack.base_documents is None:
         raise ValueError("the base worker config is encrypted; it cannot be rendered offline")
-    source_key = (
-        "talos.workerConfigFile" if stack.talos.worker_config_file else "talos.workerConfig"
-    )
     return {
         group.name: build_worker_config(
-            stack.base_worker_config.reveal(),
+            stack.base_documents,
             pool_worker_spec(stack, group, subnet),
-            source=f"of pool {group.name} (from {source_key})",
+            source=f"of pool {group.name} (from {stack.worker_config_key})",
         )
         for group in stack.autoscaler.node_groups
     }
