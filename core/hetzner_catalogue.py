@@ -15,7 +15,7 @@ from typing import Any
 
 from hcloud import APIException, Client
 
-from core.config import ConfigError, Problem
+from core.config.problems import ConfigError, Problem
 from core.hetzner import Architecture, Catalogue
 
 #: The whole lookup (all pages of server types) gives up after this many seconds.

@@ -132,6 +132,8 @@ class WorkerConfig:
     user_data: UserData
     #: What the user should know but Talos accepts (deprecated keys, removed sections).
     warnings: tuple[str, ...] = ()
+    #: The patched ``machine`` section, as written into ``yaml`` (for render).
+    machine: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def sha256(self) -> str:
@@ -198,6 +200,7 @@ def build_worker_config(
         yaml=text,
         user_data=encode_user_data(text, spec.talos, source),
         warnings=tuple(warnings),
+        machine=machine,
     )
 
 

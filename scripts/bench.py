@@ -108,9 +108,10 @@ def bench_sizes(stacks: list[str]) -> None:
         config, user_data = workers_of(grown, token)
         image_ids: dict[Architecture, str] = {arch: "123456789" for arch in config.architectures}
         try:
-            value, as_file = values.talos_config_secret_value(
+            secret = values.talos_config_secret(
                 config.autoscaler, config.talos.node_labels, image_ids, user_data
             )
+            value, as_file = secret.value, secret.as_file
         except ValueError:
             print(f"  {pools:>4} pools: refused (above the Secret limit)")
             continue

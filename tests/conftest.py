@@ -224,6 +224,10 @@ class MockRuntime:
         assert len(found) == 1, f"expected one {type_}, got {[r.name for r in found]}"
         return found[0]
 
+    def named(self, name: str) -> Registered:
+        (found,) = [resource for resource in self.resources if resource.name == name]
+        return found
+
     def parent_of(self, resource: Registered) -> Registered:
         for candidate in self.resources:
             if candidate.urn == resource.parent:

@@ -15,7 +15,7 @@ from image_builder.stand_ins import HetznerEmulator
 from kubernetes_stand_in import KubernetesApiStandIn
 from test_provider_id_setter import run_standalone_until_registered
 
-from components.provider_id import provider_id_setter_manifests
+from core.manifests import provider_id_setter_manifests
 
 
 def run_render(*args: str, project_dir: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,9 @@ import pulumi
 from conftest import MockRuntime
 
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
-from components.smoke_test import SmokeTest, SmokeTestArgs, smoke_test_deployment
+from components.smoke_test import SmokeTest, SmokeTestArgs
 from core.config import Taint
+from core.manifests import smoke_test_deployment
 
 SECRET = "kubernetes:core/v1:Secret"
 NAMESPACE = "kubernetes:core/v1:Namespace"

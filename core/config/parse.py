@@ -1,8 +1,14 @@
-"""From the project's config sections to a ``StackConfig``, or every problem at once."""
+"""A stack's config, validated into a ``StackConfig`` (or every problem at once), and its warnings.
+
+``read_stack_file`` serves the offline ``render`` (secrets stay encrypted, no token
+needed); ``read_engine_config`` the Pulumi program (the engine decrypted everything, and a
+preview with a token checks server types against the project's live list).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +32,21 @@ from core.config.problems import (
     problems_from,
     unknown_key_message,
 )
-from core.config.rules import cross_section_problems
+from core.config.rules import (
+    cross_section_problems,
+    plaintext_secret_warnings,
+    server_type_warnings,
+)
 from core.config.secrets import SecretValue, as_secret
-from core.config.sources import load_worker_config, shape_problem
+from core.config.sources import (
+    load_stack_file,
+    load_worker_config,
+    sections_from_flat_config,
+    shape_problem,
+    stack_file,
+)
+from core.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
+from core.image_builder.api import DEFAULT_ENDPOINT, api_endpoint
 
 #: Keys that existed in earlier releases: a stack that still sets one is told what replaced it.
 REMOVED_KEYS: dict[str, str] = {
@@ -135,3 +153,66 @@ def _without_removed_keys(
             del kept[key]
             problems.append(Problem(path, message))
     return kept
+
+
+def read_stack_file(project_dir: Path, stack_name: str) -> tuple[StackConfig, list[str]]:
+    """``Pulumi.<stack>.yaml`` validated offline, and what its user should be warned about."""
+    sections, token = load_stack_file(project_dir, stack_name)
+    stack = parse_stack_config(sections, token, project_dir, require_token=False)
+    warnings = []
+    if stack.hcloud_token is None:
+        warnings.append(
+            "hcloud:token is not set in the stack file: set it with "
+            "`pulumi config set --secret hcloud:token` (or export HCLOUD_TOKEN) before "
+            "`pulumi up`"
+        )
+    source = stack_file(project_dir, stack_name).name
+    warnings += plaintext_secret_warnings(stack, lambda _key: False, source)
+    warnings += server_type_warnings(stack, None)
+    return stack, warnings
+
+
+def read_engine_config(
+    flat: Mapping[str, Any],
+    is_secret: Callable[[str], bool],
+    *,
+    preview: bool,
+    stack_name: str,
+    project_dir: Path,
+) -> tuple[StackConfig, list[str]]:
+    """The running stack's config (``namespace:key`` values from the engine), validated.
+
+    All keys are read (not only the known ones) so that a typo such as
+    ``hcloud-talos-autoscaler:netwrok`` is reported instead of ignored. ``is_secret``
+    answers whether a key was set with ``--secret``. In a preview with a token the server
+    types are checked against the project's live list from the Hetzner API.
+    """
+    sections, token = sections_from_flat_config(flat)
+    if token is None:
+        token = os.environ.get("HCLOUD_TOKEN")
+    warnings: list[str] = []
+    catalogue: hetzner.Catalogue | None = None
+    if preview and isinstance(token, str) and token:
+        endpoint = hcloud_endpoint(flat) or DEFAULT_ENDPOINT
+        try:
+            catalogue = fetch_catalogue(token, endpoint)
+        except CatalogueUnavailable as error:
+            warnings.append(
+                f"could not read the server types from the Hetzner API at {endpoint} ({error}); "
+                "checked against the built-in table only"
+            )
+    stack = parse_stack_config(sections, token, project_dir, catalogue=catalogue)
+    from_environment = "hcloud:token" not in flat  # HCLOUD_TOKEN is in no file
+
+    def is_encrypted(key: str) -> bool:
+        return is_secret(key) or (key == "hcloud:token" and from_environment)
+
+    warnings += plaintext_secret_warnings(stack, is_encrypted, f"Pulumi.{stack_name}.yaml")
+    warnings += server_type_warnings(stack, catalogue)
+    return stack, warnings
+
+
+def hcloud_endpoint(flat: Mapping[str, Any]) -> str | None:
+    """The Hetzner API URL the hcloud provider uses: ``hcloud:endpoint`` or ``HCLOUD_ENDPOINT``."""
+    configured = flat.get("hcloud:endpoint")
+    return api_endpoint(configured if isinstance(configured, str) else None)

@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from hcloud.images import BoundImage, Image
 from hcloud.locations import Location
@@ -113,10 +114,7 @@ class BuildRequest:
 
     @property
     def image_url(self) -> str:
-        return (
-            f"{self.factory_url.rstrip('/')}/image/{self.schematic_id}/{self.talos_version}/"
-            f"hcloud-{self.architecture}.raw.xz"
-        )
+        return image_url(self)
 
     @property
     def description(self) -> str:
@@ -163,7 +161,30 @@ class IntegrityError(RuntimeError):
     """The disk does not hold the image that was streamed onto it."""
 
 
-def snapshot_labels(request: BuildRequest) -> dict[str, str]:
+class SnapshotIdentity(Protocol):
+    """What a snapshot holds (a ``BuildRequest``, or the stack plan's ``SnapshotPlan``)."""
+
+    @property
+    def talos_version(self) -> str: ...
+    @property
+    def schematic_id(self) -> str: ...
+    @property
+    def architecture(self) -> Architecture: ...
+    @property
+    def factory_url(self) -> str: ...
+    @property
+    def extra_labels(self) -> dict[str, str]: ...
+
+
+def image_url(request: SnapshotIdentity) -> str:
+    """The Image Factory's raw image of this Talos release, schematic and architecture."""
+    return (
+        f"{request.factory_url.rstrip('/')}/image/{request.schematic_id}/"
+        f"{request.talos_version}/hcloud-{request.architecture}.raw.xz"
+    )
+
+
+def snapshot_labels(request: SnapshotIdentity) -> dict[str, str]:
     """Labels that identify a finished snapshot: what it holds and who manages it."""
     labels = {
         "os": "talos",
