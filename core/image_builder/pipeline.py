@@ -1,10 +1,11 @@
 """One Talos snapshot build, as the guide's step 1 does by hand, with guaranteed teardown.
 
-remove stale builders of this scope -> temporary ed25519 key (in memory) ->
-builder server (stopped) -> rescue with that key -> power on -> SSH -> stream the
-Image Factory image through ``xz -d`` onto the disk -> read it back and compare
-digests -> power off -> snapshot (labelled as a builder until verified) -> final
-snapshot labels -> delete server and key.
+The steps are ``Step`` (in order; the README's "The Talos image build" lists the same):
+remove stale builders of this scope, check the server types, upload a temporary ed25519
+key (kept in memory), create the builder server (stopped), enable rescue with that key,
+power on, wait for SSH, stream the Image Factory image through ``xz -d`` onto the disk,
+verify it by reading it back, power off, create the snapshot (labelled as a builder
+until verified) and label it; then the teardown.
 
 Every wait is bounded (``Limits``). The server, key and any unfinished snapshot
 carry this run's label and are deleted on every path (errors, Ctrl-C, SIGTERM),
@@ -19,8 +20,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
+import paramiko
 from hcloud.images import BoundImage, Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
@@ -36,6 +39,7 @@ from core.image_builder.builder_resources import (
     CLEANUP_COMMAND,
     CLI_SCOPE,
     STALE_AFTER,
+    Kind,
     Leftover,
     builder_labels,
     find,
@@ -53,6 +57,26 @@ SSH_PORT_ENV = "HCLOUD_TALOS_TEST_SSH_PORT"
 TARGET_DEVICE_ENV = "HCLOUD_TALOS_TEST_TARGET_DEVICE"
 #: Time for the API calls between the bounded waits (a few dozen requests).
 API_ALLOWANCE_SECONDS = 10 * 60
+
+
+class Step(StrEnum):
+    """The steps of a build, in order: the names errors, logs, timings, README and tests use."""
+
+    REMOVE_STALE_BUILDERS = "remove stale builders"
+    CHECK_SERVER_TYPES = "check server types"
+    UPLOAD_SSH_KEY = "upload ssh key"
+    CREATE_SERVER = "create server"
+    ENABLE_RESCUE = "enable rescue"
+    POWER_ON = "power on"
+    WAIT_FOR_SSH = "wait for ssh"
+    WRITE_IMAGE = "write image"
+    VERIFY_IMAGE = "verify image"
+    POWER_OFF = "power off"
+    CREATE_SNAPSHOT = "create snapshot"
+    LABEL_SNAPSHOT = "label snapshot"
+    #: Deleting everything of the run: after every build, failed or not.
+    TEARDOWN = "teardown"
+
 
 #: The API names architectures ``x86`` and ``arm``.
 HETZNER_ARCHITECTURE: dict[Architecture, str] = {"amd64": "x86", "arm64": "arm"}
@@ -137,7 +161,7 @@ class BuildError(RuntimeError):
 
     def __init__(
         self,
-        step: str,
+        step: Step,
         detail: str,
         leaked: list[str] | None = None,
         removed: list[str] | None = None,
@@ -146,7 +170,7 @@ class BuildError(RuntimeError):
         self.detail = detail
         self.leaked = leaked or []
         self.removed = removed or []
-        message = f"image build failed at step {step!r}: {detail}"
+        message = f"image build failed at step {step.value!r}: {detail}"
         if self.removed:
             message += f"; teardown deleted {', '.join(self.removed)}"
         if self.leaked:
@@ -206,159 +230,260 @@ def check_labels(labels: dict[str, str]) -> None:
 
 
 def build_image(client: ApiClient, request: BuildRequest, log: Log = lambda _: None) -> BuildResult:
-    """Run one build; raises BuildError naming the failed step."""
-    labels = snapshot_labels(request)
-    limits = request.limits
-    if limits.longest_build() >= STALE_AFTER.total_seconds():
-        raise ValueError(
-            f"these limits allow a build of {limits.longest_build() / 60:.0f} min, longer than "
-            f"the {STALE_AFTER} after which builders count as leftovers: shorten the write limit"
+    """Run one build (the steps of ``Step``, in order); raises BuildError naming the failed step."""
+    return _Build(client, request, log).run()
+
+
+class _Build:
+    """One run of the steps. Its state is what the steps made (key, server, connection,
+    snapshot); whatever it creates is registered for teardown right after the create."""
+
+    def __init__(self, client: ApiClient, request: BuildRequest, log: Log) -> None:
+        self.labels = snapshot_labels(request)
+        limits = request.limits
+        if limits.longest_build() >= STALE_AFTER.total_seconds():
+            raise ValueError(
+                f"these limits allow a build of {limits.longest_build() / 60:.0f} min, longer "
+                f"than the {STALE_AFTER} after which builders count as leftovers: shorten the "
+                "write limit"
+            )
+        self.run_id = secrets.token_hex(6)
+        self.run_labels = builder_labels(self.run_id, request.builder_scope)
+        check_labels(self.run_labels)
+        self.client, self.request, self.limits = client, request, limits
+        #: Every line of a build carries its run id: builds of both architectures interleave.
+        self.log: Log = lambda line: log(f"[{self.run_id}] {line}")
+        self.teardown = _Teardown(client, self.run_id, limits, self.log)
+        self.timings: dict[str, float] = {}
+        self.private_key: paramiko.PKey | None = None
+        self.ssh_key: BoundSSHKey | None = None
+        self.server: BoundServer | None = None
+        self.ssh: paramiko.SSHClient | None = None
+        self.written: rescue.Written | None = None
+        self.image: BoundImage | None = None
+
+    def steps(self) -> list[tuple[Step, Callable[[], None]]]:
+        return [
+            (Step.REMOVE_STALE_BUILDERS, self.remove_stale_builders),
+            (Step.CHECK_SERVER_TYPES, self.check_server_types),
+            (Step.UPLOAD_SSH_KEY, self.upload_ssh_key),
+            (Step.CREATE_SERVER, self.create_server),
+            (Step.ENABLE_RESCUE, self.enable_rescue),
+            (Step.POWER_ON, self.power_on),
+            (Step.WAIT_FOR_SSH, self.wait_for_ssh),
+            (Step.WRITE_IMAGE, self.write_image),
+            (Step.VERIFY_IMAGE, self.verify_image),
+            (Step.POWER_OFF, self.power_off),
+            (Step.CREATE_SNAPSHOT, self.create_snapshot),
+            (Step.LABEL_SNAPSHOT, self.label_snapshot),
+        ]
+
+    def run(self) -> BuildResult:
+        started = time.monotonic()
+        steps = self.steps()
+        failure: BaseException | None = None
+        step = steps[0][0]
+        try:
+            for number, (step, action) in enumerate(steps, start=1):
+                self.log(f"step {number}/{len(steps)}: {step}")
+                begun = time.monotonic()
+                try:
+                    action()
+                finally:
+                    self.timings[step.value] = round(time.monotonic() - begun, 3)
+        except BaseException as error:
+            failure = error
+        finally:
+            if self.ssh is not None:
+                self.ssh.close()
+        result = self.teardown.keep("snapshot") if failure is None else None
+        removed, leaked = self.teardown.run()
+        if failure is not None:
+            raise BuildError(step, _detail(failure), leaked, removed) from failure
+        assert result is not None and self.image is not None and self.written is not None
+        if leaked:
+            # The build fails, so Pulumi will not track the snapshot: delete it rather than
+            # leave a finished, selectable image nobody manages. The next `up` builds again.
+            deleted, _ = remove(self.client, [result], self.limits.teardown, self.log)
+            fate = "deleted again" if deleted else "left in place (delete it by hand)"
+            raise BuildError(
+                Step.TEARDOWN, f"the builder could not be removed; {result} {fate}", leaked
+            )
+        self.timings["total"] = round(time.monotonic() - started, 3)
+        return BuildResult(
+            image_id=_id(self.image.id),
+            architecture=self.request.architecture,
+            labels=self.labels,
+            description=self.request.description,
+            disk_size=float(self.image.disk_size or 0),
+            sha256=self.written.sha256,
+            timings=self.timings,
         )
-    run_id = secrets.token_hex(6)
-    run_labels = builder_labels(run_id, request.builder_scope)
-    check_labels(run_labels)
-    timings: dict[str, float] = {}
-    known: dict[str, Leftover] = {}
-    #: Nothing of this run can exist before its first create request.
-    created_anything = False
-    step = "remove stale builders"
-    started = time.monotonic()
-    try:
-        with _timed(timings, step):
-            _, left = remove_stale(
-                client,
-                scope=request.builder_scope,
-                older_than=STALE_AFTER,
-                seconds=limits.stale_sweep,
-                log=lambda line: log(f"[{run_id}] stale builder: {line}"),
-            )
-            if left:
-                log(f"[{run_id}] could not remove stale builders {', '.join(map(str, left))}")
 
-        step = "check server types"
-        with _timed(timings, step):
-            _check_disk_fits(client, request)
+    # ---- the steps, in order -----------------------------------------------------------
+    def remove_stale_builders(self) -> None:
+        _, left = remove_stale(
+            self.client,
+            scope=self.request.builder_scope,
+            older_than=STALE_AFTER,
+            seconds=self.limits.stale_sweep,
+            log=lambda line: self.log(f"stale builder: {line}"),
+        )
+        if left:
+            self.log(f"could not remove stale builders {', '.join(map(str, left))}")
 
-        step = "upload ssh key"
-        with _timed(timings, step):
-            private_key, public_key = rescue.ephemeral_key()
-            created_anything = True
-            ssh_key: BoundSSHKey = client.ssh_keys.create(
-                name=f"talos-builder-{run_id}", public_key=public_key, labels=run_labels
-            )
-            known["ssh key"] = Leftover("ssh key", _id(ssh_key.id), ssh_key.name or "")
-        log(f"[{run_id}] temporary ssh key {ssh_key.id}")
+    def check_server_types(self) -> None:
+        _check_disk_fits(self.client, self.request)
 
-        step = "create server"
-        with _timed(timings, step):
-            created = client.servers.create(
-                name=f"talos-builder-{request.architecture}-{run_id}",
-                server_type=ServerType(name=request.server_type),
-                image=Image(name=BUILDER_BASE_IMAGE),
-                location=Location(name=request.location),
-                ssh_keys=[ssh_key],
-                start_after_create=False,
-                labels=run_labels,
-            )
-            server: BoundServer = created.server
-            known["server"] = Leftover("server", _id(server.id), server.name or "")
-            if created.action is not None:
-                wait_for(client, created.action, "the server to be created", limits.action)
-        log(f"[{run_id}] builder server {server.id} ({request.server_type}, {request.location})")
+    def upload_ssh_key(self) -> None:
+        self.private_key, public_key = rescue.ephemeral_key()
+        self.teardown.arm()
+        self.ssh_key = self.client.ssh_keys.create(
+            name=f"talos-builder-{self.run_id}", public_key=public_key, labels=self.run_labels
+        )
+        self.teardown.register(Leftover("ssh key", _id(self.ssh_key.id), self.ssh_key.name or ""))
+        self.log(f"temporary ssh key {self.ssh_key.id}")
 
-        step = "enable rescue"
-        with _timed(timings, step):
-            # The API takes key IDs; the library's hint says str.
-            rescue_mode = server.enable_rescue(type="linux64", ssh_keys=[ssh_key.id])  # type: ignore[list-item]
-            wait_for(client, rescue_mode.action, "the rescue system", limits.action)
+    def create_server(self) -> None:
+        request = self.request
+        created = self.client.servers.create(
+            name=f"talos-builder-{request.architecture}-{self.run_id}",
+            server_type=ServerType(name=request.server_type),
+            image=Image(name=BUILDER_BASE_IMAGE),
+            location=Location(name=request.location),
+            ssh_keys=[self._ssh_key()],
+            start_after_create=False,
+            labels=self.run_labels,
+        )
+        self.server = created.server
+        self.teardown.register(Leftover("server", _id(self.server.id), self.server.name or ""))
+        if created.action is not None:
+            wait_for(self.client, created.action, "the server to be created", self.limits.action)
+        self.log(f"builder server {self.server.id} ({request.server_type}, {request.location})")
 
-        step = "power on"
-        with _timed(timings, step):
-            wait_for(client, server.power_on(), "the server to start", limits.action)
+    def enable_rescue(self) -> None:
+        # The API takes key IDs; the library's hint says str.
+        key_ids = [self._ssh_key().id]
+        rescue_mode = self._server().enable_rescue(type="linux64", ssh_keys=key_ids)  # type: ignore[arg-type]
+        wait_for(self.client, rescue_mode.action, "the rescue system", self.limits.action)
 
-        step = "wait for ssh"
-        with _timed(timings, step):
-            host = _public_ipv4(client.servers.get_by_id(_id(server.id)))
-            ssh = rescue.connect(host, request.ssh_port, private_key, limits.ssh, client.poll)
+    def power_on(self) -> None:
+        wait_for(self.client, self._server().power_on(), "the server to start", self.limits.action)
 
-        step = "write image"
-        with _timed(timings, step), ssh:
-            log(f"[{run_id}] writing {request.image_url} to {request.target_device}")
-            written = rescue.write_image(
-                ssh,
+    def wait_for_ssh(self) -> None:
+        assert self.private_key is not None
+        host = _public_ipv4(self.client.servers.get_by_id(_id(self._server().id)))
+        self.ssh = rescue.connect(
+            host, self.request.ssh_port, self.private_key, self.limits.ssh, self.client.poll
+        )
+
+    def write_image(self) -> None:
+        request = self.request
+        assert self.ssh is not None
+        with self.ssh:
+            self.log(f"writing {request.image_url} to {request.target_device}")
+            self.written = rescue.write_image(
+                self.ssh,
                 request.image_url,
                 request.target_device,
-                stall_seconds=limits.write_stall,
-                seconds=limits.write,
+                stall_seconds=self.limits.write_stall,
+                seconds=self.limits.write,
             )
 
-        step = "verify image"
+    def verify_image(self) -> None:
+        written = self.written
+        assert written is not None
         if written.on_disk_sha256 != written.sha256:
             raise IntegrityError(
-                f"the first {written.size} bytes of {request.target_device} have sha256 "
+                f"the first {written.size} bytes of {self.request.target_device} have sha256 "
                 f"{written.on_disk_sha256}, but the image written was {written.sha256}"
             )
-        log(f"[{run_id}] disk holds the image: {written.size} bytes, sha256 {written.sha256}")
+        self.log(f"disk holds the image: {written.size} bytes, sha256 {written.sha256}")
 
-        step = "power off"
-        with _timed(timings, step):
-            wait_for(client, server.power_off(), "the power-off action", limits.action)
-            _wait_until_off(client, _id(server.id), limits.power_off)
+    def power_off(self) -> None:
+        server = self._server()
+        wait_for(self.client, server.power_off(), "the power-off action", self.limits.action)
+        _wait_until_off(self.client, _id(server.id), self.limits.power_off)
 
-        step = "create snapshot"
-        with _timed(timings, step):
-            # Builder labels until verified: a build that stops early deletes it, and
-            # no snapshot selector can pick a half-made image.
-            snapshot = server.create_image(
-                description=request.description, type="snapshot", labels=run_labels
-            )
-            known["snapshot"] = Leftover("snapshot", _id(snapshot.image.id), request.description)
-            wait_for(client, snapshot.action, f"snapshot {snapshot.image.id}", limits.snapshot)
-            image = client.images.get_by_id(_id(snapshot.image.id))
-            if image.status != "available":
-                raise RuntimeError(f"snapshot {image.id} is {image.status!r}, not available")
+    def create_snapshot(self) -> None:
+        # Builder labels until verified: a build that stops early deletes it, and
+        # no snapshot selector can pick a half-made image.
+        snapshot = self._server().create_image(
+            description=self.request.description, type="snapshot", labels=self.run_labels
+        )
+        snapshot_id = _id(snapshot.image.id)
+        self.teardown.register(Leftover("snapshot", snapshot_id, self.request.description))
+        wait_for(self.client, snapshot.action, f"snapshot {snapshot_id}", self.limits.snapshot)
+        self.image = self.client.images.get_by_id(snapshot_id)
+        if self.image.status != "available":
+            raise RuntimeError(f"snapshot {self.image.id} is {self.image.status!r}, not available")
 
-        step = "label snapshot"
-        with _timed(timings, step):
-            image = _relabel(client, image, labels)
-        log(f"[{run_id}] snapshot {image.id} ready")
-    except BaseException as error:
-        detail = _detail(error)
-        if not created_anything:
-            raise BuildError(step, detail) from error
-        removed_now, leaked = _teardown(client, run_id, list(known.values()), limits, log)
-        raise BuildError(step, detail, leaked, removed_now) from error
-    result = known.pop("snapshot")
-    _, leaked = _teardown(client, run_id, list(known.values()), limits, log)
-    if leaked:
-        # The build fails, so Pulumi will not track the snapshot: delete it rather than
-        # leave a finished, selectable image nobody manages. The next `up` builds again.
-        removed, _ = remove(client, [result], limits.teardown, log)
-        fate = "deleted again" if removed else "left in place (delete it by hand)"
-        raise BuildError("teardown", f"the builder could not be removed; {result} {fate}", leaked)
-    timings["total"] = round(time.monotonic() - started, 3)
-    return BuildResult(
-        image_id=_id(image.id),
-        architecture=request.architecture,
-        labels=labels,
-        description=request.description,
-        disk_size=float(image.disk_size or 0),
-        sha256=written.sha256,
-        timings=timings,
-    )
+    def label_snapshot(self) -> None:
+        assert self.image is not None
+        self.image = _relabel(self.client, self.image, self.labels)
+        self.log(f"snapshot {self.image.id} ready")
+
+    def _server(self) -> BoundServer:
+        assert self.server is not None
+        return self.server
+
+    def _ssh_key(self) -> BoundSSHKey:
+        assert self.ssh_key is not None
+        return self.ssh_key
 
 
-class _timed:
-    """Records how long a step took."""
+class _Teardown:
+    """Everything of one run goes, on every path: what the build registered right after
+    each create, and whatever carries the run's label (what a lost answer never reported)."""
 
-    def __init__(self, timings: dict[str, float], step: str) -> None:
-        self.timings, self.step = timings, step
+    def __init__(self, client: ApiClient, run_id: str, limits: Limits, log: Log) -> None:
+        self.client, self.run_id, self.limits, self.log = client, run_id, limits, log
+        self.created: list[Leftover] = []
+        #: Nothing of this run can exist before its first create request: no listing then.
+        self.armed = False
 
-    def __enter__(self) -> None:
-        self.started = time.monotonic()
+    def arm(self) -> None:
+        """Called right before the run's first create request."""
+        self.armed = True
 
-    def __exit__(self, *_: object) -> None:
-        self.timings[self.step] = round(time.monotonic() - self.started, 3)
+    def register(self, item: Leftover) -> None:
+        self.created.append(item)
+
+    def keep(self, kind: Kind) -> Leftover:
+        """The build's result: registered, but not to be deleted."""
+        (kept,) = [item for item in self.created if item.kind == kind]
+        self.created.remove(kept)
+        return kept
+
+    def run(self) -> tuple[list[str], list[str]]:
+        """Delete this run's resources; returns (what was deleted, what could not be)."""
+        if not self.armed:
+            return [], []
+        selector = f"{BUILDER_LABEL}={self.run_id}"
+        unlisted: list[str] = []
+        try:
+            found = find(self.client, selector)
+        except KeyboardInterrupt:
+            return [], [str(item) for item in self.created] + [f"anything labelled {selector}"]
+        except Exception as error:
+            self.log(f"could not list this run's resources: {describe(error)}")
+            found, unlisted = [], [f"anything labelled {selector}"]
+        unreported = [item for item in found if item not in self.created]
+        for item in unreported:
+            self.log(f"found {item} by its run label (its creation was never reported)")
+        removed, left = remove(
+            self.client,
+            found + [item for item in self.created if item not in found],
+            self.limits.teardown,
+            self.log,
+        )
+        return (
+            [
+                f"{item} (found by its run label)" if item in unreported else str(item)
+                for item in removed
+            ],
+            [str(item) for item in left] + unlisted,
+        )
 
 
 def _check_disk_fits(client: ApiClient, request: BuildRequest) -> None:
@@ -395,37 +520,6 @@ def _relabel(client: ApiClient, image: BoundImage, labels: dict[str, str]) -> Bo
     if dict(updated.labels or {}) != labels:
         raise RuntimeError(f"snapshot {image.id} has labels {updated.labels}, not {labels}")
     return updated
-
-
-def _teardown(
-    client: ApiClient, run_id: str, known: list[Leftover], limits: Limits, log: Log
-) -> tuple[list[str], list[str]]:
-    """Delete everything of this run: found by its label, plus what the build was told about.
-
-    Returns (what was deleted, what could not be).
-    """
-    selector = f"{BUILDER_LABEL}={run_id}"
-    unlisted: list[str] = []
-    try:
-        found = find(client, selector)
-    except KeyboardInterrupt:
-        return [], [str(item) for item in known] + [f"anything labelled {selector}"]
-    except Exception as error:
-        log(f"[{run_id}] could not list this run's resources: {describe(error)}")
-        found, unlisted = [], [f"anything labelled {selector}"]
-    unreported = [item for item in found if item not in known]
-    for item in unreported:
-        log(f"[{run_id}] found {item} by its run label (its creation was never reported)")
-    removed, left = remove(
-        client, found + [item for item in known if item not in found], limits.teardown, log
-    )
-    return (
-        [
-            f"{item} (found by its run label)" if item in unreported else str(item)
-            for item in removed
-        ],
-        [str(item) for item in left] + unlisted,
-    )
 
 
 def _id(value: int | None) -> int:
