@@ -19,20 +19,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import yaml
 
 from core import redaction, safe_yaml, talos_versions, validators
-from core.config.model import NodeGroup, StackConfig, Taint
-from core.config.sources import WORKER_CONFIG_LIMITS
 from core.errors import InputError, bounded
 from core.hetzner import USER_DATA_LIMIT_BYTES
 from core.node_labels import label_problem
 from core.redaction import shown
 
+if TYPE_CHECKING:  # the stack config's own rules use this module: no import cycle
+    from core.config.model import NodeGroup, StackConfig, Taint
+
 MAIN_DOCUMENT = "v1alpha1"
+#: A base worker config far above this cannot fit Hetzner's 32 KiB user data even gzipped.
+WORKER_CONFIG_LIMITS = safe_yaml.Limits(max_bytes=1024 * 1024)
 #: Talos 1.12 replaced ``machine.registries`` with ``RegistryMirrorConfig`` documents.
 REGISTRY_DOCUMENTS_SINCE = (1, 12)
 #: Talos on Hetzner decodes base64 user data (then un-gzips it) only from v1.9.0
@@ -141,10 +144,14 @@ class WorkerConfig:
 
 
 def build_worker_config(
-    base_config: str | Sequence[dict[str, Any]], spec: WorkerConfigSpec, source: str = ""
+    base_config: str | Sequence[dict[str, Any]],
+    spec: WorkerConfigSpec,
+    source: str = "",
+    written: dict[str, str] | None = None,
 ) -> WorkerConfig:
     """Patch the base worker config (YAML, or its documents parsed once) for autoscaled
-    nodes and validate the result.
+    nodes and validate the result; ``written`` is shared by the pools of one stack
+    (``dump_documents``).
 
     Raises WorkerConfigError listing every problem (``source`` names the pool
     and the config file or key in messages).
@@ -187,7 +194,7 @@ def build_worker_config(
     problems = validate_worker_documents(documents, spec)
     if problems:
         raise WorkerConfigError(source, problems)
-    text = dump_documents(documents)
+    text = dump_documents(documents, written)
     warnings = [
         f"{', '.join(removed)} removed from the worker config {source}, as Cozystack's guide "
         "does: they describe the machine it was generated on (disk, interfaces, hostname), "
@@ -219,12 +226,45 @@ def load_documents(text: str, source: str = "") -> list[dict[str, Any]]:
     return documents
 
 
-def dump_documents(documents: list[dict[str, Any]]) -> str:
-    """Deterministic YAML: same documents, same bytes."""
-    return "---\n".join(
-        yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
-        for doc in documents
-    )
+def dump_documents(documents: list[dict[str, Any]], written: dict[str, str] | None = None) -> str:
+    """Deterministic YAML: same documents, same bytes.
+
+    ``written`` remembers the YAML of top-level sections across calls: the pools' configs
+    differ only in ``machine``, and the (pure-Python, byte-stable) dumper is most of a
+    build's time. A block mapping's YAML is its sections' YAML one after the other, except
+    when a value is shared (written once with an anchor): such documents are dumped whole.
+    """
+    return "---\n".join(_dump_document(document, written) for document in documents)
+
+
+def _dump_document(document: dict[str, Any], written: dict[str, str] | None) -> str:
+    if written is None or not document or _shares_values(document):
+        return _dump(document)
+    sections = []
+    for key, value in document.items():
+        seen = repr((key, value))  # types and order included: equal text, equal YAML
+        if seen not in written:
+            written[seen] = _dump({key: value})
+        sections.append(written[seen])
+    return "".join(sections)
+
+
+def _dump(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def _shares_values(node: Any) -> bool:
+    """Whether a map or list occurs twice (YAML aliases load so; the dumper anchors it)."""
+    seen: set[int] = set()
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict | list):
+            if id(current) in seen:
+                return True
+            seen.add(id(current))
+            pending.extend(current.values() if isinstance(current, dict) else current)
+    return False
 
 
 def encode_user_data(text: str, talos: talos_versions.Version, source: str = "") -> UserData:
@@ -651,11 +691,13 @@ def render_worker_configs(stack: StackConfig, subnet: str) -> dict[str, WorkerCo
     """The worker config of every pool (the base config must be readable)."""
     if stack.base_documents is None:
         raise ValueError("the base worker config is encrypted; it cannot be rendered offline")
+    written: dict[str, str] = {}
     return {
         group.name: build_worker_config(
             stack.base_documents,
             pool_worker_spec(stack, group, subnet),
             source=f"of pool {group.name} (from {stack.worker_config_key})",
+            written=written,
         )
         for group in stack.autoscaler.node_groups
     }

@@ -3,7 +3,9 @@
     make bench                                   # or: .venv/bin/python scripts/bench.py
     .venv/bin/python scripts/bench.py --image-mib 1024
 
-1. The offline render of each shipped stack (best of five runs).
+1. The offline render of each shipped stack (best of five runs), and the program's
+   evaluation with 100 pools under Pulumi's mocks against a bare program with the same
+   imports (each in a fresh interpreter, imports included; best of five).
 2. Sizes against their limits: each pool's user data (Hetzner: 32 KiB) and the
    cluster config (inline env var up to 128 KiB, then a mounted file up to the
    1 MiB Secret limit) as the number of pools like the dev stack's grows.
@@ -23,6 +25,8 @@ import copy
 import functools
 import hashlib
 import itertools
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +34,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -117,6 +123,77 @@ def bench_sizes(stacks: list[str]) -> None:
             continue
         where = "mounted file" if as_file else "env var"
         print(f"  {pools:>4} pools: {len(value):>8} bytes as {where}")
+
+
+#: A fresh interpreter that times itself from its first line: imports, Pulumi's mock engine,
+#: then ``__main__.py`` (``program``) or nothing (``bare``, after importing every module the
+#: program imported). argv: mode, config JSON file, modules JSON file, repository.
+PROGRAM_CHILD = """
+import time
+started = time.perf_counter()
+import importlib, json, runpy, sys
+mode, config_file, modules_file, repo = sys.argv[1:5]
+sys.path.insert(0, repo)
+import pulumi
+from pulumi.runtime import config as runtime_config
+if mode == "bare":
+    for name in json.loads(open(modules_file).read()):
+        importlib.import_module(name)
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args):
+        return "1001", {**args.inputs, "image_id": "1001"}
+
+    def call(self, args):
+        return {}
+
+pulumi.runtime.set_mocks(Mocks(), project="hcloud-talos-autoscaler", stack="bench", preview=False)
+flat = json.loads(open(config_file).read())
+runtime_config.set_all_config(flat, ["hcloud:token"])
+
+def program():
+    if mode == "program":
+        runpy.run_path(f"{repo}/__main__.py", run_name="__main__")
+
+pulumi.runtime.test(program)()
+elapsed = time.perf_counter() - started
+if mode == "program":
+    ours = {"pulumi", "pulumi_hcloud", "pulumi_kubernetes", "components", "core", "hcloud",
+            "yaml", "pydantic", "paramiko", "requests"}
+    loaded = sorted(name for name in sys.modules if name.split(".")[0] in ours)
+    open(modules_file, "w").write(json.dumps(loaded))
+print(elapsed)
+"""
+
+
+def bench_program(pools: int = 100, runs: int = 5) -> None:
+    """The program under Pulumi's mocks at ``pools`` pools like the dev stack's, against a
+    bare program with the same imports: what a preview waits for before the engine works."""
+    print(f"\nprogram evaluation at {pools} pools (fresh interpreter, best of {runs})")
+    flat = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
+    autoscaler = flat["hcloud-talos-autoscaler:autoscaler"]
+    template = autoscaler["nodeGroups"][0]
+    autoscaler["nodeGroups"] = [{**template, "name": f"pool-{index}"} for index in range(pools)]
+    flat["hcloud-talos-autoscaler:network"]["subnet"] = "10.100.0.0/16"
+    flat["hcloud:token"] = "bench-token"
+    engine = {key: v if isinstance(v, str) else json.dumps(v) for key, v in flat.items()}
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        config_file, modules_file = Path(scratch) / "config.json", Path(scratch) / "modules.json"
+        config_file.write_text(json.dumps(engine))
+        timings: dict[str, list[float]] = {"program": [], "bare": []}
+        for mode in ["program", "bare"] * runs:  # the first program run lists the modules
+            child = [sys.executable, "-c", PROGRAM_CHILD, mode, str(config_file)]
+            done = subprocess.run(
+                [*child, str(modules_file), str(REPO)],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            timings[mode].append(float(done.stdout.split()[-1]))
+    program, bare = min(timings["program"]), min(timings["bare"])
+    print(f"  program {program:6.2f} s, bare program with the same imports {bare:6.2f} s")
+    print(f"  ratio {program / bare:.2f} (target: at most 1.5)")
 
 
 #: Assumed durations of Hetzner actions (seconds), for counting polls; the emulation
@@ -259,6 +336,7 @@ def main() -> None:
     parser.add_argument("--stacks", nargs="+", default=["dev", "prod"])
     args = parser.parse_args()
     bench_render(args.stacks)
+    bench_program()
     bench_sizes(args.stacks)
     bench_image_build(args.image_mib)
     bench_bounds()

@@ -45,7 +45,7 @@ from core.config.sources import (
     shape_problem,
     stack_file,
 )
-from core.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
+from core.hetzner_catalogue import CatalogueUnavailable, TokenRefused, fetch_catalogue
 from core.image_builder.api import DEFAULT_ENDPOINT, api_endpoint
 
 #: Keys that existed in earlier releases: a stack that still sets one is told what replaced it.
@@ -196,6 +196,8 @@ def read_engine_config(
         endpoint = hcloud_endpoint(flat) or DEFAULT_ENDPOINT
         try:
             catalogue = fetch_catalogue(token, endpoint)
+        except TokenRefused as error:
+            raise ConfigError([Problem("hcloud:token", str(error))]) from None
         except CatalogueUnavailable as error:
             warnings.append(
                 f"could not read the server types from the Hetzner API at {endpoint} ({error}); "
