@@ -44,6 +44,7 @@ from image_builder.stand_ins import (  # noqa: E402
     HetznerEmulator,
     ImageFactory,
     RescueSshd,
+    blank_disk,
     generated_raw_image,
 )
 
@@ -250,10 +251,7 @@ def bench_image_build(image_mib: int) -> None:
         }
         running.callback(hetzner.stop)
         running.callback(factory.start().stop)
-        disk = Path(scratch) / "disk.img"
-        with disk.open("wb") as handle:
-            for _ in range(image_mib + 1):
-                handle.write(b"\xff" * MIB)
+        disk = blank_disk(Path(scratch) / "disk.img", (image_mib + 1) * MIB)
         client = ApiClient(
             "test-token", hetzner.endpoint, poll=lambda tries: ACTION_POLL(tries) / TIME_SCALE
         )

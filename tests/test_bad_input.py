@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from conftest import REPO, MockRuntime
+from conftest import REPO, MockRuntime, set_path, shipped_config
 
 from cli.render import main as render_main
 
@@ -31,8 +31,7 @@ ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
 
 
 def dev_config() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
-    return config
+    return shipped_config("dev", token=None)
 
 
 def project(tmp_path: Path, config: dict[str, Any] | None = None, worker: str = WORKER) -> Path:
@@ -61,14 +60,7 @@ def changed(path: str, value: Any) -> dict[str, Any]:
     config = copy.deepcopy(dev_config())
     first, *rest = path.split(".")
     target: Any = config if ":" in first else config[f"{P}:{first}"]
-    keys = [first] if ":" in first else rest
-    *parents, last = keys
-    for part in parents:
-        target = target[int(part)] if part.isdigit() else target.setdefault(part, {})
-    if value is None:
-        del target[last]
-    else:
-        target[last] = value
+    set_path(target, [first] if ":" in first else rest, value)
     return config
 
 

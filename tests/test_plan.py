@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, shipped_config
 
 from core import safe_yaml
 from core.autoscaler_values import decode_cluster_config
@@ -23,8 +22,7 @@ C = f"{P}:index"
 
 
 def stack_config(name: str, change: Any = None) -> dict[str, Any]:
-    flat: dict[str, Any] = yaml.safe_load((REPO / f"Pulumi.{name}.yaml").read_text())["config"]
-    flat = {**copy.deepcopy(flat), "hcloud:token": "test-token"}
+    flat = shipped_config(name)
     if change is not None:
         change(flat)
     return flat

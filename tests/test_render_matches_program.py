@@ -10,7 +10,6 @@ are filled in; the warnings and the verification commands are the same.
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import shutil
 from collections.abc import Callable
@@ -19,7 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, MockRuntime, Registered
+from conftest import REPO, MockRuntime, Registered, shipped_config
+from manifest_paths import package_values
 
 from core.config.parse import read_stack_file
 from core.plan import plan_stack
@@ -63,8 +63,7 @@ STACKS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
 
 def project_with(tmp_path: Path, stack: str, change: Callable[[dict[str, Any]], None]) -> Any:
     """A project folder with the stack file changed; returns the stack's config."""
-    config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
-    config = copy.deepcopy(config)
+    config = shipped_config(stack, token=None)
     change(config)
     shutil.copy(REPO / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("*.py"))
@@ -89,8 +88,7 @@ def _annotations(resource: Registered) -> dict[str, str]:
         found: dict[str, str] = resource.inputs["values"]["podAnnotations"]
         return found
     if resource.type.endswith(":Package"):
-        values = resource.inputs["spec"]["components"]["cluster-autoscaler-hetzner"]["values"]
-        annotations: dict[str, str] = values["cluster-autoscaler"]["podAnnotations"]
+        annotations: dict[str, str] = package_values(resource.inputs)["podAnnotations"]
         return annotations
     return {}
 

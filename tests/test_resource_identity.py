@@ -9,26 +9,19 @@ by ``refresh`` and ``destroy``: their module paths are part of every existing st
 from __future__ import annotations
 
 import base64
-import copy
 import pickle
 from typing import Any
 
 import pytest
-import yaml
-from conftest import REPO, MockRuntime
+from conftest import REPO, MockRuntime, shipped_config
 
 MAIN = REPO / "__main__.py"
 P = "hcloud-talos-autoscaler"
 PREFIX = f"urn:pulumi:dev::{P}::"
 
 
-def stack(name: str) -> dict[str, Any]:
-    flat = yaml.safe_load((REPO / f"Pulumi.{name}.yaml").read_text())["config"]
-    return {**flat, "hcloud:token": "test-token"}
-
-
 def dev_with_every_option() -> dict[str, Any]:
-    config = copy.deepcopy(stack("dev"))
+    config = shipped_config("dev")
     config[f"{P}:network"].update(vswitchId=9876, vswitchSubnet="10.100.1.0/24")
     config[f"{P}:autoscaler"]["smokeTest"] = {"replicas": 2}
     return config
@@ -84,8 +77,8 @@ URNS: dict[str, list[str]] = {
     ),
 }
 CONFIGS = {
-    "dev": lambda: stack("dev"),
-    "prod": lambda: stack("prod"),
+    "dev": lambda: shipped_config("dev"),
+    "prod": lambda: shipped_config("prod"),
     "dev with vSwitch and smoke test": dev_with_every_option,
 }
 
@@ -115,7 +108,7 @@ PICKLED = {
 def test_the_dynamic_providers_are_pickled_under_the_module_paths_existing_state_names(
     pulumi_runtime: MockRuntime,
 ) -> None:
-    pulumi_runtime.run(MAIN, stack("prod"))
+    pulumi_runtime.run(MAIN, shipped_config("prod"))
     for type_, (module, name) in PICKLED.items():
         resources = pulumi_runtime.by_type(type_)
         assert resources, type_

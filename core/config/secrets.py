@@ -3,44 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from core.config.problems import kind_of
 
 
+@dataclass(frozen=True, repr=False)
 class Encrypted:
     """A ``{secure: ...}`` value from a stack file: present, but not readable offline."""
 
-    def __init__(self, ciphertext: str) -> None:
-        self.ciphertext = ciphertext
+    ciphertext: str
 
     def __repr__(self) -> str:
         return "[encrypted]"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Encrypted) and other.ciphertext == self.ciphertext
 
-    def __hash__(self) -> int:
-        return hash(self.ciphertext)
-
-
+@dataclass(frozen=True, repr=False)
 class Secret:
     """A decrypted secret value; its repr never shows the value."""
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+    _value: str
 
     def reveal(self) -> str:
         return self._value
 
     def __repr__(self) -> str:
         return "[secret]"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 SecretValue = Secret | Encrypted
