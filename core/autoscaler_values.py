@@ -155,9 +155,9 @@ def pinned_subnet(existing_network: str | None, subnet: str, image: AutoscalerIm
 
 @dataclass(frozen=True)
 class TalosConfigSecret:
-    """What the ``talos-config`` Secret holds, under which key, and how the autoscaler reads it."""
+    """What the ``talos-config`` Secret holds and how the autoscaler reads it (the key:
+    ``CLUSTER_CONFIG_KEY``, or ``LEGACY_CLOUD_INIT_KEY`` in the legacy format)."""
 
-    key: str
     #: The exact string the autoscaler reads (``stringData``).
     value: str
     #: cluster-config only: mounted as a file (see ``cluster_config_secret``).
@@ -180,14 +180,11 @@ def talos_config_secret(
         # One config for every pool: the config layer refuses pool labels, taints and mixed
         # architectures in this format, so the pools' configs are identical.
         value = legacy_cloud_init(next(iter(user_data_by_pool.values())))
-        return TalosConfigSecret(
-            LEGACY_CLOUD_INIT_KEY, value, False, None, config_fingerprint(value, image_ids)
-        )
+        return TalosConfigSecret(value, False, None, config_fingerprint(value, image_ids))
     secret = cluster_config_secret(
         cluster_config(settings.node_groups, node_labels, image_ids, user_data_by_pool, subnet_pin)
     )
     return TalosConfigSecret(
-        CLUSTER_CONFIG_KEY,
         secret.value,
         secret.as_file,
         secret.config,

@@ -52,7 +52,6 @@ from core import autoscaler_values as values  # noqa: E402
 from core.config import (  # noqa: E402
     WRITE_TIMEOUT_MAX_MINUTES,
     WRITE_TIMEOUT_MINUTES,
-    StackConfig,
     load_stack_file,
     parse_stack_config,
 )
@@ -61,8 +60,8 @@ from core.image_builder.api import ACTION_POLL, REQUEST_TIMEOUT, ApiClient  # no
 from core.image_builder.builder_resources import STALE_AFTER  # noqa: E402
 from core.image_builder.pipeline import BuildRequest, Limits, build_image  # noqa: E402
 from core.image_builder.schematic import schematic_id_for  # noqa: E402
+from core.plan import StackPlan, plan_stack  # noqa: E402
 from core.render import render_stack  # noqa: E402
-from core.talos_config import render_worker_configs  # noqa: E402
 from core.waits import format_seconds, looks_within  # noqa: E402
 
 MIB = 1024 * 1024
@@ -84,19 +83,17 @@ def bench_render(stacks: list[str]) -> None:
         print(f"  {stack:<6} {seconds * 1000:8.1f} ms")
 
 
-def workers_of(sections: dict[str, Any], token: Any) -> tuple[StackConfig, dict[str, str]]:
-    """The validated stack and each pool's user data, as the program renders them."""
-    config = parse_stack_config(sections, token, REPO, require_token=False)
-    workers = render_worker_configs(config, config.network.subnet)
-    return config, {pool: worker.user_data.text for pool, worker in workers.items()}
+def plan_of(sections: dict[str, Any], token: Any) -> StackPlan:
+    """The stack's plan, as the program makes it."""
+    return plan_stack(parse_stack_config(sections, token, REPO, require_token=False))
 
 
 def bench_sizes(stacks: list[str]) -> None:
     print("\nuser data per pool (Hetzner limit 32768 bytes)")
     for stack in stacks:
-        _, user_data = workers_of(*load_stack_file(REPO, stack))
-        for pool, text in user_data.items():
-            print(f"  {stack:<6} {pool:<16} {len(text.encode()):>6} bytes")
+        plan = plan_of(*load_stack_file(REPO, stack))
+        for pool, config in plan.worker_configs(plan.network.subnet).items():
+            print(f"  {stack:<6} {pool:<16} {config.user_data.size:>6} bytes")
 
     print("\ncluster config by number of pools like the dev stack's")
     print(
@@ -112,12 +109,13 @@ def bench_sizes(stacks: list[str]) -> None:
         grown["autoscaler"]["nodeGroups"] = [
             {**template, "name": f"{template['name']}-{index}"} for index in range(pools)
         ]
-        config, user_data = workers_of(grown, token)
-        image_ids: dict[Architecture, str] = {arch: "123456789" for arch in config.architectures}
+        plan = plan_of(grown, token)
+        subnet = plan.network.subnet
+        image_ids: dict[Architecture, str] = {
+            snapshot.architecture: "123456789" for snapshot in plan.image.snapshots
+        }
         try:
-            secret = values.talos_config_secret(
-                config.autoscaler, config.talos.node_labels, image_ids, user_data
-            )
+            secret = plan.talos_config(plan.worker_configs(subnet), image_ids, subnet)
             value, as_file = secret.value, secret.as_file
         except ValueError:
             print(f"  {pools:>4} pools: refused (above the Secret limit)")
