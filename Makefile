@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STACK ?= dev
 
-.PHONY: test setup lint unit render bench system-deps clean oracles oracles-toolchain e2e e2e-toolchain
+.PHONY: test setup lint fmt unit render bench system-deps clean oracles oracles-toolchain e2e e2e-toolchain
 
 test: setup lint unit
 
@@ -17,6 +17,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+
+# Fix what ruff can fix and format the code the way `make lint` checks it.
+fmt: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 render: setup
 	$(PY) -m components render --stack $(STACK)

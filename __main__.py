@@ -1,212 +1,57 @@
-"""hcloud-talos-autoscaler: autoscaled Hetzner Cloud nodes for a Talos cluster.
+"""hcloud-talos-autoscaler: the stack's plan (``core.plan``, the one ``render`` prints), then
+each component from the plan and the outputs before it (README, "Architecture"). Bad input
+stops the program before anything is registered."""
 
-Reads and validates the stack config (nothing is created from an invalid
-stack), builds the components, wires them by outputs and exports what other
-stacks consume. Bad input stops the program with a ``pulumi.RunError``: the
-engine prints its message (the same as ``render`` prints) and no traceback.
-"""
-
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pulumi
 
-from components import autoscaler_values as values
 from components.autoscaled_servers import AutoscaledServers, AutoscaledServersArgs
 from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
-from components.autoscaler_values import DEPLOYMENT_NAME
-from components.config import reveal
-from components.engine_config import read_hcloud_endpoint, read_stack_config
-from components.errors import InputError
-from components.image_builder.schematic import schematic_id_for
-from components.network import PrivateNetwork, PrivateNetworkArgs
+from components.autoscaler_config import AutoscalerConfig
+from components.engine_config import read_stack_plan
+from components.network import PrivateNetwork
 from components.provider_id import ProviderIdSetter, ProviderIdSetterArgs
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
-from components.smoke_test import SmokeTest, SmokeTestArgs, watch_nodes_command
-from components.stack_warnings import stack_warnings
-from components.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
+from components.smoke_test import SmokeTest, SmokeTestArgs
 from components.talos_image import TalosImage, TalosImageArgs
-from components.verify import verification_commands
+from core import resources as names
 
-Result = TypeVar("Result")
+plan = read_stack_plan(Path(__file__).parent)
+network = PrivateNetwork(names.NETWORK.name, plan.network)
+images = TalosImage(names.TALOS_IMAGE.name, TalosImageArgs.from_plan(plan))
+config = AutoscalerConfig(plan, subnet=network.subnet_ip_range, image_ids=images.image_ids)
+secrets_args = AutoscalerSecretsArgs.from_plan(plan, config.talos_config_value)
+secrets = AutoscalerSecrets(names.AUTOSCALER_SECRETS.name, secrets_args)
+# Destroy follows the dependencies: the autoscaler goes first, then each pool's servers
+# (their records depend on the network), then the network and its subnets.
+servers_args = AutoscaledServersArgs.from_plan(plan, network.network_id, secrets.namespace)
+after_network = pulumi.ResourceOptions(depends_on=[network])
+servers = AutoscaledServers(names.AUTOSCALED_SERVERS.name, servers_args, after_network)
+values = config.chart_values(network.network_name, secrets)
+autoscaler_args = ClusterAutoscalerArgs(plan.autoscaler, secrets.namespace, values)
+after_inputs = pulumi.ResourceOptions(depends_on=[secrets, images, servers])
+autoscaler = ClusterAutoscaler(names.CLUSTER_AUTOSCALER.name, autoscaler_args, after_inputs)
+if plan.provider_id_setter:
+    ProviderIdSetter(names.PROVIDER_ID_SETTER.name, ProviderIdSetterArgs.from_secrets(secrets))
+if plan.smoke_test is not None:
+    smoke_test_args = SmokeTestArgs.from_plan(plan.smoke_test, secrets.namespace)
+    after_autoscaler = pulumi.ResourceOptions(depends_on=[autoscaler])
+    SmokeTest(names.SMOKE_TEST.name, smoke_test_args, after_autoscaler)
 
-
-def stops_cleanly(function: Callable[..., Result]) -> Callable[..., Result]:
-    """Bad input found while outputs resolve stops the program like bad input found first."""
-
-    def checked(*args: Any) -> Result:
-        try:
-            return function(*args)
-        except InputError as error:
-            raise pulumi.RunError(str(error)) from None
-
-    return checked
-
-
-try:
-    stack, warnings = read_stack_config(Path(__file__).parent)
-    schematic_id = stack.talos.schematic_id or schematic_id_for(stack.talos.extensions)
-    # Validate the worker configs and the autoscaler image before any resource is
-    # registered; the wired configs below are built again from the network's output.
-    checked_configs = render_worker_configs(stack, stack.network.subnet)
-    autoscaler_image = stack.autoscaler_image
-except InputError as error:
-    raise pulumi.RunError(str(error)) from None
-for warning in warnings:
-    pulumi.log.warn(warning)
-
-for warning in stack_warnings(stack, checked_configs):
-    pulumi.log.warn(warning)
-
-hcloud_token = pulumi.Output.secret(reveal(stack.hcloud_token))
-autoscaler_token = pulumi.Output.secret(reveal(stack.autoscaler_token))
-settings = stack.autoscaler
-legacy = settings.config_format == "legacy"
-
-network = PrivateNetwork("network", PrivateNetworkArgs.from_stack(stack))
-images = TalosImage(
-    "talos-image",
-    TalosImageArgs.from_stack(stack, schematic_id, hcloud_token, read_hcloud_endpoint()),
-)
-
-worker_configs: pulumi.Output[dict[str, WorkerConfig]] = pulumi.Output.secret(
-    network.subnet_ip_range.apply(
-        stops_cleanly(lambda subnet: render_worker_configs(stack, subnet))
-    )
-)
-
-
-secret_content = pulumi.Output.all(worker_configs, images.image_ids, network.subnet_ip_range).apply(
-    stops_cleanly(
-        lambda resolved: values.talos_config_secret_value(
-            settings,
-            stack.talos.node_labels,
-            resolved[1],
-            {pool: config.user_data.text for pool, config in resolved[0].items()},
-            values.pinned_subnet(stack.network.existing, resolved[2], autoscaler_image),
-        )
-    )
-)
-secrets = AutoscalerSecrets(
-    "autoscaler-secrets",
-    AutoscalerSecretsArgs(
-        namespace=settings.namespace,
-        hcloud_token=autoscaler_token,
-        talos_config_key=values.LEGACY_CLOUD_INIT_KEY if legacy else values.CLUSTER_CONFIG_KEY,
-        talos_config_value=pulumi.Output.secret(secret_content.apply(lambda content: content[0])),
-        retain_namespace=settings.deploy == "package",
-    ),
-)
-
-# A fingerprint of everything the autoscaler hands to new servers: changing the
-# Talos config or an image rolls the autoscaler pods.
-config_hash = pulumi.Output.unsecret(
-    pulumi.Output.all(secret_content, images.image_ids).apply(
-        lambda resolved: values.config_fingerprint(resolved[0][0], resolved[1])
-    )
-)
-chart_values = pulumi.Output.all(
-    network=network.network_name,
-    image_ids=images.image_ids,
-    credentials=secrets.credentials_secret_name,
-    talos_config=secrets.talos_config_secret_name,
-    as_file=pulumi.Output.unsecret(secret_content.apply(lambda content: content[1])),
-    config_hash=config_hash,
-).apply(
-    stops_cleanly(
-        lambda resolved: values.autoscaler_values(
-            values.ValuesInputs(
-                settings=settings,
-                image=autoscaler_image,
-                network_name=resolved["network"],
-                image_ids=resolved["image_ids"],
-                credentials_secret=resolved["credentials"],
-                talos_config_secret=resolved["talos_config"],
-                config_hash=resolved["config_hash"],
-                cluster_config_as_file=resolved["as_file"],
-            )
-        )
-    )
-)
-pools = [group.name for group in settings.node_groups]
-# Destroy order by dependencies: the autoscaler goes first (it depends on the servers'
-# records), then each pool's servers are deleted (their records depend on the network),
-# then the network and its subnets.
-servers = AutoscaledServers(
-    "autoscaled-servers",
-    AutoscaledServersArgs(
-        pools=pools,
-        network_id=network.network_id,
-        namespace=secrets.namespace,
-        keep_servers=settings.keep_servers_on_destroy,
-        hcloud_token=hcloud_token,
-    ),
-    pulumi.ResourceOptions(depends_on=[network]),
-)
-autoscaler = ClusterAutoscaler(
-    "autoscaler",
-    ClusterAutoscalerArgs(
-        deploy=settings.deploy,
-        namespace=secrets.namespace,
-        values=chart_values,
-        chart_version=settings.chart_version or values.DEFAULT_CHART_VERSION,
-    ),
-    pulumi.ResourceOptions(depends_on=[secrets, images, servers]),
-)
-
-if settings.provider_id == "setter":
-    ProviderIdSetter(
-        "provider-id-setter",
-        ProviderIdSetterArgs(
-            namespace=secrets.namespace,
-            credentials_secret=secrets.credentials_secret_name,
-            credentials_key=secrets.credentials_secret_key,
-        ),
-    )
-
-if settings.smoke_test is not None:
-    SmokeTest(
-        "smoke-test",
-        SmokeTestArgs(
-            namespace=secrets.namespace,
-            replicas=settings.smoke_test.replicas,
-            pools=[] if legacy else pools,
-            taints=[taint for group in settings.node_groups for taint in group.taints],
-        ),
-        pulumi.ResourceOptions(depends_on=[autoscaler]),
-    )
-    pulumi.export("smokeTestWatch", watch_nodes_command(pools))
-
-pulumi.export("networkId", network.network_id)
-pulumi.export("networkName", network.network_name)
-pulumi.export("networkZone", network.network_zone)
-pulumi.export("subnetIpRange", network.subnet_ip_range)
-pulumi.export("imageIds", images.image_ids)
-pulumi.export("autoscalerNamespace", secrets.namespace)
-pulumi.export("nodeGroups", [values.autoscaling_group(group) for group in settings.node_groups])
-pulumi.export(
-    "credentialsSecret",
-    {
-        "namespace": secrets.namespace,
-        "name": secrets.credentials_secret_name,
-        "key": secrets.credentials_secret_key,
-    },
-)
-pulumi.export(
-    "talosConfigSecret",
-    {
-        "namespace": secrets.namespace,
-        "name": secrets.talos_config_secret_name,
-        "key": secrets.talos_config_secret_key,
-    },
-)
-pulumi.export(
-    "workerConfigSha256", pulumi.Output.unsecret(worker_configs.apply(worker_configs_sha256))
-)
-pulumi.export("autoscalerRelease", autoscaler.release_name)
-pulumi.export("autoscalerLogsTarget", autoscaler.logs_target)
-for name, command in verification_commands(
-    settings.namespace, f"deployment/{DEPLOYMENT_NAME}", pools
-).items():
-    pulumi.export(name, command)
+outputs = {
+    "networkId": network.network_id,
+    "networkName": network.network_name,
+    "networkZone": network.network_zone,
+    "subnetIpRange": network.subnet_ip_range,
+    "imageIds": images.image_ids,
+    "autoscalerNamespace": secrets.namespace,
+    "credentialsSecret": secrets.credentials_reference,
+    "talosConfigSecret": secrets.talos_config_reference,
+    "workerConfigSha256": config.worker_configs_sha256,
+    "autoscalerRelease": autoscaler.release_name,
+    "autoscalerLogsTarget": autoscaler.logs_target,
+    **plan.outputs,  # nodeGroups, kubectl* commands, smokeTestWatch
+}
+for name, value in outputs.items():
+    pulumi.export(name, value)

@@ -14,19 +14,25 @@ from dataclasses import dataclass
 import pulumi
 
 from components.server_sweep.provider import PoolServers
+from core import resources
+from core.plan import ServersPlan, StackPlan
 
 
 @dataclass(frozen=True)
 class AutoscaledServersArgs:
-    pools: list[str]
+    plan: ServersPlan
     #: Wired from ``PrivateNetwork``: only servers attached to it are deleted.
     network_id: pulumi.Input[str]
     #: Where the autoscaler runs: the sweep waits until none of its pods manages the pool.
     namespace: pulumi.Input[str]
-    #: ``autoscaler.keepServersOnDestroy``: record only, delete nothing.
-    keep_servers: bool
     #: ``hcloud:token``, stored as a secret for a destroy run without the stack's config.
     hcloud_token: pulumi.Input[str]
+
+    @classmethod
+    def from_plan(
+        cls, plan: StackPlan, network_id: pulumi.Input[str], namespace: pulumi.Input[str]
+    ) -> AutoscaledServersArgs:
+        return cls(plan.servers, network_id, namespace, plan.hcloud_token)
 
 
 class AutoscaledServers(pulumi.ComponentResource):
@@ -35,16 +41,16 @@ class AutoscaledServers(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: AutoscaledServersArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("hcloud-talos-autoscaler:index:AutoscaledServers", name, None, opts)
+        super().__init__(resources.AUTOSCALED_SERVERS.type, name, None, opts)
         token = pulumi.Output.secret(args.hcloud_token)
-        for pool in args.pools:
+        for pool in args.plan.pools:
             PoolServers(
-                f"{name}-{pool}",
+                resources.pool_record(pool).name(name),
                 {
                     "pool": pool,
                     "network_id": args.network_id,
                     "namespace": args.namespace,
-                    "keep_servers": args.keep_servers,
+                    "keep_servers": args.plan.keep_servers,
                     "hcloud_token": token,
                 },
                 pulumi.ResourceOptions(parent=self),

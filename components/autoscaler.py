@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.autoscaler_values import (
+from core import resources
+from core.autoscaler_values import (
     CHART_NAME,
     CHART_REPOSITORY,
-    DEPLOYMENT_NAME,
     PACKAGE_NAME,
     RELEASE_NAME,
     helm_values,
     package_manifest,
 )
+from core.plan import AutoscalerPlan
 
 
 @dataclass(frozen=True)
 class ClusterAutoscalerArgs:
-    deploy: Literal["package", "helm"]
+    plan: AutoscalerPlan
+    #: Wired from ``AutoscalerSecrets`` (Helm installs the release there).
     namespace: pulumi.Input[str]
-    #: Chart values from ``autoscaler_values.autoscaler_values`` (resolved from other outputs).
+    #: Chart values (``AutoscalerConfig.chart_values``, resolved from other outputs).
     values: pulumi.Input[dict[str, Any]]
-    chart_version: str
 
 
 class ClusterAutoscaler(pulumi.ComponentResource):
@@ -37,13 +38,13 @@ class ClusterAutoscaler(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("hcloud-talos-autoscaler:index:ClusterAutoscaler", name, None, opts)
+        super().__init__(resources.CLUSTER_AUTOSCALER.type, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         values = pulumi.Output.from_input(args.values)
-        if args.deploy == "package":
+        if args.plan.deploy == "package":
             manifest = values.apply(package_manifest)
             package = k8s.apiextensions.CustomResource(
-                f"{name}-package",
+                resources.PACKAGE.name(name),
                 api_version="cozystack.io/v1alpha1",
                 kind="Package",
                 metadata={"name": PACKAGE_NAME},
@@ -53,15 +54,15 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             self.release_name = package.urn.apply(lambda _urn: PACKAGE_NAME)
         else:
             release = k8s.helm.v3.Release(
-                f"{name}-release",
+                resources.HELM_RELEASE.name(name),
                 name=RELEASE_NAME,
                 chart=CHART_NAME,
-                version=args.chart_version,
+                version=args.plan.chart_version,
                 repository_opts={"repo": CHART_REPOSITORY},
                 namespace=args.namespace,
                 values=values.apply(helm_values),
                 opts=child,
             )
             self.release_name = release.name.apply(lambda value: value or RELEASE_NAME)
-        self.logs_target = pulumi.Output.from_input(f"deployment/{DEPLOYMENT_NAME}")
+        self.logs_target = pulumi.Output.from_input(args.plan.logs_target)
         self.register_outputs({"releaseName": self.release_name, "logsTarget": self.logs_target})

@@ -1,60 +1,56 @@
-"""Reads the stack configuration from the Pulumi engine (``pulumi up``/``preview``)."""
+"""The stack's plan, from the config the Pulumi engine hands the program.
+
+Also the one place where the program meets bad input: an ``InputError`` found while the
+config is read, or later while outputs resolve (``stops_cleanly``), becomes a
+``pulumi.RunError``, whose message the engine prints as it is (the same lines ``render``
+prints) without a traceback; nothing is registered after it.
+"""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from components.config import (
-    StackConfig,
-    parse_stack_config,
-    plaintext_secret_warnings,
-    sections_from_flat_config,
-    server_type_warnings,
-)
-from components.hetzner import Catalogue
-from components.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
-from components.image_builder.api import DEFAULT_ENDPOINT, api_endpoint
+from core.config.parse import hcloud_endpoint, read_engine_config
+from core.errors import InputError
+from core.plan import StackPlan, plan_stack
+
+Parameters = ParamSpec("Parameters")
+Result = TypeVar("Result")
 
 
-def read_stack_config(project_dir: Path) -> tuple[StackConfig, list[str]]:
-    """Validate the running stack's config and say what deserves a warning.
+def stops_cleanly(function: Callable[Parameters, Result]) -> Callable[Parameters, Result]:
+    """``function``, with bad input turned into the engine's clean stop."""
 
-    Raises ConfigError before any resource exists. All keys are read (not only
-    the known ones) so that a typo such as ``hcloud-talos-autoscaler:netwrok``
-    is reported instead of ignored. In a preview with a token the server types
-    are checked against the project's live list from the Hetzner API.
-    """
-    flat: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    sections, token = sections_from_flat_config(flat)
-    if token is None:
-        token = os.environ.get("HCLOUD_TOKEN")
-    warnings: list[str] = []
-    catalogue: Catalogue | None = None
-    if pulumi.runtime.is_dry_run() and isinstance(token, str) and token:
-        endpoint = read_hcloud_endpoint() or DEFAULT_ENDPOINT
+    def checked(*args: Parameters.args, **kwargs: Parameters.kwargs) -> Result:
         try:
-            catalogue = fetch_catalogue(token, endpoint)
-        except CatalogueUnavailable as error:
-            warnings.append(
-                f"could not read the server types from the Hetzner API at {endpoint} ({error}); "
-                "checked against the built-in table only"
-            )
-    stack = parse_stack_config(sections, token, project_dir, catalogue=catalogue)
-    from_environment = "hcloud:token" not in flat  # HCLOUD_TOKEN is in no file
+            return function(*args, **kwargs)
+        except InputError as error:
+            raise pulumi.RunError(str(error)) from None
 
-    def is_encrypted(key: str) -> bool:
-        return runtime_config.is_config_secret(key) or (key == "hcloud:token" and from_environment)
-
-    warnings += plaintext_secret_warnings(stack, is_encrypted, f"Pulumi.{pulumi.get_stack()}.yaml")
-    warnings += server_type_warnings(stack, catalogue)
-    return stack, warnings
+    return checked
 
 
-def read_hcloud_endpoint() -> str | None:
-    """The Hetzner API URL the hcloud provider uses: ``hcloud:endpoint`` or ``HCLOUD_ENDPOINT``."""
-    return api_endpoint(runtime_config.get_config("hcloud:endpoint"))
+def read_stack_plan(project_dir: Path) -> StackPlan:
+    """The running stack's plan; its warnings are logged. Stops on bad input."""
+    flat = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+
+    @stops_cleanly
+    def read() -> StackPlan:
+        stack, warnings = read_engine_config(
+            flat,
+            runtime_config.is_config_secret,
+            preview=pulumi.runtime.is_dry_run(),
+            stack_name=pulumi.get_stack(),
+            project_dir=project_dir,
+        )
+        return plan_stack(stack, warnings, hcloud_endpoint=hcloud_endpoint(flat))
+
+    plan = read()
+    for warning in plan.warnings:
+        pulumi.log.warn(warning)
+    return plan

@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass, field
-
 import pulumi
 import pulumi_hcloud as hcloud
 
-from components.config import PROJECT, ConfigError, Problem, StackConfig
-
-
-@dataclass(frozen=True)
-class PrivateNetworkArgs:
-    """What the network component needs from the stack config."""
-
-    name: str
-    ip_range: str
-    subnet: str
-    network_zone: str
-    existing: str | None = None
-    vswitch_id: int | None = None
-    vswitch_subnet: str | None = None
-    labels: dict[str, str] = field(default_factory=lambda: {"managed-by": PROJECT})
-
-    @classmethod
-    def from_stack(cls, stack: StackConfig) -> PrivateNetworkArgs:
-        network = stack.network
-        return cls(
-            name=network.name,
-            ip_range=network.ip_range,
-            subnet=network.subnet,
-            network_zone=stack.network_zone,
-            existing=network.existing,
-            vswitch_id=network.vswitch_id,
-            vswitch_subnet=network.vswitch_subnet,
-        )
+from components.engine_config import stops_cleanly
+from core import resources
+from core.plan import NetworkPlan
 
 
 class PrivateNetwork(pulumi.ComponentResource):
@@ -52,14 +24,14 @@ class PrivateNetwork(pulumi.ComponentResource):
     network_zone: pulumi.Output[str]
 
     def __init__(
-        self, name: str, args: PrivateNetworkArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: NetworkPlan, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("hcloud-talos-autoscaler:index:PrivateNetwork", name, None, opts)
+        super().__init__(resources.NETWORK.type, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         if args.existing is None:
             network = hcloud.Network(
-                f"{name}-network",
+                resources.HCLOUD_NETWORK.name(name),
                 name=args.name,
                 ip_range=args.ip_range,
                 labels=args.labels,
@@ -70,7 +42,7 @@ class PrivateNetwork(pulumi.ComponentResource):
             self.network_name = network.name
             self.ip_range = network.ip_range
             subnet = hcloud.NetworkSubnet(
-                f"{name}-subnet",
+                resources.CLOUD_SUBNET.name(name),
                 network_id=network_id.apply(int),
                 type="cloud",
                 network_zone=args.network_zone,
@@ -89,13 +61,11 @@ class PrivateNetwork(pulumi.ComponentResource):
             network_id = found.id.apply(str)
             self.network_name = found.name
             self.ip_range = found.ip_range
-            self.subnet_ip_range = found.ip_range.apply(
-                lambda ip_range: _existing_subnet(args.existing or "", ip_range, args.subnet)
-            )
+            self.subnet_ip_range = found.ip_range.apply(stops_cleanly(args.existing_subnet))
 
         if args.vswitch_id is not None:
             hcloud.NetworkSubnet(
-                f"{name}-vswitch-subnet",
+                resources.VSWITCH_SUBNET.name(name),
                 network_id=network_id.apply(int),
                 type="vswitch",
                 vswitch_id=args.vswitch_id,
@@ -115,24 +85,3 @@ class PrivateNetwork(pulumi.ComponentResource):
                 "networkZone": self.network_zone,
             }
         )
-
-
-def _existing_subnet(existing: str, ip_range: str, subnet: str) -> str:
-    """The configured subnet, checked against the range of the reused network."""
-    inner, network = ipaddress.ip_network(subnet), ipaddress.ip_network(ip_range)
-    if inner.version != network.version or not inner.subnet_of(network):  # type: ignore[arg-type]
-        raise pulumi.RunError(
-            str(
-                ConfigError(
-                    [
-                        Problem(
-                            "network.subnet",
-                            f"{subnet} is not inside the range {ip_range} of the existing "
-                            f"network {existing!r}; set network.subnet to that network's cloud "
-                            "subnet",
-                        )
-                    ]
-                )
-            )
-        )
-    return subnet

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-CREDENTIALS_SECRET = "hetzner-credentials"
-CREDENTIALS_KEY = "token"
-TALOS_CONFIG_SECRET = "talos-config"
+from core import resources
+from core.autoscaler_values import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
+from core.plan import StackPlan
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,18 @@ class AutoscalerSecretsArgs:
     #: Cozystack's operator also manages the namespace; keep it when this stack is destroyed.
     retain_namespace: bool = True
 
+    @classmethod
+    def from_plan(
+        cls, plan: StackPlan, talos_config_value: pulumi.Input[str]
+    ) -> AutoscalerSecretsArgs:
+        return cls(
+            namespace=plan.secrets.namespace,
+            hcloud_token=plan.autoscaler_token,
+            talos_config_key=plan.secrets.talos_config_key,
+            talos_config_value=talos_config_value,
+            retain_namespace=plan.secrets.retain_namespace,
+        )
+
 
 class AutoscalerSecrets(pulumi.ComponentResource):
     """Namespace + ``hetzner-credentials`` + ``talos-config`` Secrets.
@@ -39,26 +51,29 @@ class AutoscalerSecrets(pulumi.ComponentResource):
     credentials_secret_key: pulumi.Output[str]
     talos_config_secret_name: pulumi.Output[str]
     talos_config_secret_key: pulumi.Output[str]
+    #: ``{namespace, name, key}`` of each Secret (the ``*Secret`` stack outputs).
+    credentials_reference: pulumi.Output[dict[str, str]]
+    talos_config_reference: pulumi.Output[dict[str, str]]
 
     def __init__(
         self, name: str, args: AutoscalerSecretsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("hcloud-talos-autoscaler:index:AutoscalerSecrets", name, None, opts)
+        super().__init__(resources.AUTOSCALER_SECRETS.type, name, None, opts)
         namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
+            resources.NAMESPACE.name(name),
             metadata={"name": args.namespace},
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_namespace),
         )
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         credentials = k8s.core.v1.Secret(
-            f"{name}-credentials",
+            resources.CREDENTIALS_SECRET.name(name),
             metadata={"name": CREDENTIALS_SECRET, "namespace": namespace.metadata["name"]},
             type="Opaque",
             string_data={CREDENTIALS_KEY: pulumi.Output.secret(args.hcloud_token)},
             opts=in_namespace,
         )
         talos_config = k8s.core.v1.Secret(
-            f"{name}-talos-config",
+            resources.TALOS_CONFIG_SECRET.name(name),
             metadata={"name": TALOS_CONFIG_SECRET, "namespace": namespace.metadata["name"]},
             type="Opaque",
             string_data={args.talos_config_key: pulumi.Output.secret(args.talos_config_value)},
@@ -69,6 +84,16 @@ class AutoscalerSecrets(pulumi.ComponentResource):
         self.credentials_secret_key = pulumi.Output.from_input(CREDENTIALS_KEY)
         self.talos_config_secret_name = talos_config.metadata["name"]
         self.talos_config_secret_key = pulumi.Output.from_input(args.talos_config_key)
+        self.credentials_reference = pulumi.Output.all(
+            namespace=self.namespace,
+            name=self.credentials_secret_name,
+            key=self.credentials_secret_key,
+        )
+        self.talos_config_reference = pulumi.Output.all(
+            namespace=self.namespace,
+            name=self.talos_config_secret_name,
+            key=self.talos_config_secret_key,
+        )
         self.register_outputs(
             {
                 "namespace": self.namespace,

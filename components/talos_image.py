@@ -6,30 +6,18 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.config import WRITE_TIMEOUT_MINUTES, StackConfig
-from components.hetzner import Architecture, architecture_of
-from components.image_builder import builder_resources
-from components.image_builder.api import DEFAULT_ENDPOINT
 from components.image_builder.provider import TalosSnapshot
+from core import resources
+from core.image_builder import builder_resources
+from core.plan import ImagePlan, StackPlan
 
 
 @dataclass(frozen=True)
 class TalosImageArgs:
-    talos_version: str
-    schematic_id: str
-    architectures: list[Architecture]
-    location: str
-    builder_server_types: dict[Architecture, str]
-    factory_url: str
+    plan: ImagePlan
+    #: Stored (as a secret) in each snapshot's state, for a destroy without the stack config.
     hcloud_token: pulumi.Input[str]
-    #: Registered with the factory before the build when the schematic comes from them.
-    extensions: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    #: The pools' server types: the snapshot's disk must fit each of them.
-    must_fit_server_types: list[str] = field(default_factory=list)
-    hcloud_endpoint: str = DEFAULT_ENDPOINT
-    #: Minutes the download and write of the image may take.
-    write_timeout: int = WRITE_TIMEOUT_MINUTES
+    hcloud_endpoint: str
     #: Whose builders these are (``<project>.<stack>``): each build removes stale ones of it.
     builder_scope: str = field(
         default_factory=lambda: builder_resources.builder_scope(
@@ -38,29 +26,8 @@ class TalosImageArgs:
     )
 
     @classmethod
-    def from_stack(
-        cls,
-        stack: StackConfig,
-        schematic_id: str,
-        hcloud_token: pulumi.Input[str],
-        hcloud_endpoint: str | None,
-    ) -> TalosImageArgs:
-        return cls(
-            talos_version=stack.talos.version,
-            schematic_id=schematic_id,
-            extensions=[] if stack.talos.schematic_id else list(stack.talos.extensions),
-            architectures=stack.architectures,
-            location=stack.image.location,
-            builder_server_types=dict(stack.image.builder_server_types),
-            factory_url=stack.talos.image_factory_url,
-            labels=dict(stack.image.labels),
-            must_fit_server_types=sorted(
-                {group.instance_type for group in stack.autoscaler.node_groups}
-            ),
-            hcloud_token=hcloud_token,
-            hcloud_endpoint=hcloud_endpoint or DEFAULT_ENDPOINT,
-            write_timeout=stack.image.write_timeout,
-        )
+    def from_plan(cls, plan: StackPlan) -> TalosImageArgs:
+        return cls(plan.image, plan.hcloud_token, plan.hcloud_endpoint)
 
 
 class TalosImage(pulumi.ComponentResource):
@@ -71,33 +38,20 @@ class TalosImage(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: TalosImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("hcloud-talos-autoscaler:index:TalosImage", name, None, opts)
+        super().__init__(resources.TALOS_IMAGE.type, name, None, opts)
         token = pulumi.Output.secret(args.hcloud_token)
         snapshots = {
-            arch: TalosSnapshot(
-                f"{name}-{arch}",
+            snapshot.architecture: TalosSnapshot(
+                resources.snapshot(snapshot.architecture).name(name),
                 {
-                    "talos_version": args.talos_version,
-                    "schematic_id": args.schematic_id,
-                    "extensions": args.extensions,
-                    "architecture": arch,
-                    "location": args.location,
-                    "server_type": args.builder_server_types[arch],
-                    "factory_url": args.factory_url,
-                    "extra_labels": args.labels,
-                    "must_fit_server_types": [
-                        server_type
-                        for server_type in args.must_fit_server_types
-                        if architecture_of(server_type) == arch
-                    ],
+                    **snapshot.properties(),
                     "hcloud_endpoint": args.hcloud_endpoint,
-                    "write_timeout": args.write_timeout,
                     "builder_scope": args.builder_scope,
                     "hcloud_token": token,
                 },
                 pulumi.ResourceOptions(parent=self),
             )
-            for arch in args.architectures
+            for snapshot in args.plan.snapshots
         }
         self.image_ids = pulumi.Output.all(
             **{arch: snapshot.image_id for arch, snapshot in snapshots.items()}

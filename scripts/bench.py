@@ -3,7 +3,9 @@
     make bench                                   # or: .venv/bin/python scripts/bench.py
     .venv/bin/python scripts/bench.py --image-mib 1024
 
-1. The offline render of each shipped stack (best of five runs).
+1. The offline render of each shipped stack (best of five runs), and the program's
+   evaluation with 100 pools under Pulumi's mocks against a bare program with the same
+   imports (each in a fresh interpreter, imports included; best of five).
 2. Sizes against their limits: each pool's user data (Hetzner: 32 KiB) and the
    cluster config (inline env var up to 128 KiB, then a mounted file up to the
    1 MiB Secret limit) as the number of pools like the dev stack's grows.
@@ -23,6 +25,8 @@ import copy
 import functools
 import hashlib
 import itertools
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +35,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
@@ -38,25 +44,25 @@ from image_builder.stand_ins import (  # noqa: E402
     HetznerEmulator,
     ImageFactory,
     RescueSshd,
+    blank_disk,
     generated_raw_image,
 )
 
-from components import autoscaler_values as values  # noqa: E402
-from components.config import (  # noqa: E402
+from core import autoscaler_values as values  # noqa: E402
+from core.config import (  # noqa: E402
     WRITE_TIMEOUT_MAX_MINUTES,
     WRITE_TIMEOUT_MINUTES,
-    StackConfig,
     load_stack_file,
     parse_stack_config,
 )
-from components.hetzner import Architecture  # noqa: E402
-from components.image_builder.api import ACTION_POLL, REQUEST_TIMEOUT, ApiClient  # noqa: E402
-from components.image_builder.builder_resources import STALE_AFTER  # noqa: E402
-from components.image_builder.pipeline import BuildRequest, Limits, build_image  # noqa: E402
-from components.image_builder.schematic import schematic_id_for  # noqa: E402
-from components.image_builder.waits import format_seconds, looks_within  # noqa: E402
-from components.render import render_stack  # noqa: E402
-from components.talos_config import render_worker_configs  # noqa: E402
+from core.hetzner import Architecture  # noqa: E402
+from core.image_builder.api import ACTION_POLL, REQUEST_TIMEOUT, ApiClient  # noqa: E402
+from core.image_builder.builder_resources import STALE_AFTER  # noqa: E402
+from core.image_builder.pipeline import BuildRequest, Limits, build_image  # noqa: E402
+from core.image_builder.schematic import schematic_id_for  # noqa: E402
+from core.plan import StackPlan, plan_stack  # noqa: E402
+from core.render import render_stack  # noqa: E402
+from core.waits import format_seconds, looks_within  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -77,19 +83,17 @@ def bench_render(stacks: list[str]) -> None:
         print(f"  {stack:<6} {seconds * 1000:8.1f} ms")
 
 
-def workers_of(sections: dict[str, Any], token: Any) -> tuple[StackConfig, dict[str, str]]:
-    """The validated stack and each pool's user data, as the program renders them."""
-    config = parse_stack_config(sections, token, REPO, require_token=False)
-    workers = render_worker_configs(config, config.network.subnet)
-    return config, {pool: worker.user_data.text for pool, worker in workers.items()}
+def plan_of(sections: dict[str, Any], token: Any) -> StackPlan:
+    """The stack's plan, as the program makes it."""
+    return plan_stack(parse_stack_config(sections, token, REPO, require_token=False))
 
 
 def bench_sizes(stacks: list[str]) -> None:
     print("\nuser data per pool (Hetzner limit 32768 bytes)")
     for stack in stacks:
-        _, user_data = workers_of(*load_stack_file(REPO, stack))
-        for pool, text in user_data.items():
-            print(f"  {stack:<6} {pool:<16} {len(text.encode()):>6} bytes")
+        plan = plan_of(*load_stack_file(REPO, stack))
+        for pool, config in plan.worker_configs(plan.network.subnet).items():
+            print(f"  {stack:<6} {pool:<16} {config.user_data.size:>6} bytes")
 
     print("\ncluster config by number of pools like the dev stack's")
     print(
@@ -105,17 +109,90 @@ def bench_sizes(stacks: list[str]) -> None:
         grown["autoscaler"]["nodeGroups"] = [
             {**template, "name": f"{template['name']}-{index}"} for index in range(pools)
         ]
-        config, user_data = workers_of(grown, token)
-        image_ids: dict[Architecture, str] = {arch: "123456789" for arch in config.architectures}
+        plan = plan_of(grown, token)
+        subnet = plan.network.subnet
+        image_ids: dict[Architecture, str] = {
+            snapshot.architecture: "123456789" for snapshot in plan.image.snapshots
+        }
         try:
-            value, as_file = values.talos_config_secret_value(
-                config.autoscaler, config.talos.node_labels, image_ids, user_data
-            )
+            secret = plan.talos_config(plan.worker_configs(subnet), image_ids, subnet)
+            value, as_file = secret.value, secret.as_file
         except ValueError:
             print(f"  {pools:>4} pools: refused (above the Secret limit)")
             continue
         where = "mounted file" if as_file else "env var"
         print(f"  {pools:>4} pools: {len(value):>8} bytes as {where}")
+
+
+#: A fresh interpreter that times itself from its first line: imports, Pulumi's mock engine,
+#: then ``__main__.py`` (``program``) or nothing (``bare``, after importing every module the
+#: program imported). argv: mode, config JSON file, modules JSON file, repository.
+PROGRAM_CHILD = """
+import time
+started = time.perf_counter()
+import importlib, json, runpy, sys
+mode, config_file, modules_file, repo = sys.argv[1:5]
+sys.path.insert(0, repo)
+import pulumi
+from pulumi.runtime import config as runtime_config
+if mode == "bare":
+    for name in json.loads(open(modules_file).read()):
+        importlib.import_module(name)
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args):
+        return "1001", {**args.inputs, "image_id": "1001"}
+
+    def call(self, args):
+        return {}
+
+pulumi.runtime.set_mocks(Mocks(), project="hcloud-talos-autoscaler", stack="bench", preview=False)
+flat = json.loads(open(config_file).read())
+runtime_config.set_all_config(flat, ["hcloud:token"])
+
+def program():
+    if mode == "program":
+        runpy.run_path(f"{repo}/__main__.py", run_name="__main__")
+
+pulumi.runtime.test(program)()
+elapsed = time.perf_counter() - started
+if mode == "program":
+    ours = {"pulumi", "pulumi_hcloud", "pulumi_kubernetes", "components", "core", "hcloud",
+            "yaml", "pydantic", "paramiko", "requests"}
+    loaded = sorted(name for name in sys.modules if name.split(".")[0] in ours)
+    open(modules_file, "w").write(json.dumps(loaded))
+print(elapsed)
+"""
+
+
+def bench_program(pools: int = 100, runs: int = 5) -> None:
+    """The program under Pulumi's mocks at ``pools`` pools like the dev stack's, against a
+    bare program with the same imports: what a preview waits for before the engine works."""
+    print(f"\nprogram evaluation at {pools} pools (fresh interpreter, best of {runs})")
+    flat = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
+    autoscaler = flat["hcloud-talos-autoscaler:autoscaler"]
+    template = autoscaler["nodeGroups"][0]
+    autoscaler["nodeGroups"] = [{**template, "name": f"pool-{index}"} for index in range(pools)]
+    flat["hcloud-talos-autoscaler:network"]["subnet"] = "10.100.0.0/16"
+    flat["hcloud:token"] = "bench-token"
+    engine = {key: v if isinstance(v, str) else json.dumps(v) for key, v in flat.items()}
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        config_file, modules_file = Path(scratch) / "config.json", Path(scratch) / "modules.json"
+        config_file.write_text(json.dumps(engine))
+        timings: dict[str, list[float]] = {"program": [], "bare": []}
+        for mode in ["program", "bare"] * runs:  # the first program run lists the modules
+            child = [sys.executable, "-c", PROGRAM_CHILD, mode, str(config_file)]
+            done = subprocess.run(
+                [*child, str(modules_file), str(REPO)],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            timings[mode].append(float(done.stdout.split()[-1]))
+    program, bare = min(timings["program"]), min(timings["bare"])
+    print(f"  program {program:6.2f} s, bare program with the same imports {bare:6.2f} s")
+    print(f"  ratio {program / bare:.2f} (target: at most 1.5)")
 
 
 #: Assumed durations of Hetzner actions (seconds), for counting polls; the emulation
@@ -172,10 +249,7 @@ def bench_image_build(image_mib: int) -> None:
         }
         running.callback(hetzner.stop)
         running.callback(factory.start().stop)
-        disk = Path(scratch) / "disk.img"
-        with disk.open("wb") as handle:
-            for _ in range(image_mib + 1):
-                handle.write(b"\xff" * MIB)
+        disk = blank_disk(Path(scratch) / "disk.img", (image_mib + 1) * MIB)
         client = ApiClient(
             "test-token", hetzner.endpoint, poll=lambda tries: ACTION_POLL(tries) / TIME_SCALE
         )
@@ -258,6 +332,7 @@ def main() -> None:
     parser.add_argument("--stacks", nargs="+", default=["dev", "prod"])
     args = parser.parse_args()
     bench_render(args.stacks)
+    bench_program()
     bench_sizes(args.stacks)
     bench_image_build(args.image_mib)
     bench_bounds()

@@ -24,6 +24,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from google.protobuf import json_format
 from image_builder.stand_ins import HetznerEmulator
 from kubernetes_stand_in import KubernetesApiStandIn
@@ -84,6 +85,25 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         if inside and not config.getoption(name):
             return True
     return None
+
+
+def shipped_config(stack: str, token: str | None = "test-token") -> dict[str, Any]:
+    """The config of the shipped ``Pulumi.<stack>.yaml`` (a fresh copy), and a token as
+    `pulumi config set --secret hcloud:token` adds it (None: no token)."""
+    config: dict[str, Any] = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return config if token is None else {**config, "hcloud:token": token}
+
+
+def set_path(target: Any, keys: list[str], value: Any) -> None:
+    """Set ``value`` at ``keys`` below ``target`` (list indexes as digits, missing maps made);
+    None deletes the key."""
+    *parents, last = keys
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target.setdefault(part, {})
+    if value is None:
+        del target[last]
+    else:
+        target[last] = value
 
 
 @dataclass
@@ -261,6 +281,10 @@ class MockRuntime:
         assert len(found) == 1, f"expected one {type_}, got {[r.name for r in found]}"
         return found[0]
 
+    def named(self, name: str) -> Registered:
+        (found,) = [resource for resource in self.resources if resource.name == name]
+        return found
+
     def parent_of(self, resource: Registered) -> Registered:
         for candidate in self.resources:
             if candidate.urn == resource.parent:
@@ -282,9 +306,8 @@ def pulumi_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
 @pytest.fixture
 def hetzner_api(tmp_path: Path) -> Iterator[HetznerEmulator]:
     """The Hetzner Cloud API emulator alone (no rescue system), token ``test-token``."""
-    emulator = HetznerEmulator(tmp_path / "authorized_keys").start()
-    yield emulator
-    emulator.stop()
+    with HetznerEmulator(tmp_path / "authorized_keys") as emulator:
+        yield emulator
 
 
 @pytest.fixture
@@ -302,9 +325,8 @@ def pulumi_preview(
 @pytest.fixture
 def kubernetes_api(tmp_path: Path) -> Iterator[KubernetesApiStandIn]:
     """The Kubernetes API stand-in, its ServiceAccount token and CA in one folder."""
-    stand_in = KubernetesApiStandIn(tmp_path / "serviceaccount").start()
-    yield stand_in
-    stand_in.stop()
+    with KubernetesApiStandIn(tmp_path / "serviceaccount") as stand_in:
+        yield stand_in
 
 
 def _mocked_runtime(monkeypatch: pytest.MonkeyPatch, *, preview: bool) -> Iterator[MockRuntime]:

@@ -23,9 +23,9 @@ import json
 import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
@@ -33,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from loopback import Answer, LoopbackServer, answering
 
 MERGE_PATCH = "application/merge-patch+json"
 PROVIDER_ID_FORBIDDEN = 'node updates may not change providerID except from "" to valid'
@@ -49,7 +50,7 @@ class KubernetesState:
     failures: list[int] = field(default_factory=list)
 
 
-class KubernetesApiStandIn:
+class KubernetesApiStandIn(LoopbackServer):
     """Start with ``start()``; point a client at ``url`` with ``service_account_dir``."""
 
     def __init__(self, directory: Path, token: str = "service-account-token") -> None:
@@ -68,11 +69,7 @@ class KubernetesApiStandIn:
         context.load_cert_chain(directory / "ca.crt", directory / "tls.key")
         context.verify_mode = ssl.CERT_OPTIONAL  # a client certificate is one way to log in
         context.load_verify_locations(directory / "client-ca.crt")
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(answering(self._answer, ("GET", "PATCH", "DELETE")), tls=context)
         self._lock = threading.Lock()
         self._uids = itertools.count(1)
         self._versions = itertools.count(100)
@@ -82,20 +79,8 @@ class KubernetesApiStandIn:
         return "127.0.0.1"
 
     @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
     def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.base_url
 
     # ---- state helpers -------------------------------------------------------------
     def add_node(
@@ -208,46 +193,21 @@ class KubernetesApiStandIn:
         return sum(1 for each, _ in self.state.requests if each == method)
 
     # ---- HTTP ----------------------------------------------------------------------
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                return
-
-            def do_GET(self) -> None:
-                self._dispatch("GET")
-
-            def do_PATCH(self) -> None:
-                self._dispatch("PATCH")
-
-            def do_DELETE(self) -> None:
-                self._dispatch("DELETE")
-
-            def _dispatch(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-                # The TLS layer verified a client certificate against the client CA.
-                certificate = self.connection.getpeercert()
-                with stand_in._lock:
-                    stand_in.state.requests.append((method, self.path))
-                    status, payload = stand_in._route(
-                        method,
-                        self.path,
-                        token,
-                        raw,
-                        self.headers.get("Content-Type") or "",
-                        has_certificate=bool(certificate),
-                    )
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
+    def _answer(self, request: BaseHTTPRequestHandler, method: str, body: bytes) -> Answer:
+        token = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
+        # The TLS layer verified a client certificate against the client CA.
+        certificate = request.connection.getpeercert()
+        with self._lock:
+            self.state.requests.append((method, request.path))
+            status, payload = self._route(
+                method,
+                request.path,
+                token,
+                body,
+                request.headers.get("Content-Type") or "",
+                has_certificate=bool(certificate),
+            )
+        return status, "application/json", json.dumps(payload).encode()
 
     def _route(
         self,

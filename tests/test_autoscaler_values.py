@@ -10,10 +10,11 @@ import jsonschema
 import pytest
 import yaml
 from conftest import SHARED_REFERENCE
+from manifest_paths import package_values
 
-from components import autoscaler_values as values
-from components.autoscaler_versions import AutoscalerImage, autoscaler_image, parse_image_tag
-from components.config import AutoscalerSettings, ConfigError
+from core import autoscaler_values as values
+from core.autoscaler_versions import AutoscalerImage, autoscaler_image, parse_image_tag
+from core.config import AutoscalerSettings, ConfigError
 
 #: Top-level keys documented in the chart's values.yaml (kubernetes/autoscaler
 #: charts/cluster-autoscaler/values.yaml) that this program emits.
@@ -72,12 +73,8 @@ def test_legacy_package_equals_the_guide_field_for_field() -> None:
     manifest = values.package_manifest(
         values.autoscaler_values(inputs(config, image_ids={"amd64": "<snapshot-id>"}))
     )
-    ours = manifest["spec"]["components"]["cluster-autoscaler-hetzner"]["values"][
-        "cluster-autoscaler"
-    ]
-    theirs = guide["spec"]["components"]["cluster-autoscaler-hetzner"]["values"][
-        "cluster-autoscaler"
-    ]
+    ours = package_values(manifest)
+    theirs = package_values(guide)
     assert {k: v for k, v in manifest.items() if k != "spec"} == {
         k: v for k, v in guide.items() if k != "spec"
     }

@@ -18,9 +18,9 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from conftest import REPO, MockRuntime
+from conftest import REPO, MockRuntime, set_path, shipped_config
 
-from components.__main__ import main as render_main
+from cli.render import main as render_main
 
 P = "hcloud-talos-autoscaler"
 WORKER = (REPO / "examples" / "worker.yaml").read_text()
@@ -31,8 +31,7 @@ ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
 
 
 def dev_config() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
-    return config
+    return shipped_config("dev", token=None)
 
 
 def project(tmp_path: Path, config: dict[str, Any] | None = None, worker: str = WORKER) -> Path:
@@ -61,14 +60,7 @@ def changed(path: str, value: Any) -> dict[str, Any]:
     config = copy.deepcopy(dev_config())
     first, *rest = path.split(".")
     target: Any = config if ":" in first else config[f"{P}:{first}"]
-    keys = [first] if ":" in first else rest
-    *parents, last = keys
-    for part in parents:
-        target = target[int(part)] if part.isdigit() else target.setdefault(part, {})
-    if value is None:
-        del target[last]
-    else:
-        target[last] = value
+    set_path(target, [first] if ":" in first else rest, value)
     return config
 
 
@@ -374,7 +366,7 @@ def test_a_runtime_failure_exits_1_and_shows_the_traceback_only_with_debug(
     def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("components.__main__.render_stack", broken)
+    monkeypatch.setattr("cli.render.render_stack", broken)
     code = render_main(["render", "--project-dir", str(folder)])
     err = capsys.readouterr().err
     assert code == 1

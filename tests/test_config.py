@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import set_path
 
-from components.config import (
+from core.config import (
     ConfigError,
     Encrypted,
     Secret,
@@ -54,14 +55,7 @@ def problems_of(sections: dict[str, Any], token: Any = "token") -> list[str]:
 def changed(path: str, value: Any) -> dict[str, Any]:
     """VALID with one key (dotted, list indexes as numbers) set; None deletes it."""
     sections = copy.deepcopy(VALID)
-    *parents, last = path.split(".")
-    target: Any = sections
-    for part in parents:
-        target = target[int(part)] if part.isdigit() else target.setdefault(part, {})
-    if value is None:
-        del target[last]
-    else:
-        target[last] = value
+    set_path(sections, path.split("."), value)
     return sections
 
 

@@ -20,8 +20,9 @@ from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.__main__ import main as render_main
-from components.config import ConfigError, parse_stack_config, sections_from_flat_config
+from cli.render import main as render_main
+from core.config import ConfigError, parse_stack_config, sections_from_flat_config
+from core.talos_config import dump_documents
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STACKS = {name: (REPO / f"Pulumi.{name}.yaml").read_text() for name in ("dev", "prod")}
@@ -206,3 +207,51 @@ def test_mutated_engine_config_raises_only_config_errors(data: st.DataObject) ->
         assert error.problems
         assert all(CONFIG_WHERE.match(str(problem)) for problem in error.problems), error
     assert time.monotonic() - started < SECONDS_PER_EXAMPLE
+
+
+#: Values as YAML documents hold them, without the huge strings (slow to dump, nothing new).
+documents_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.dates()
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
+    | st.sampled_from(["x" * 1_200, "a: b", "- x", "line\nline\n", " lead", "\u2028", "yes"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=12) | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@FUZZ
+@given(
+    documents=st.lists(
+        st.dictionaries(
+            st.text(max_size=12) | st.integers() | st.booleans(), documents_values, max_size=6
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_worker_configs_written_section_by_section_are_the_same_bytes(
+    documents: list[dict[Any, Any]],
+) -> None:
+    """The pools share the YAML of their unchanged sections; the user data must not change."""
+    whole = "---\n".join(
+        yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+        for document in documents
+    )
+    written: dict[str, str] = {}
+    assert dump_documents(documents, written) == whole
+    assert dump_documents(documents, written) == whole  # from what was written before
+
+
+def test_a_document_with_shared_values_is_written_whole() -> None:
+    shared = {"endpoints": ["https://mirror.gcr.io"]}
+    document = {"a": shared, "b": shared}  # YAML aliases load like this
+    whole = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+    assert "&id001" in whole
+    assert dump_documents([document], {}) == whole

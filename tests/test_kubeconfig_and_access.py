@@ -9,10 +9,10 @@ import pytest
 import yaml
 from kubernetes_stand_in import KubernetesApiStandIn
 
-from components.hetzner_access import HetznerAccess, current_hetzner_access
-from components.image_builder.api import DEFAULT_ENDPOINT
-from components.kubeconfig import KubeconfigError, kubernetes_access
-from components.provider_id_setter import ApiError
+from core.hetzner_access import HetznerAccess, current_hetzner_access
+from core.image_builder.api import DEFAULT_ENDPOINT
+from core.kubeconfig import KubeconfigError, kubernetes_access
+from core.provider_id_setter import ApiError
 
 
 def node_names(access_config: dict[str, str], environ: dict[str, str], home: Path) -> list[str]:

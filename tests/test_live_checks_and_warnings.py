@@ -15,8 +15,8 @@ import yaml
 from conftest import REPO, MockRuntime
 from image_builder.stand_ins import HetznerEmulator
 
-from components.__main__ import main as render_main
-from components.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
+from cli.render import main as render_main
+from core.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
 
 MAIN = REPO / "__main__.py"
 P = "hcloud-talos-autoscaler"

@@ -10,11 +10,12 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from conftest import REPO, MockRuntime
+from conftest import REPO, MockRuntime, shipped_config
+from manifest_paths import package_values, pod_spec, required_node_terms
 
-from components.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
-from components.config import parse_stack_config, sections_from_flat_config
-from components.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
+from core.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
+from core.config import parse_stack_config, sections_from_flat_config
+from core.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
 
 MAIN = REPO / "__main__.py"
 NETWORK = "hcloud:index/network:Network"
@@ -24,8 +25,7 @@ COMPONENT = "hcloud-talos-autoscaler:index:PrivateNetwork"
 
 def dev_config() -> dict[str, Any]:
     """The shipped dev stack's config, plus a token as `pulumi config set --secret` would."""
-    flat = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
-    return {**flat, "hcloud:token": "test-token"}
+    return shipped_config("dev")
 
 
 def test_dev_stack_registers_network_and_subnet_under_the_component(
@@ -185,9 +185,7 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
     package = pulumi_runtime.one(PACKAGE)
     assert pulumi_runtime.by_type(HELM) == []
     assert package.inputs["metadata"] == {"name": "cozystack.cluster-autoscaler-hetzner"}
-    chart = package.inputs["spec"]["components"]["cluster-autoscaler-hetzner"]["values"][
-        "cluster-autoscaler"
-    ]
+    chart = package_values(package.inputs)
     network = pulumi_runtime.one(NETWORK)
     assert chart["extraEnv"]["HCLOUD_NETWORK"] == network.inputs["name"]
     assert chart["extraEnvSecrets"] == {
@@ -300,9 +298,7 @@ def test_legacy_format_is_the_guide_shape(pulumi_runtime: MockRuntime) -> None:
     }
     pulumi_runtime.run(MAIN, config)
     snapshot = pulumi_runtime.one(SNAPSHOT)
-    chart = pulumi_runtime.one(PACKAGE).inputs["spec"]["components"]["cluster-autoscaler-hetzner"][
-        "values"
-    ]["cluster-autoscaler"]
+    chart = package_values(pulumi_runtime.one(PACKAGE).inputs)
     assert chart["extraEnv"]["HCLOUD_IMAGE"] == snapshot.id
     assert chart["extraEnvSecrets"]["HCLOUD_CLOUD_INIT"] == {
         "name": "talos-config",
@@ -327,10 +323,8 @@ def test_smoke_test_only_when_enabled(pulumi_runtime: MockRuntime) -> None:
     )
     assert deployment.inputs["spec"]["replicas"] == 4
     assert deployment.inputs["metadata"]["namespace"] == "cozy-cluster-autoscaler-hetzner"
-    pod = deployment.inputs["spec"]["template"]["spec"]
-    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"
-    ][0]["matchExpressions"][0]["values"] == ["workers-fsn1"]
+    pod = pod_spec(deployment.inputs)
+    assert required_node_terms(pod)[0]["matchExpressions"][0]["values"] == ["workers-fsn1"]
     assert exports["smokeTestWatch"].value.startswith(
         "kubectl get nodes -l 'hcloud/node-group in (workers-fsn1)'"
     )
@@ -389,9 +383,7 @@ def test_a_new_talos_config_or_image_rolls_the_autoscaler(pulumi_runtime: MockRu
     def annotation(config: dict[str, Any], snapshot_id: str) -> str:
         pulumi_runtime.mocks.snapshot_ids = {"talos-image-amd64": snapshot_id}
         exports = pulumi_runtime.run(MAIN, config)
-        chart = pulumi_runtime.one(PACKAGE).inputs["spec"]["components"][
-            "cluster-autoscaler-hetzner"
-        ]["values"]["cluster-autoscaler"]
+        chart = package_values(pulumi_runtime.one(PACKAGE).inputs)
         talos_config = secret_named(pulumi_runtime, "talos-config")
         value: str = chart["podAnnotations"][CONFIG_HASH_ANNOTATION]
         # Wired from the Secret's content and the snapshot ids, not from the stack file.
@@ -480,7 +472,7 @@ def test_the_provider_id_setter_is_deployed_by_default_and_wired_to_the_secrets(
     assert children["ClusterRoleBinding"].inputs["subjects"] == [
         {"kind": "ServiceAccount", "name": "provider-id-setter", "namespace": namespace}
     ]
-    pod = children["Deployment"].inputs["spec"]["template"]["spec"]
+    pod = pod_spec(children["Deployment"].inputs)
     assert pod["serviceAccountName"] == children["ServiceAccount"].inputs["metadata"]["name"]
     (container,) = pod["containers"]
     token = next(env for env in container["env"] if env["name"] == "HCLOUD_TOKEN")
@@ -499,7 +491,7 @@ def test_the_registered_config_map_holds_the_tested_script_byte_for_byte(
     pulumi_runtime: MockRuntime,
 ) -> None:
     pulumi_runtime.run(MAIN, dev_config())
-    script = (REPO / "components" / "provider_id_setter.py").read_bytes()
+    script = (REPO / "core" / "provider_id_setter.py").read_bytes()
     config_map = pulumi_runtime.one("kubernetes:core/v1:ConfigMap")
     deployment = next(
         d
@@ -508,7 +500,7 @@ def test_the_registered_config_map_holds_the_tested_script_byte_for_byte(
     )
     (key,) = config_map.inputs["data"]
     assert config_map.inputs["data"][key].encode() == script
-    pod = deployment.inputs["spec"]["template"]["spec"]
+    pod = pod_spec(deployment.inputs)
     (volume,) = pod["volumes"]
     assert volume["configMap"]["name"] == config_map.inputs["metadata"]["name"]
     (mount,) = pod["containers"][0]["volumeMounts"]
@@ -559,9 +551,7 @@ def test_an_existing_network_pins_new_servers_to_its_subnet(
     pulumi_runtime.run(MAIN, config)
 
     assert talos_config_json(pulumi_runtime)["defaultSubnetIPRange"] == "10.100.0.0/24"
-    chart = pulumi_runtime.one(PACKAGE).inputs["spec"]["components"]["cluster-autoscaler-hetzner"][
-        "values"
-    ]["cluster-autoscaler"]
+    chart = package_values(pulumi_runtime.one(PACKAGE).inputs)
     assert chart["image"] == {"tag": "v1.35.2"}
     assert not [w for w in warnings if "network.existing" in w]
     # The v1.11 worker config carried over to Talos v1.12: accepted, its deprecated keys warned.
@@ -616,8 +606,7 @@ SERVERS_COMPONENT = "hcloud-talos-autoscaler:index:AutoscaledServers"
 
 
 def prod_config() -> dict[str, Any]:
-    flat = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
-    return {**flat, "hcloud:token": "test-token"}
+    return shipped_config("prod")
 
 
 def test_destroy_order_is_autoscaler_then_servers_then_network(

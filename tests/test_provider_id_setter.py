@@ -15,9 +15,9 @@ import pytest
 from image_builder.stand_ins import HetznerEmulator
 from kubernetes_stand_in import PROVIDER_ID_FORBIDDEN, KubernetesApiStandIn
 
-from components import provider_id_setter as setter_module
-from components.provider_id import SETTER_COMMAND
-from components.provider_id_setter import (
+from core import provider_id_setter as setter_module
+from core.manifests import SETTER_COMMAND
+from core.provider_id_setter import (
     ApiError,
     HetznerApi,
     KubernetesApi,

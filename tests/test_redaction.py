@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import REPO, SHARED_REFERENCE
 
-from components import redaction
-from components.__main__ import main as render_main
-from components.talos_config import CONTROL_PLANE_KEYS, REMOVED_SECTIONS
+from cli.render import main as render_main
+from core import redaction
+from core.talos_config import CONTROL_PLANE_KEYS, REMOVED_SECTIONS
 
 SCHEMAS = SHARED_REFERENCE / "talos-schemas"
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -13,9 +13,10 @@ import yaml
 from conftest import REPO
 from image_builder.stand_ins import HetznerEmulator
 from kubernetes_stand_in import KubernetesApiStandIn
+from manifest_paths import pod_spec
 from test_provider_id_setter import run_standalone_until_registered
 
-from components.provider_id import provider_id_setter_manifests
+from core.manifests import provider_id_setter_manifests
 
 
 def run_render(*args: str, project_dir: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -145,8 +146,8 @@ def test_render_writes_the_provider_id_setter_that_runs_as_tested(
         "cozy-cluster-autoscaler-hetzner", "hetzner-credentials", "token"
     )
     ((key, script),) = by_kind["ConfigMap"]["data"].items()
-    assert script.encode() == (REPO / "components" / "provider_id_setter.py").read_bytes()
-    container = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert script.encode() == (REPO / "core" / "provider_id_setter.py").read_bytes()
+    container = pod_spec(by_kind["Deployment"])["containers"][0]
     (mount,) = container["volumeMounts"]
     assert container["command"][-1] == f"{mount['mountPath']}/{key}"
 

@@ -6,10 +6,12 @@ import base64
 
 import pulumi
 from conftest import MockRuntime
+from manifest_paths import pod_spec, required_anti_affinity, required_node_terms
 
-from components.config import Taint
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
-from components.smoke_test import SmokeTest, SmokeTestArgs, smoke_test_deployment
+from components.smoke_test import SmokeTest, SmokeTestArgs
+from core.config import Taint
+from core.manifests import smoke_test_deployment
 
 SECRET = "kubernetes:core/v1:Secret"
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -66,17 +68,16 @@ def test_smoke_test_deployment_forces_one_pod_per_pool_node() -> None:
     manifest = smoke_test_deployment(
         "ns", 5, ["workers-fsn1", "arm"], [Taint(key="arch", value="arm64", effect="NoSchedule")]
     )
-    pod = manifest["spec"]["template"]["spec"]
+    pod = pod_spec(manifest)
     assert manifest["spec"]["replicas"] == 5
-    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    anti = required_anti_affinity(pod)
     assert anti == [
         {
             "labelSelector": {"matchLabels": {"app": "autoscaler-smoke-test"}},
             "topologyKey": "kubernetes.io/hostname",
         }
     ]
-    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert terms["nodeSelectorTerms"][0]["matchExpressions"] == [
+    assert required_node_terms(pod)[0]["matchExpressions"] == [
         {"key": "hcloud/node-group", "operator": "In", "values": ["workers-fsn1", "arm"]}
     ]
     assert pod["containers"][0]["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}}

@@ -7,33 +7,25 @@ timeouts of minutes run in milliseconds; the API calls are real HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from conftest import REPO
+from dynamic_host import DynamicHost
 from hcloud import Client
+from image_builder.fixtures import fast_client
 from image_builder.stand_ins import HetznerEmulator, SilentApi
 from kubernetes_stand_in import KubernetesApiStandIn
 from pulumi.dynamic import Config, ConfigureRequest
-from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.runtime import rpc
-from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
-from components.image_builder.api import ApiClient
-from components.image_builder.waits import exponential
-from components.provider_id_setter import KubernetesApi
 from components.server_sweep import provider as provider_module
 from components.server_sweep.provider import PoolServersProvider
-from components.server_sweep.sweep import (
+from core.image_builder.api import ApiClient
+from core.provider_id_setter import KubernetesApi
+from core.server_sweep import (
     PoolTarget,
     SweepError,
     SweepLimits,
@@ -83,13 +75,7 @@ def deletes_in_fake_time(hetzner_api: HetznerEmulator) -> None:
 
 
 def client(hetzner_api: HetznerEmulator) -> Client:
-    return ApiClient(
-        "test-token",
-        hetzner_api.endpoint,
-        poll=exponential(first=0.01, cap=0.05),
-        request_timeout=(2.0, 5.0),
-        retry_backoff=lambda _: 0.02,
-    )
+    return fast_client(hetzner_api.endpoint)
 
 
 def kubernetes(kubernetes_api: KubernetesApiStandIn) -> KubernetesApi:
@@ -631,49 +617,21 @@ def test_pulumi_dynamic_host_sweeps_on_delete_with_the_stack_config(
     ]
     hetzner_api.action_seconds["delete_server"] = 1.0  # real time, as Hetzner takes a while
     kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig", auth="certificate")
-    host = subprocess.Popen(
-        [sys.executable, "-u", "-m", "pulumi.dynamic"],
-        cwd=REPO,
-        env={
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("PYTHONPATH", "HCLOUD_", "KUBECONFIG"))
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert host.stdout is not None
-        port = int(host.stdout.readline())
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            engine = provider_pb2_grpc.ResourceProviderStub(channel)
-            config = asyncio.run(
-                rpc.serialize_properties(stack_config(hetzner_api, kubeconfig), {})
-            )
-            engine.Configure(provider_pb2.ConfigureRequest(acceptSecrets=True, args=config))
-            inputs = {**record(), "__provider": serialize_provider(PoolServersProvider())}
-            created = engine.Create(
-                provider_pb2.CreateRequest(
-                    urn="urn:pulumi:dev::p::pulumi-python:dynamic/autoscaler:PoolServers::x",
-                    properties=asyncio.run(rpc.serialize_properties(inputs, {})),
-                )
-            )
-            assert created.id == f"{NETWORK}/{POOL}"
-            assert all(server in hetzner_api.state.servers for server in servers)
+    with DynamicHost(dropped=("PYTHONPATH", "HCLOUD_", "KUBECONFIG")) as host:
+        host.configure(stack_config(hetzner_api, kubeconfig))
+        created = host.create(
+            "urn:pulumi:dev::p::pulumi-python:dynamic/autoscaler:PoolServers::x",
+            record(),
+            PoolServersProvider(),
+        )
+        assert created.id == f"{NETWORK}/{POOL}"
+        assert all(server in hetzner_api.state.servers for server in servers)
 
-            engine.Delete(
-                provider_pb2.DeleteRequest(
-                    id=created.id, urn="urn:x", properties=created.properties
-                )
-            )
+        host.delete(created)
         assert not any(server in hetzner_api.state.servers for server in servers)
         assert hetzner_api.surviving(seeded) == seeded
         assert kubernetes_api.state.nodes == {}
-    finally:
-        host.kill()
-        host.wait(timeout=10)
-    assert host.stderr is not None
-    stderr = host.stderr.read().decode()
+    stderr = host.stderr
     assert f"pool {POOL}: deleted 3 server(s) attached to network {NETWORK}" in stderr
     assert "test-token" not in stderr
 

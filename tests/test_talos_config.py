@@ -17,9 +17,9 @@ import pytest
 import yaml
 from conftest import REPO, SHARED_REFERENCE
 
-from components import talos_config
-from components.config import Taint
-from components.talos_config import (
+from core import talos_config
+from core.config import Taint
+from core.talos_config import (
     WorkerConfigError,
     WorkerConfigSpec,
     build_worker_config,
@@ -122,7 +122,7 @@ def test_committed_key_table_matches_the_schemas() -> None:
     sys.modules[spec_.name] = generator  # its dataclasses look their module up
     spec_.loader.exec_module(generator)
     assert json.loads(generator.OUTPUT.read_text()) == generator.generate(SCHEMAS), (
-        "components/talos_config_keys.json is stale: run "
+        "core/talos_config_keys.json is stale: run "
         "`python scripts/generate_talos_config_keys.py ../shared/reference/talos-schemas`"
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import load_toolchain
 
-from components.talos_versions import KUBERNETES_RANGE_BY_TALOS_MINOR
+from core.talos_versions import KUBERNETES_RANGE_BY_TALOS_MINOR
 
 toolchain = load_toolchain()
 

@@ -1,5 +1,4 @@
-"""The Talos snapshot builder: a temporary rescue server writes the image, then goes.
+"""The Talos snapshot as a Pulumi dynamic resource (``provider``); the build is in ``core``.
 
-``pipeline`` runs one build against the Hetzner API (no Pulumi inside),
-``provider`` wraps it as a Pulumi dynamic resource, ``__main__`` is the CLI.
+``__main__`` keeps the documented ``python -m components.image_builder`` command.
 """

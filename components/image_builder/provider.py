@@ -15,26 +15,25 @@ import pulumi
 from hcloud import APIException
 from hcloud.images import Image
 from pulumi.dynamic import (
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
     UpdateResult,
 )
 
-from components.config import WRITE_TIMEOUT_MINUTES
-from components.hetzner_access import ProviderConfig, current_hetzner_access
-from components.image_builder.api import ApiClient
-from components.image_builder.builder_resources import CLI_SCOPE
-from components.image_builder.pipeline import (
+from components.configured_provider import ConfiguredProvider
+from core.config import WRITE_TIMEOUT_MINUTES
+from core.hetzner_access import current_hetzner_access
+from core.image_builder.api import ApiClient
+from core.image_builder.builder_resources import CLI_SCOPE
+from core.image_builder.pipeline import (
     BuildRequest,
     Limits,
     build_image,
     snapshot_labels,
 )
-from components.image_builder.schematic import register_schematic
+from core.image_builder.schematic import register_schematic
 
 #: A different image: build a new snapshot, then delete the old one.
 REPLACE_ON = ("talos_version", "schematic_id", "architecture", "factory_url")
@@ -65,15 +64,8 @@ def request_from(props: dict[str, Any]) -> BuildRequest:
     )
 
 
-class TalosSnapshotProvider(ResourceProvider):
+class TalosSnapshotProvider(ConfiguredProvider):
     """create = build; read drops a vanished snapshot; delete treats 404 as done."""
-
-    #: The stack config the engine hands the provider process: refresh and destroy only see
-    #: the state, whose token and endpoint may be older (``hetzner_access``).
-    stack_config: ProviderConfig | None = None
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self.stack_config = req.config
 
     def _client(self, props: dict[str, Any]) -> ApiClient:
         access = current_hetzner_access(self.stack_config, props.get(TOKEN), props.get(ENDPOINT))

@@ -1,1 +1,1 @@
-"""Deleting what the autoscaler created for a pool: pure sweep logic and its dynamic provider."""
+"""The per-pool record whose delete sweeps the pool's servers (the sweep: ``core.server_sweep``)."""

@@ -16,19 +16,18 @@ from typing import Any, ClassVar
 
 import pulumi
 from pulumi.dynamic import (
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
     UpdateResult,
 )
 
-from components.hetzner_access import ProviderConfig, current_hetzner_access
-from components.image_builder.api import ApiClient
-from components.kubeconfig import KubeconfigError, kubernetes_access
-from components.server_sweep.sweep import PoolTarget, SweepLimits, sweep_pool
+from components.configured_provider import ConfiguredProvider
+from core.hetzner_access import current_hetzner_access
+from core.image_builder.api import ApiClient
+from core.kubeconfig import KubeconfigError, kubernetes_access
+from core.server_sweep import PoolTarget, SweepLimits, sweep_pool
 
 #: Kept in state (as a secret) so that a destroy without the stack's token still works.
 TOKEN = "hcloud_token"
@@ -41,16 +40,11 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-class PoolServersProvider(ResourceProvider):
+class PoolServersProvider(ConfiguredProvider):
     """create and update record; delete sweeps the pool's servers and Nodes."""
 
     #: Class-level, so the limits of the code that runs apply, not those pickled in state.
     limits: ClassVar[SweepLimits] = SweepLimits()
-    #: The stack config the engine hands the provider process (``configure``).
-    stack_config: ProviderConfig | None = None
-
-    def configure(self, req: ConfigureRequest) -> None:
-        self.stack_config = req.config
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"{props['network_id']}/{props['pool']}", outs=dict(props))

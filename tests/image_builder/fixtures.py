@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +15,14 @@ from image_builder.stand_ins import (
     HetznerEmulator,
     ImageFactory,
     RescueSshd,
+    blank_disk,
     generated_raw_image,
 )
 
-from components.image_builder.api import ApiClient
-from components.image_builder.pipeline import BuildRequest, Limits
-from components.image_builder.schematic import schematic_id_for
-from components.image_builder.waits import exponential
+from core.image_builder.api import ApiClient
+from core.image_builder.pipeline import BuildRequest, Limits
+from core.image_builder.schematic import schematic_id_for
+from core.waits import exponential
 
 RAW_IMAGE = generated_raw_image()
 DISK_SIZE = len(RAW_IMAGE) + 1024 * 1024
@@ -55,8 +59,7 @@ def sshd_binary() -> Path:
 @pytest.fixture
 def rescue(tmp_path: Path, sshd_binary: Path) -> Iterator[RescueSystem]:
     sshd = RescueSshd(tmp_path / "sshd").start()
-    disk = tmp_path / "disk.img"
-    disk.write_bytes(b"\xff" * DISK_SIZE)
+    disk = blank_disk(tmp_path / "disk.img", DISK_SIZE)
     try:
         yield RescueSystem(
             port=sshd.port, authorized_keys=sshd.authorized_keys, disk=disk, sshd=sshd
@@ -67,17 +70,15 @@ def rescue(tmp_path: Path, sshd_binary: Path) -> Iterator[RescueSystem]:
 
 @pytest.fixture
 def hetzner(rescue: RescueSystem) -> Iterator[HetznerEmulator]:
-    emulator = HetznerEmulator(rescue.authorized_keys).start()
-    yield emulator
-    emulator.stop()
+    with HetznerEmulator(rescue.authorized_keys) as emulator:
+        yield emulator
 
 
 @pytest.fixture
 def factory() -> Iterator[ImageFactory]:
-    served = ImageFactory(RAW_IMAGE).start()
-    served.known_schematics.add(SCHEMATIC)
-    yield served
-    served.stop()
+    with ImageFactory(RAW_IMAGE) as served:
+        served.known_schematics.add(SCHEMATIC)
+        yield served
 
 
 def fast_client(endpoint: str, request_timeout: tuple[float, float] = (2.0, 5.0)) -> ApiClient:
@@ -97,6 +98,49 @@ def client(hetzner: HetznerEmulator) -> ApiClient:
 
 
 SCHEMATIC = schematic_id_for(["siderolabs/qemu-guest-agent"])
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli_command(*args: str) -> list[str]:
+    """``python -m components.image_builder <args>``, the documented command."""
+    return [sys.executable, "-m", "components.image_builder", *args]
+
+
+def build_arguments(factory_url: str, *more: str) -> list[str]:
+    """``build`` of the amd64 image of Talos v1.11.6 in fsn1 from ``factory_url``; ``more``
+    adds the schematic (``--schematic-id`` or ``--extension``) and other options."""
+    return [
+        "build",
+        "--talos-version",
+        "v1.11.6",
+        "--arch",
+        "amd64",
+        "--location",
+        "fsn1",
+        "--factory-url",
+        factory_url,
+        *more,
+    ]
+
+
+def cli_env(hetzner: HetznerEmulator | None = None, **more: str) -> dict[str, str]:
+    """The command's environment: PATH, and the emulator's token and endpoint if given."""
+    env = {"PATH": os.environ["PATH"], **more}
+    if hetzner is not None:
+        env.update(HCLOUD_TOKEN="test-token", HCLOUD_ENDPOINT=hetzner.endpoint)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cli_command(*args),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture

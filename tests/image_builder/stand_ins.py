@@ -25,12 +25,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from loopback import Answer, LoopbackServer, answering
 
 
 def now_iso() -> str:
@@ -134,29 +135,7 @@ class HetznerState:
     peak_servers: int = 0
 
 
-class _LoopbackHttpServer:
-    """A stdlib HTTP server on a free 127.0.0.1 port, served from a daemon thread."""
-
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class HetznerEmulator(_LoopbackHttpServer):
+class HetznerEmulator(LoopbackServer):
     """Start with ``start()``; ``endpoint`` is the API base URL for ``hcloud.Client``."""
 
     def __init__(
@@ -388,53 +367,26 @@ class HetznerEmulator(_LoopbackHttpServer):
 
     # ---- HTTP ----------------------------------------------------------------------
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        emulator = self
+        return answering(self._answer, ("GET", "POST", "PUT", "DELETE"))
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                return
-
-            def do_GET(self) -> None:
-                self._dispatch("GET")
-
-            def do_POST(self) -> None:
-                self._dispatch("POST")
-
-            def do_PUT(self) -> None:
-                self._dispatch("PUT")
-
-            def do_DELETE(self) -> None:
-                self._dispatch("DELETE")
-
-            def _dispatch(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else {}
-                path, _, query = self.path.partition("?")
-                params = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
-                params = {key: _unquote(value) for key, value in params.items()}
-                token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-                with emulator._lock:
-                    emulator.state.requests.append((method, path))
-                    emulator.state.request_times.append(time.monotonic())
-                    status, payload = emulator._route(method, path, params, body, token)
-                    lost = emulator._lose_answer(method, path, status)
-                content_type = "application/json"
-                data = json.dumps(payload).encode() if payload is not None else b""
-                if lost == "gateway":
-                    status, content_type = 504, "text/html"
-                    data = b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
-                elif lost == "read timeout":
-                    time.sleep(emulator.faults.lost_answer_delay)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting
-
-        return Handler
+    def _answer(self, request: BaseHTTPRequestHandler, method: str, body: bytes) -> Answer:
+        path, _, query = request.path.partition("?")
+        params = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+        params = {key: _unquote(value) for key, value in params.items()}
+        token = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
+        with self._lock:
+            self.state.requests.append((method, path))
+            self.state.request_times.append(time.monotonic())
+            status, payload = self._route(
+                method, path, params, json.loads(body) if body else {}, token
+            )
+            lost = self._lose_answer(method, path, status)
+        if lost == "gateway":
+            return 504, "text/html", b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
+        if lost == "read timeout":
+            time.sleep(self.faults.lost_answer_delay)
+        data = json.dumps(payload).encode() if payload is not None else b""
+        return status, "application/json", data
 
     def _lose_answer(self, method: str, path: str, status: int) -> str | None:
         """The mode of a lost answer for this (successful) request, consumed once."""
@@ -778,7 +730,7 @@ def _matches(labels: dict[str, str], term: str) -> bool:
     return term.removeprefix("!") not in labels if term.startswith("!") else term in labels
 
 
-class ImageFactory(_LoopbackHttpServer):
+class ImageFactory(LoopbackServer):
     """Serves ``/image/{schematic}/{version}/hcloud-{arch}.raw.xz`` and ``POST /schematics``.
 
     With ``stall_after`` set, a download sends that many bytes and then nothing more
@@ -897,6 +849,16 @@ def generated_raw_image(size: int = 3 * 1024 * 1024, seed: int = 11) -> bytes:
         for index in range(size // (64 * 1024))
     )
     return b"".join(chunks)
+
+
+def blank_disk(path: Path, size: int) -> Path:
+    """A file standing for the builder's disk: ``size`` bytes of 0xff (never an image byte
+    pattern), written a MiB at a time."""
+    mib = 1024 * 1024
+    with path.open("wb") as disk:
+        for offset in range(0, size, mib):
+            disk.write(b"\xff" * min(mib, size - offset))
+    return path
 
 
 SSHD = Path("/usr/sbin/sshd")

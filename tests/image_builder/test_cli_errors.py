@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 from image_builder.fixtures import SCHEMATIC
-from image_builder.stand_ins import HetznerEmulator, _LoopbackHttpServer
+from image_builder.stand_ins import HetznerEmulator
+from loopback import LoopbackServer
 
-from components.image_builder.__main__ import main
+from cli.image_builder import main
 
 BUILD = ["build", "--talos-version", "v1.11.6", "--arch", "amd64", "--location", "fsn1"]
 
 
-class NotAnApi(_LoopbackHttpServer):
+class NotAnApi(LoopbackServer):
     """Answers every request with 200 and an HTML page (a proxy or a wrong URL)."""
 
     def __init__(self) -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,18 +20,27 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from image_builder.fixtures import RAW_IMAGE, SCHEMATIC, RescueSystem, fast_client
+from image_builder.fixtures import (
+    RAW_IMAGE,
+    SCHEMATIC,
+    RescueSystem,
+    build_arguments,
+    cli_command,
+    cli_env,
+    fast_client,
+    run_cli,
+)
 from image_builder.stand_ins import HetznerEmulator, ImageFactory, SilentApi
 
-from components.image_builder.api import ApiClient
-from components.image_builder.builder_resources import (
+from core.image_builder.api import ApiClient
+from core.image_builder.builder_resources import (
     BUILDER_LABEL,
     CLI_SCOPE,
     SCOPE_LABEL,
     STALE_AFTER,
     builder_scope,
 )
-from components.image_builder.pipeline import (
+from core.image_builder.pipeline import (
     SSH_PORT_ENV,
     TARGET_DEVICE_ENV,
     BuildError,
@@ -257,30 +265,9 @@ def test_an_api_that_never_answers_fails_the_build_instead_of_hanging(
 def start_cli_build(
     hetzner: HetznerEmulator, factory: ImageFactory, rescue: RescueSystem
 ) -> subprocess.Popen[str]:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HCLOUD_TOKEN": "test-token",
-        "HCLOUD_ENDPOINT": hetzner.endpoint,
-        SSH_PORT_ENV: str(rescue.port),
-        TARGET_DEVICE_ENV: str(rescue.disk),
-    }
+    env = cli_env(hetzner, **{SSH_PORT_ENV: str(rescue.port), TARGET_DEVICE_ENV: str(rescue.disk)})
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "components.image_builder",
-            "build",
-            "--talos-version",
-            "v1.11.6",
-            "--schematic-id",
-            SCHEMATIC,
-            "--arch",
-            "amd64",
-            "--location",
-            "fsn1",
-            "--factory-url",
-            factory.url,
-        ],
+        cli_command(*build_arguments(factory.url, "--schematic-id", SCHEMATIC)),
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -358,19 +345,7 @@ def test_a_killed_build_is_cleaned_up_by_a_later_build_of_its_scope(
 
 
 def cli(*args: str, hetzner: HetznerEmulator) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "components.image_builder", *args],
-        cwd=REPO_ROOT,
-        env={
-            "PATH": os.environ["PATH"],
-            "HCLOUD_TOKEN": "test-token",
-            "HCLOUD_ENDPOINT": hetzner.endpoint,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(*args, env=cli_env(hetzner))
 
 
 def test_cleanup_keeps_builders_that_may_still_run_unless_told_all(

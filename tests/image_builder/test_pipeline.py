@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from conftest import REPO
 from image_builder.fixtures import RAW_IMAGE, RescueSystem
 from image_builder.stand_ins import HetznerEmulator, ImageFactory
 
-from components.config import WRITE_TIMEOUT_MAX_MINUTES
-from components.image_builder.api import ApiClient
-from components.image_builder.builder_resources import (
+from core.config import WRITE_TIMEOUT_MAX_MINUTES
+from core.image_builder.api import ApiClient
+from core.image_builder.builder_resources import (
     BUILDER_LABEL,
     SCOPE_LABEL,
     STALE_AFTER,
     builder_scope,
 )
-from components.image_builder.pipeline import (
+from core.image_builder.pipeline import (
     BuildError,
     BuildRequest,
     Limits,
+    Step,
     build_image,
     check_labels,
     snapshot_labels,
@@ -272,3 +275,23 @@ def test_limits_that_would_outlast_the_leftover_age_are_refused(
     with pytest.raises(ValueError, match="longer than the 3:00:00 after which builders"):
         build_image(client, too_long)
     assert hetzner.state.requests == []
+
+
+def test_the_steps_are_logged_in_order_with_the_run_id_as_the_readme_lists_them(
+    client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
+) -> None:
+    lines: list[str] = []
+    result = build_image(client, request_for, log=lines.append)
+    steps = [step for step in Step if step is not Step.TEARDOWN]
+    run_id = lines[0].split("]")[0] + "]"
+    assert all(line.startswith(run_id) for line in lines)  # teardown's lines too
+    logged = [line.removeprefix(f"{run_id} ") for line in lines if "] step " in line]
+    assert logged == [f"step {n}/{len(steps)}: {step}" for n, step in enumerate(steps, 1)]
+    assert list(result.timings) == [*(step.value for step in steps), "total"]
+    assert any(" deleted ssh key " in line for line in lines)  # a teardown line
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## The Talos image build") :]
+    listed = re.findall(r"^\d+\. `([a-z ]+)`", section, flags=re.MULTILINE)
+    assert listed == [step.value for step in steps]
+    assert "Then the `teardown`" in section

@@ -2,42 +2,42 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-import os
 import signal
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import grpc
 import pytest
 import requests
+from dynamic_host import DynamicHost
 from google.protobuf import json_format
 from hcloud import APIException
-from image_builder.fixtures import RAW_IMAGE, SCHEMATIC, RescueSystem
+from image_builder.fixtures import (
+    RAW_IMAGE,
+    SCHEMATIC,
+    RescueSystem,
+    build_arguments,
+    cli_env,
+    run_cli,
+)
 from image_builder.stand_ins import HetznerEmulator, ImageFactory, SilentApi
 from pulumi.dynamic import Config, ConfigureRequest
-from pulumi.dynamic.dynamic import serialize_provider
-from pulumi.runtime import rpc
-from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
+from pulumi.runtime.proto import provider_pb2
 
-from components.image_builder import __main__ as cli_module
+from cli import image_builder as cli_module
 from components.image_builder import provider as provider_module
-from components.image_builder.api import ApiClient
-from components.image_builder.builder_resources import BUILDER_LABEL
-from components.image_builder.pipeline import (
+from components.image_builder.provider import TalosSnapshotProvider, request_from
+from core.image_builder.api import ApiClient
+from core.image_builder.builder_resources import BUILDER_LABEL
+from core.image_builder.pipeline import (
     SSH_PORT_ENV,
     TARGET_DEVICE_ENV,
     BuildError,
     snapshot_labels,
 )
-from components.image_builder.provider import TalosSnapshotProvider, request_from
-from components.image_builder.schematic import schematic_id_for, schematic_yaml
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from core.image_builder.schematic import schematic_id_for, schematic_yaml
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_provider_lifecycle(
 
 
 def test_snapshot_id_rule_matches_the_factory(factory: ImageFactory) -> None:
-    from components.image_builder.schematic import register_schematic
+    from core.image_builder.schematic import register_schematic
 
     assert (
         schematic_id_for([]) == "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
@@ -143,15 +143,7 @@ def test_snapshot_id_rule_matches_the_factory(factory: ImageFactory) -> None:
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "components.image_builder", *args],
-        cwd=REPO_ROOT,
-        env={"PATH": os.environ["PATH"], **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(*args, env=cli_env(None, **env))
 
 
 def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
@@ -160,19 +152,9 @@ def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
     hetzner.default_action_seconds = 0
     env = {"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env}
     result = cli(
-        "build",
-        "--talos-version",
-        "v1.11.6",
-        "--extension",
-        "siderolabs/qemu-guest-agent",
-        "--arch",
-        "amd64",
-        "--location",
-        "fsn1",
-        "--factory-url",
-        factory.url,
-        "--label",
-        "team=platform",
+        *build_arguments(
+            factory.url, "--extension", "siderolabs/qemu-guest-agent", "--label", "team=platform"
+        ),
         env=env,
     )
     assert result.returncode == 0, result.stderr
@@ -205,17 +187,7 @@ def test_cli_failure_names_the_step(
 ) -> None:
     hetzner.faults.server_create_status = 503
     result = cli(
-        "build",
-        "--talos-version",
-        "v1.11.6",
-        "--schematic-id",
-        SCHEMATIC,
-        "--arch",
-        "amd64",
-        "--location",
-        "fsn1",
-        "--factory-url",
-        factory.url,
+        *build_arguments(factory.url, "--schematic-id", SCHEMATIC),
         env={"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env},
     )
     assert result.returncode == 1
@@ -249,66 +221,40 @@ def test_pulumi_dynamic_host_builds_both_architectures_at_once_from_the_serializ
     """What `pulumi up` runs: the provider pickled by the program, unpickled by a fresh
     `python -m pulumi.dynamic` in the project directory (as Pulumi's plugin shim starts it),
     driven over gRPC like the engine does."""
-    host = subprocess.Popen(
-        [sys.executable, "-u", "-m", "pulumi.dynamic"],
-        cwd=REPO_ROOT,
-        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert host.stdout is not None
-        port = int(host.stdout.readline())
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            engine = provider_pb2_grpc.ResourceProviderStub(channel)
-            engine.Configure(provider_pb2.ConfigureRequest(acceptSecrets=True))
-            provider_blob = serialize_provider(TalosSnapshotProvider())
-            requests = {
-                arch: {
-                    **props,
-                    "architecture": arch,
-                    "server_type": server_type,
-                    "must_fit_server_types": [pool_type],
-                    "__provider": provider_blob,
-                }
-                for arch, server_type, pool_type in [
-                    ("amd64", "cx23", "cpx22"),
-                    ("arm64", "cax11", "cax21"),
-                ]
+    with DynamicHost() as host:
+        host.configure()
+        requests = {
+            arch: {
+                **props,
+                "architecture": arch,
+                "server_type": server_type,
+                "must_fit_server_types": [pool_type],
             }
+            for arch, server_type, pool_type in [
+                ("amd64", "cx23", "cpx22"),
+                ("arm64", "cax11", "cax21"),
+            ]
+        }
 
-            def create(inputs: dict[str, Any]) -> provider_pb2.CreateResponse:
-                properties = asyncio.run(rpc.serialize_properties(inputs, {}))
-                response: provider_pb2.CreateResponse = engine.Create(
-                    provider_pb2.CreateRequest(
-                        urn=f"urn:{inputs['architecture']}", properties=properties
-                    )
-                )
-                return response
+        def create(inputs: dict[str, Any]) -> provider_pb2.CreateResponse:
+            return host.create(f"urn:{inputs['architecture']}", inputs, TalosSnapshotProvider())
 
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                created = dict(zip(requests, pool.map(create, requests.values()), strict=True))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            created = dict(zip(requests, pool.map(create, requests.values()), strict=True))
 
-            outs = {
-                arch: json_format.MessageToDict(reply.properties) for arch, reply in created.items()
-            }
-            assert {outs[arch]["labels"]["arch"] for arch in outs} == {"amd64", "arm64"}
-            assert {reply.id for reply in created.values()} == {
-                str(image_id) for image_id in hetzner.state.images
-            }
-            assert hetzner.state.peak_servers == 2  # the builds overlapped
-            assert hetzner.state.servers == {} and hetzner.state.ssh_keys == {}
+        outs = {
+            arch: json_format.MessageToDict(reply.properties) for arch, reply in created.items()
+        }
+        assert {outs[arch]["labels"]["arch"] for arch in outs} == {"amd64", "arm64"}
+        assert {reply.id for reply in created.values()} == {
+            str(image_id) for image_id in hetzner.state.images
+        }
+        assert hetzner.state.peak_servers == 2  # the builds overlapped
+        assert hetzner.state.servers == {} and hetzner.state.ssh_keys == {}
 
-            for reply in created.values():
-                engine.Delete(
-                    provider_pb2.DeleteRequest(
-                        id=reply.id, urn="urn:x", properties=reply.properties
-                    )
-                )
-            assert hetzner.state.images == {}
-    finally:
-        host.kill()
-        host.wait(timeout=10)
+        for reply in created.values():
+            host.delete(reply)
+        assert hetzner.state.images == {}
 
 
 def test_state_written_by_the_previous_version_keeps_its_snapshot(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ from conftest import REPO, MockRuntime
 from oracle_tools import PACKAGE_SOURCE, UPSTREAM_CHART, WRAPPER_CHART, helm_template, reference
 from test_program import HELM, K8S_SECRET, MAIN, PACKAGE, dev_config
 
-from components.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
+from components import engine_config
+from core.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
+from core.plan import StackPlan
 
 AUTOSCALER = "hcloud-talos-autoscaler:autoscaler"
 
@@ -338,7 +341,7 @@ def test_a_wrong_secret_key_in_the_values_is_caught(
     pulumi_runtime: MockRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Values that point HCLOUD_TOKEN at a key the Secret does not have."""
-    monkeypatch.setattr("components.autoscaler_values.CREDENTIALS_KEY", "hcloud-token")
+    monkeypatch.setattr("core.autoscaler_values.CREDENTIALS_KEY", "hcloud-token")
     program = run_program(pulumi_runtime, dev_config())
     with pytest.raises(AssertionError, match="hcloud-token"):
         check_autoscaler(program, render_package(program, tmp_path))
@@ -347,7 +350,16 @@ def test_a_wrong_secret_key_in_the_values_is_caught(
 def test_a_logs_target_that_is_not_the_rendered_deployment_is_caught(
     pulumi_runtime: MockRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("components.autoscaler.DEPLOYMENT_NAME", "cluster-autoscaler-hetzner")
+    real_plan = engine_config.plan_stack
+
+    def wrong_logs_target(*args: Any, **kwargs: Any) -> StackPlan:
+        plan = real_plan(*args, **kwargs)
+        wrong = "deployment/cluster-autoscaler-hetzner"
+        return dataclasses.replace(
+            plan, autoscaler=dataclasses.replace(plan.autoscaler, logs_target=wrong)
+        )
+
+    monkeypatch.setattr(engine_config, "plan_stack", wrong_logs_target)
     program = run_program(pulumi_runtime, prod_config())
     with pytest.raises(AssertionError, match="deployment/cluster-autoscaler-hetzner"):
         check_autoscaler(program, render_release(program, tmp_path))

@@ -25,8 +25,8 @@ from oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
 from test_chart_oracle import AUTOSCALER, Program, legacy, prod_config, run_program
 from test_program import dev_config
 
-from components.config import parse_stack_config, sections_from_flat_config
-from components.talos_config import (
+from core.config import parse_stack_config, sections_from_flat_config
+from core.talos_config import (
     WorkerConfigSpec,
     dump_documents,
     load_documents,
@@ -34,7 +34,7 @@ from components.talos_config import (
     render_worker_configs,
     validate_worker_documents,
 )
-from components.talos_versions import KUBERNETES_RANGE_BY_TALOS_MINOR
+from core.talos_versions import KUBERNETES_RANGE_BY_TALOS_MINOR
 
 TALOS = "hcloud-talos-autoscaler:talos"
 FIXTURES = REPO / "tests" / "fixtures"
@@ -420,8 +420,8 @@ def test_the_loader_catches_a_wrong_config_our_validation_let_through(
     pulumi_runtime: MockRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A program that writes 1.12's mirror documents for Talos 1.11, with our check switched off."""
-    monkeypatch.setattr("components.talos_config.REGISTRY_DOCUMENTS_SINCE", (1, 8))
-    monkeypatch.setattr("components.talos_config.validate_worker_documents", lambda *_: [])
+    monkeypatch.setattr("core.talos_config.REGISTRY_DOCUMENTS_SINCE", (1, 8))
+    monkeypatch.setattr("core.talos_config.validate_worker_documents", lambda *_: [])
     config = on_minor(dev_config(), 11, mirrors=True, base=base_config_for(11))
     program = run_program(pulumi_runtime, config)
     (user_data,) = user_data_by_pool(program).values()

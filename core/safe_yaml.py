@@ -65,12 +65,10 @@ def decode(data: bytes, limits: Limits) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         raise YamlError(
             f"is not UTF-8 text (byte 0x{data[error.start]:02x}; a binary file or another "
             "encoding): save it as UTF-8",
-            f"line {line}, column {column}",
+            _position(data, error.start),
         ) from None
 
 
@@ -96,12 +94,10 @@ def load_all(text: str, limits: Limits) -> list[Any]:
         problem = error.problem or error.context or "syntax error"
         raise YamlError(problem, _where(mark)) from None
     except yaml.reader.ReaderError as error:
-        line = text.count("\n", 0, error.position) + 1
-        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
         character = f"U+{error.character:04X}" if isinstance(error.character, int) else "?"
         raise YamlError(
             f"contains the character {character}, which YAML does not allow ({error.reason})",
-            f"line {line}, column {column}",
+            _position(text, error.position),
         ) from None
     except yaml.YAMLError as error:
         raise YamlError(str(error).splitlines()[0] if str(error) else "invalid YAML") from None
@@ -179,9 +175,20 @@ def _check_shape(text: str, limits: Limits) -> None:
 
 
 def _where(mark: Any) -> str:
-    if mark is None:
-        return ""
-    return f"line {mark.line + 1}, column {mark.column + 1}"
+    """Where a parser mark points."""
+    return "" if mark is None else _line_column(mark.line, mark.column)
+
+
+def _position(text: str | bytes, index: int) -> str:
+    """Where an offset into the text (or into the bytes, before decoding) points."""
+    if isinstance(text, str):
+        return _line_column(text.count("\n", 0, index), index - text.rfind("\n", 0, index) - 1)
+    return _line_column(text.count(b"\n", 0, index), index - text.rfind(b"\n", 0, index) - 1)
+
+
+def _line_column(line: int, column: int) -> str:
+    """Every message's form of a position: lines and columns from 1."""
+    return f"line {line + 1}, column {column + 1}"
 
 
 def _too_large(size: int, limits: Limits) -> str:

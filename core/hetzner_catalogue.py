@@ -15,8 +15,8 @@ from typing import Any
 
 from hcloud import APIException, Client
 
-from components.config import ConfigError, Problem
-from components.hetzner import Architecture, Catalogue
+from core.errors import InputError
+from core.hetzner import Architecture, Catalogue
 
 #: The whole lookup (all pages of server types) gives up after this many seconds.
 DEADLINE_SECONDS = 20.0
@@ -29,8 +29,12 @@ class CatalogueUnavailable(RuntimeError):
     """The API could not be read (unreachable, timed out, an unexpected answer)."""
 
 
+class TokenRefused(InputError):
+    """The API refused the token: a problem of ``hcloud:token``, and the fix."""
+
+
 def fetch_catalogue(token: str, endpoint: str, deadline: float = DEADLINE_SECONDS) -> Catalogue:
-    """The live catalogue; ConfigError when the API refuses the token, else CatalogueUnavailable."""
+    """The live catalogue; raises TokenRefused (a refused token) or CatalogueUnavailable."""
     result: dict[str, Any] = {}
 
     def read() -> None:
@@ -49,15 +53,9 @@ def fetch_catalogue(token: str, endpoint: str, deadline: float = DEADLINE_SECOND
     error = result.get("error")
     if isinstance(error, APIException):
         if error.code in {"unauthorized", "forbidden", 401, 403}:
-            raise ConfigError(
-                [
-                    Problem(
-                        "hcloud:token",
-                        f"the Hetzner API at {endpoint} refused this token ({error.code}): set a "
-                        "valid read/write API token with `pulumi config set --secret "
-                        "hcloud:token`",
-                    )
-                ]
+            raise TokenRefused(
+                f"the Hetzner API at {endpoint} refused this token ({error.code}): set a "
+                "valid read/write API token with `pulumi config set --secret hcloud:token`"
             )
         raise CatalogueUnavailable(f"API error {error.code}: {str(error.message)[:200]}")
     if error is not None:

@@ -23,7 +23,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from components.image_builder.waits import (
+from core.waits import (
     Backoff,
     WaitTimeout,
     format_seconds,

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from components.image_builder.api import DEFAULT_ENDPOINT, api_endpoint
+from core.image_builder.api import DEFAULT_ENDPOINT, api_endpoint
 
 
 class ProviderConfig(Protocol):

@@ -9,29 +9,33 @@ describes is caught here, at preview time, instead of on a VNC console.
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import hashlib
 import ipaddress
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import yaml
 
-from components import redaction, safe_yaml, talos_versions, validators
-from components.config import WORKER_CONFIG_LIMITS, NodeGroup, StackConfig, Taint
-from components.errors import InputError, bounded
-from components.hetzner import USER_DATA_LIMIT_BYTES
-from components.node_labels import label_problem
-from components.redaction import shown
+from core import redaction, safe_yaml, talos_versions, validators
+from core.errors import InputError, bounded
+from core.hetzner import USER_DATA_LIMIT_BYTES
+from core.node_labels import label_problem
+from core.redaction import shown
+
+if TYPE_CHECKING:  # the stack config's own rules use this module: no import cycle
+    from core.config.model import NodeGroup, StackConfig, Taint
 
 MAIN_DOCUMENT = "v1alpha1"
-#: Talos decodes base64 user data on Hetzner (and so base64(gzip)) from 1.9 on (FACTS §4.4).
-GZIP_USER_DATA_SINCE = (1, 9)
+#: A base worker config far above this cannot fit Hetzner's 32 KiB user data even gzipped.
+WORKER_CONFIG_LIMITS = safe_yaml.Limits(max_bytes=1024 * 1024)
 #: Talos 1.12 replaced ``machine.registries`` with ``RegistryMirrorConfig`` documents.
 REGISTRY_DOCUMENTS_SINCE = (1, 12)
 #: Talos on Hetzner decodes base64 user data (then un-gzips it) only from v1.9.0
@@ -65,8 +69,10 @@ MAPPING_PATHS = (
     "cluster.network",
     "cluster.controlPlane",
 )
+#: The cluster's own networks (``cluster.network.<field>``): lists of CIDRs.
+CLUSTER_NETWORK_FIELDS = ("podSubnets", "serviceSubnets")
 #: ... and each of these a list when present.
-LIST_PATHS = ("cluster.network.podSubnets", "cluster.network.serviceSubnets")
+LIST_PATHS = tuple(f"cluster.network.{field}" for field in CLUSTER_NETWORK_FIELDS)
 #: Names a node's pool, like the autoscaler's own node templates do.
 NODE_GROUP_LABEL = "hcloud/node-group"
 
@@ -129,19 +135,32 @@ class WorkerConfig:
     user_data: UserData
     #: What the user should know but Talos accepts (deprecated keys, removed sections).
     warnings: tuple[str, ...] = ()
+    #: The patched ``machine`` section, as written into ``yaml`` (for render).
+    machine: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.yaml.encode("utf-8")).hexdigest()
 
 
-def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = "") -> WorkerConfig:
-    """Patch the base worker config for autoscaled nodes and validate the result.
+def build_worker_config(
+    base_config: str | Sequence[dict[str, Any]],
+    spec: WorkerConfigSpec,
+    source: str = "",
+    written: dict[str, str] | None = None,
+) -> WorkerConfig:
+    """Patch the base worker config (YAML, or its documents parsed once) for autoscaled
+    nodes and validate the result; ``written`` is shared by the pools of one stack
+    (``dump_documents``).
 
     Raises WorkerConfigError listing every problem (``source`` names the pool
     and the config file or key in messages).
     """
-    documents = load_documents(base_config, source)
+    documents = (
+        load_documents(base_config, source)
+        if isinstance(base_config, str)
+        else copy.deepcopy(list(base_config))
+    )
     main = _main_document(documents, source)
     shape = _shape_problems(main)
     if shape:
@@ -175,7 +194,7 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
     problems = validate_worker_documents(documents, spec)
     if problems:
         raise WorkerConfigError(source, problems)
-    text = dump_documents(documents)
+    text = dump_documents(documents, written)
     warnings = [
         f"{', '.join(removed)} removed from the worker config {source}, as Cozystack's guide "
         "does: they describe the machine it was generated on (disk, interfaces, hostname), "
@@ -188,6 +207,7 @@ def build_worker_config(base_config: str, spec: WorkerConfigSpec, source: str = 
         yaml=text,
         user_data=encode_user_data(text, spec.talos, source),
         warnings=tuple(warnings),
+        machine=machine,
     )
 
 
@@ -206,12 +226,45 @@ def load_documents(text: str, source: str = "") -> list[dict[str, Any]]:
     return documents
 
 
-def dump_documents(documents: list[dict[str, Any]]) -> str:
-    """Deterministic YAML: same documents, same bytes."""
-    return "---\n".join(
-        yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
-        for doc in documents
-    )
+def dump_documents(documents: list[dict[str, Any]], written: dict[str, str] | None = None) -> str:
+    """Deterministic YAML: same documents, same bytes.
+
+    ``written`` remembers the YAML of top-level sections across calls: the pools' configs
+    differ only in ``machine``, and the (pure-Python, byte-stable) dumper is most of a
+    build's time. A block mapping's YAML is its sections' YAML one after the other, except
+    when a value is shared (written once with an anchor): such documents are dumped whole.
+    """
+    return "---\n".join(_dump_document(document, written) for document in documents)
+
+
+def _dump_document(document: dict[str, Any], written: dict[str, str] | None) -> str:
+    if written is None or not document or _shares_values(document):
+        return _dump(document)
+    sections = []
+    for key, value in document.items():
+        seen = repr((key, value))  # types and order included: equal text, equal YAML
+        if seen not in written:
+            written[seen] = _dump({key: value})
+        sections.append(written[seen])
+    return "".join(sections)
+
+
+def _dump(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def _shares_values(node: Any) -> bool:
+    """Whether a map or list occurs twice (YAML aliases load so; the dumper anchors it)."""
+    seen: set[int] = set()
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict | list):
+            if id(current) in seen:
+                return True
+            seen.add(id(current))
+            pending.extend(current.values() if isinstance(current, dict) else current)
+    return False
 
 
 def encode_user_data(text: str, talos: talos_versions.Version, source: str = "") -> UserData:
@@ -334,28 +387,55 @@ def validate_worker_documents(
             )
         )
 
-    network = ipaddress.ip_network(spec.network_ip_range)
-    for field_name in ("podSubnets", "serviceSubnets"):
-        for cidr in _get(main, f"cluster.network.{field_name}") or []:
-            try:
-                other = ipaddress.ip_network(str(cidr), strict=False)
-            except ValueError:
-                problems.append(
-                    TalosProblem(f"cluster.network.{field_name}", f"{shown(cidr)} is not a CIDR")
+    for conflict in cluster_subnet_conflicts([main], spec.network_ip_range):
+        path = f"cluster.network.{conflict.field}"
+        if conflict.kind == "not a CIDR":
+            problems.append(TalosProblem(path, f"{shown(conflict.cidr)} is not a CIDR"))
+        elif conflict.kind == "overlaps":
+            problems.append(
+                TalosProblem(
+                    path, f"{conflict.cidr} overlaps the private network {spec.network_ip_range}"
                 )
-                continue
-            if other.version == network.version and other.overlaps(network):
-                problems.append(
-                    TalosProblem(
-                        f"cluster.network.{field_name}",
-                        f"{cidr} overlaps the private network {spec.network_ip_range}",
-                    )
-                )
+            )
     problems.extend(
         TalosProblem("machine.nodeLabels", problem)
         for problem in validators.kubernetes_label_problems(machine.get("nodeLabels") or {})
     )
     return problems
+
+
+@dataclass(frozen=True)
+class SubnetConflict:
+    """A pod or service network of the cluster that is no CIDR list, no CIDR, or overlaps ours."""
+
+    field: str
+    cidr: Any
+    kind: Literal["not a list", "not a CIDR", "overlaps"]
+
+
+def cluster_subnet_conflicts(
+    documents: Iterable[dict[str, Any]], network_ip_range: str
+) -> list[SubnetConflict]:
+    """The rule, once: ``cluster.network.podSubnets`` and ``serviceSubnets`` must be CIDRs
+    disjoint from the private network, or nodes route cluster traffic into it (the
+    guide's "wrong Internal IP": Talos' default service network holds 10.100.0.0/16)."""
+    network = ipaddress.ip_network(network_ip_range)
+    conflicts: list[SubnetConflict] = []
+    for document in documents:
+        for field_name in CLUSTER_NETWORK_FIELDS:
+            entries = _get(document, f"cluster.network.{field_name}") or []
+            if not isinstance(entries, list):
+                conflicts.append(SubnetConflict(field_name, entries, "not a list"))
+                continue
+            for cidr in entries:
+                try:
+                    other = ipaddress.ip_network(str(cidr), strict=False)
+                except ValueError:
+                    conflicts.append(SubnetConflict(field_name, cidr, "not a CIDR"))
+                    continue
+                if other.version == network.version and other.overlaps(network):
+                    conflicts.append(SubnetConflict(field_name, cidr, "overlaps"))
+    return conflicts
 
 
 def _shape_problems(main: dict[str, Any]) -> list[TalosProblem]:
@@ -430,7 +510,7 @@ def _control_plane_only_settings(main: dict[str, Any]) -> list[TalosProblem]:
 
 @cache
 def _talos_keys_table() -> dict[str, TalosKeys]:
-    text = resources.files("components").joinpath("talos_config_keys.json").read_text("utf-8")
+    text = resources.files("core").joinpath("talos_config_keys.json").read_text("utf-8")
     return {
         minor: TalosKeys(
             documents={kind: frozenset(paths) for kind, paths in table["documents"].items()},
@@ -637,16 +717,15 @@ def pool_node_labels(group: NodeGroup) -> dict[str, str]:
 
 def render_worker_configs(stack: StackConfig, subnet: str) -> dict[str, WorkerConfig]:
     """The worker config of every pool (the base config must be readable)."""
-    if stack.base_worker_config is None:
+    if stack.base_documents is None:
         raise ValueError("the base worker config is encrypted; it cannot be rendered offline")
-    source_key = (
-        "talos.workerConfigFile" if stack.talos.worker_config_file else "talos.workerConfig"
-    )
+    written: dict[str, str] = {}
     return {
         group.name: build_worker_config(
-            stack.base_worker_config.reveal(),
+            stack.base_documents,
             pool_worker_spec(stack, group, subnet),
-            source=f"of pool {group.name} (from {source_key})",
+            source=f"of pool {group.name} (from {stack.worker_config_key})",
+            written=written,
         )
         for group in stack.autoscaler.node_groups
     }

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from components.redaction import shown
+from core.redaction import shown
 
 Architecture = Literal["amd64", "arm64"]
 

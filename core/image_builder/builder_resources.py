@@ -25,9 +25,9 @@ from hcloud.images import Image
 from hcloud.servers import Server
 from hcloud.ssh_keys import SSHKey
 
-from components.image_builder.api import ApiClient, describe, is_transient
-from components.image_builder.waits import until
-from components.validators import LABEL_VALUE_MAX
+from core.image_builder.api import ApiClient, describe, is_transient
+from core.validators import LABEL_VALUE_MAX
+from core.waits import until
 
 BUILDER_LABEL = "hcloud-talos-autoscaler/builder"
 SCOPE_LABEL = "hcloud-talos-autoscaler/scope"

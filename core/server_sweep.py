@@ -33,9 +33,9 @@ from hcloud import APIException, Client
 from hcloud.actions import BoundAction
 from hcloud.servers import BoundServer
 
-from components.autoscaler_values import DEPLOYMENT_NAME
-from components.image_builder.api import describe, is_transient
-from components.provider_id_setter import (
+from core.autoscaler_values import DEPLOYMENT_NAME
+from core.image_builder.api import describe, is_transient
+from core.provider_id_setter import (
     NODE_GROUP_LABEL,
     PROVIDER_ID_PREFIX,
     ApiError,
@@ -44,6 +44,7 @@ from components.provider_id_setter import (
     match,
     parse_server,
 )
+from core.waits import WaitTimeout, until
 
 Log = Callable[[str], None]
 Clock = Callable[[], float]
@@ -233,30 +234,40 @@ def _wait_for_autoscaler(
     sleep: Sleep,
 ) -> str:
     """Empty once no pod manages the pool; the reason when the cluster could not be asked."""
-    deadline = clock() + limits.autoscaler_timeout
+    running: list[str] = []
     waiting_logged = False
-    while True:
-        try:
-            pods = autoscaler_pods(kubernetes, target)
-        except ApiError as error:
-            return str(error)
-        if not pods:
-            return ""
-        if clock() >= deadline:
-            raise SweepError(
-                "wait for the autoscaler to stop",
-                f"after {limits.autoscaler_timeout:.0f}s pod(s) {', '.join(pods)} in namespace "
-                f"{target.namespace} still run the autoscaler for this pool, which would create "
-                "new servers; no server was deleted. Stop it with `kubectl -n "
-                f"{target.namespace} scale deployment/{DEPLOYMENT_NAME} --replicas=0`, then run "
-                "`pulumi destroy` again",
-                [],
-                report,
-            )
-        if not waiting_logged:
-            log(f"pool {target.pool}: waiting for the autoscaler to stop ({', '.join(pods)})")
+
+    def stopped() -> bool | None:
+        nonlocal waiting_logged
+        running[:] = autoscaler_pods(kubernetes, target)
+        if running and not waiting_logged:
+            log(f"pool {target.pool}: waiting for the autoscaler to stop ({', '.join(running)})")
             waiting_logged = True
-        sleep(limits.poll)
+        return None if running else True
+
+    try:
+        until(
+            "the autoscaler to stop",
+            limits.autoscaler_timeout,
+            stopped,
+            lambda _: limits.poll,
+            clock=clock,
+            sleep=sleep,
+        )
+    except ApiError as error:
+        return str(error)
+    except WaitTimeout:
+        raise SweepError(
+            "wait for the autoscaler to stop",
+            f"after {limits.autoscaler_timeout:.0f}s pod(s) {', '.join(running)} in namespace "
+            f"{target.namespace} still run the autoscaler for this pool, which would create "
+            "new servers; no server was deleted. Stop it with `kubectl -n "
+            f"{target.namespace} scale deployment/{DEPLOYMENT_NAME} --replicas=0`, then run "
+            "`pulumi destroy` again",
+            [],
+            report,
+        ) from None
+    return ""
 
 
 def _pool_servers(
@@ -368,7 +379,8 @@ def _delete_round(
             log(f"deleting server {server.name} ({server_id}) failed: {errors[server_id]}")
             if not is_transient(error):  # protected from deletion, a read-only token
                 permanent = errors[server_id]
-    while actions:
+
+    def finished() -> bool | None:
         for server_id, action in list(actions.items()):
             try:
                 action.reload()
@@ -384,12 +396,21 @@ def _delete_round(
                 reason = f"{failure['code']}: {failure['message']}" if failure else "no reason"
                 errors[server_id] = f"delete action failed ({reason})"
                 del actions[server_id]
-        if actions and clock() < deadline:
-            sleep(limits.poll)
-        elif actions:
+        return None if actions else True
+
+    if actions:
+        try:
+            until(
+                "the delete actions",
+                max(0.0, deadline - clock()),
+                finished,
+                lambda _: limits.poll,
+                clock=clock,
+                sleep=sleep,
+            )
+        except WaitTimeout:
             for server_id in actions:
                 errors[server_id] = "its delete action was still running"
-            break
     return permanent
 
 

@@ -1,9 +1,10 @@
 """Bounded waiting: the one helper behind every "look again until done or out of time".
 
 Every wait of a build (an action, the server powering off, SSH coming up, a
-delete refused while the server is locked) goes through ``until``: it has a
-deadline, backs off between looks, and fails with a message naming what it
-waited for.
+delete refused while the server is locked) and of the destroy sweep (the autoscaler
+stopping, delete actions) goes through ``until``: it has a deadline, backs off between
+looks, and fails with a message naming what it waited for. (The providerID setter's
+loop cannot use it: that script is a single file with the standard library only.)
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ def until(
     backoff: Backoff,
     *,
     retry_if: Callable[[Exception], bool] = lambda _: False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Call ``attempt`` until it returns a value, at most ``seconds`` long.
 
     ``None`` means "not yet"; an exception for which ``retry_if`` is true is
-    remembered and retried, any other propagates at once.
+    remembered and retried, any other propagates at once. The last pause ends at the
+    deadline. ``clock`` and ``sleep`` are the real ones except in simulated-time tests.
     """
-    deadline = time.monotonic() + seconds
+    deadline = clock() + seconds
     tries = 0
     last_error: Exception | None = None
     while True:
@@ -74,11 +78,11 @@ def until(
         else:
             if outcome is not None:
                 return outcome
-        remaining = deadline - time.monotonic()
+        remaining = deadline - clock()
         if remaining <= 0:
             detail = f" (last error: {last_error})" if last_error is not None else ""
             raise WaitTimeout(f"gave up waiting for {what} after {format_seconds(seconds)}{detail}")
-        time.sleep(min(backoff(tries), remaining))
+        sleep(min(backoff(tries), remaining))
         tries += 1
 
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from components.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage
-from components.config import AutoscalerSettings, ConfigError, NodeGroup, Problem
-from components.hetzner import Architecture
-from components.talos_config import pool_node_labels
+from core.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage
+from core.config.model import AutoscalerSettings, NodeGroup
+from core.config.problems import ConfigError, Problem
+from core.hetzner import Architecture
+from core.talos_config import pool_node_labels
 
 PACKAGE_NAME = "cozystack.cluster-autoscaler-hetzner"
 PACKAGE_COMPONENT = "cluster-autoscaler-hetzner"
@@ -35,7 +37,11 @@ CHART_NAME = "cluster-autoscaler"
 CHART_REPOSITORY = "https://kubernetes.github.io/autoscaler"
 __all__ = ["DEFAULT_CHART_VERSION"]
 
+#: The Secrets the autoscaler reads (and the providerID setter reads the token from).
+CREDENTIALS_SECRET = "hetzner-credentials"
 CREDENTIALS_KEY = "token"
+TALOS_CONFIG_SECRET = "talos-config"
+#: The ``talos-config`` Secret's key: ``cluster-config``, or ``cloud-init`` (legacy).
 CLUSTER_CONFIG_KEY = "cluster-config"
 LEGACY_CLOUD_INIT_KEY = "cloud-init"
 CLUSTER_CONFIG_MOUNT = "/etc/hcloud-cluster-config"
@@ -147,25 +153,46 @@ def pinned_subnet(existing_network: str | None, subnet: str, image: AutoscalerIm
     return subnet
 
 
-def talos_config_secret_value(
+@dataclass(frozen=True)
+class TalosConfigSecret:
+    """What the ``talos-config`` Secret holds and how the autoscaler reads it (the key:
+    ``CLUSTER_CONFIG_KEY``, or ``LEGACY_CLOUD_INIT_KEY`` in the legacy format)."""
+
+    #: The exact string the autoscaler reads (``stringData``).
+    value: str
+    #: cluster-config only: mounted as a file (see ``cluster_config_secret``).
+    as_file: bool
+    #: cluster-config only: the decoded object, for render and tests.
+    cluster_config: dict[str, Any] | None
+    #: ``config_fingerprint`` of the value and the image ids: rolls the autoscaler's pods.
+    fingerprint: str
+
+
+def talos_config_secret(
     settings: AutoscalerSettings,
     node_labels: dict[str, str],
     image_ids: dict[Architecture, str],
     user_data_by_pool: dict[str, str],
     subnet_pin: str | None = None,
-) -> tuple[str, bool]:
-    """What the ``talos-config`` Secret holds, and whether the autoscaler mounts it as a file."""
+) -> TalosConfigSecret:
+    """The ``talos-config`` Secret of either format, from each pool's user data and the images."""
     if settings.config_format == "legacy":
         # One config for every pool: the config layer refuses pool labels, taints and mixed
         # architectures in this format, so the pools' configs are identical.
-        return legacy_cloud_init(next(iter(user_data_by_pool.values()))), False
+        value = legacy_cloud_init(next(iter(user_data_by_pool.values())))
+        return TalosConfigSecret(value, False, None, config_fingerprint(value, image_ids))
     secret = cluster_config_secret(
         cluster_config(settings.node_groups, node_labels, image_ids, user_data_by_pool, subnet_pin)
     )
-    return secret.value, secret.as_file
+    return TalosConfigSecret(
+        secret.value,
+        secret.as_file,
+        secret.config,
+        config_fingerprint(secret.value, image_ids),
+    )
 
 
-def config_fingerprint(talos_config_value: str, image_ids: dict[str, str]) -> str:
+def config_fingerprint(talos_config_value: str, image_ids: Mapping[Any, str]) -> str:
     """sha256 of all the autoscaler hands new servers; its pods roll when it changes."""
     listing = json.dumps({"images": image_ids, "talosConfig": talos_config_value}, sort_keys=True)
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()

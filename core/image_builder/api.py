@@ -16,7 +16,7 @@ import requests
 from hcloud import APIException, Client
 from hcloud.actions import BoundAction
 
-from components.image_builder.waits import Backoff, WaitTimeout, exponential, until
+from core.waits import Backoff, WaitTimeout, exponential, until
 
 DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
 APPLICATION = "hcloud-talos-autoscaler"

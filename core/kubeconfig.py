@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from components.hetzner_access import ProviderConfig
-from components.provider_id_setter import KubernetesApi
+from core.hetzner_access import ProviderConfig
+from core.provider_id_setter import KubernetesApi
 
 
 class KubeconfigError(Exception):

@@ -1,0 +1,252 @@
+"""CLI for building Talos snapshots without Pulumi, and for cleaning up after a failure.
+
+    python -m components.image_builder build --talos-version v1.11.6 --arch amd64 \\
+        --location fsn1 (--schematic-id ID | --extension siderolabs/qemu-guest-agent ...)
+    python -m components.image_builder cleanup [--older-than MINUTES | --all]
+
+The token comes from HCLOUD_TOKEN and the API endpoint from HCLOUD_ENDPOINT. The
+result is one JSON object on stdout; progress goes to stderr. SIGTERM stops a
+build like Ctrl-C: its server, key and unfinished snapshot are deleted first.
+Exit codes: 0 done,
+2 bad input (arguments, a token the API refuses), 1 a runtime failure (API or
+Image Factory unreachable or answering nonsense, a failed build step), whose
+traceback only ``--debug`` shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import traceback
+import urllib.error
+from dataclasses import asdict
+from datetime import timedelta
+from types import FrameType
+
+import requests
+from hcloud import APIException
+
+from core import hetzner, talos_versions, validators
+from core.config import (
+    DEFAULT_BUILDER_SERVER_TYPES,
+    DEFAULT_EXTENSIONS,
+    SCHEMATIC_ID_PATTERN,
+    SNAPSHOT_IDENTITY_LABELS,
+    WRITE_TIMEOUT_MINUTES,
+    check_write_timeout,
+)
+from core.errors import EXIT_BAD_INPUT, EXIT_RUNTIME_FAILURE
+from core.image_builder.api import DEFAULT_ENDPOINT, ApiClient, api_endpoint
+from core.image_builder.builder_resources import STALE_AFTER, remove_stale
+from core.image_builder.pipeline import BuildError, BuildRequest, Limits, build_image
+from core.image_builder.schematic import register_schematic
+from core.waits import Interrupted
+
+#: Time for cleanup to wait while a leftover is locked by a running action.
+CLEANUP_SECONDS = 600.0
+
+
+class BadArguments(ValueError):
+    """Arguments or environment the build cannot start with; every problem is listed."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    token = os.environ.get("HCLOUD_TOKEN")
+    endpoint = api_endpoint(None) or DEFAULT_ENDPOINT
+    try:
+        problems = [] if token else ["HCLOUD_TOKEN is not set (a Hetzner Cloud API token)"]
+        if not re.match(r"^https?://[^/\s]+", endpoint):
+            problems.append(
+                f"HCLOUD_ENDPOINT {endpoint!r} is not an http(s) URL like {DEFAULT_ENDPOINT}"
+            )
+        if args.command == "build":
+            problems += _build_argument_problems(args)
+        if problems:
+            raise BadArguments("\n".join(f"  - {problem}" for problem in problems))
+        signal.signal(signal.SIGTERM, _interrupt)
+        client = ApiClient(str(token), endpoint)
+        if args.command == "build":
+            return _build(client, args)
+        return _cleanup(client, timedelta(0) if args.all else timedelta(minutes=args.older_than))
+    except BadArguments as error:
+        print(f"error: bad input:\n{error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:
+        code, message = _failure(error, endpoint, getattr(args, "factory_url", ""))
+        if args.debug:
+            traceback.print_exc()
+        hint = "" if args.debug or code == EXIT_BAD_INPUT else " (--debug shows the traceback)"
+        print(f"error: {message}{hint}", file=sys.stderr)
+        return code
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _build_argument_problems(args: argparse.Namespace) -> list[str]:
+    """The build's arguments, checked by the rules the stack config uses."""
+    problems: list[str] = []
+    try:
+        talos_versions.parse_talos_version(args.talos_version)
+    except ValueError as error:
+        problems.append(f"--talos-version: {error}")
+    if args.location not in hetzner.NETWORK_ZONE_BY_LOCATION:
+        known = ", ".join(hetzner.NETWORK_ZONE_BY_LOCATION)
+        problems.append(
+            f"--location: {args.location!r} is not a Hetzner location; use one of {known}"
+        )
+    if args.schematic_id is not None and not SCHEMATIC_ID_PATTERN.match(args.schematic_id):
+        problems.append(
+            f"--schematic-id: {args.schematic_id!r} is not 64 lower-case hex characters"
+        )
+    if not re.match(r"^https?://[^/\s]+", args.factory_url):
+        problems.append(f"--factory-url: {args.factory_url!r} is not an http(s) URL")
+    labels: dict[str, str] = {}
+    for label in args.label:
+        key, equals, value = label.partition("=")
+        if not equals:
+            problems.append(f"--label: {label!r} is not key=value (e.g. --label team=platform)")
+        elif key in SNAPSHOT_IDENTITY_LABELS:
+            problems.append(f"--label: {key} identifies the snapshot and is set by the builder")
+        else:
+            labels[key] = value
+    problems += [f"--label: {problem}" for problem in validators.hetzner_label_problems(labels)]
+    args.labels = labels
+    return problems
+
+
+def _failure(error: Exception, endpoint: str, factory_url: str) -> tuple[int, str]:
+    """Exit code and message of a failure: a refused token is bad input, the rest runtime."""
+    if isinstance(error, BuildError):
+        cause = error.__cause__
+        if isinstance(cause, ValueError):  # the pipeline's checks of its request
+            return EXIT_BAD_INPUT, str(error)
+        code, detail = (
+            _failure(cause, endpoint, factory_url)
+            if isinstance(cause, Exception)
+            else (EXIT_RUNTIME_FAILURE, error.detail)
+        )
+        return code, str(BuildError(error.step, detail, error.leaked))
+    if isinstance(error, APIException):
+        if error.code in {"unauthorized", "forbidden", 401, 403}:
+            return EXIT_BAD_INPUT, (
+                f"the Hetzner API at {endpoint} refused HCLOUD_TOKEN ({error.code}): set a valid "
+                "read/write API token of the project"
+            )
+        return EXIT_RUNTIME_FAILURE, (
+            f"the Hetzner API at {endpoint} answered {error.code}: {str(error.message)[:200]} "
+            "(is HCLOUD_ENDPOINT the Hetzner Cloud API?)"
+        )
+    if isinstance(error, requests.RequestException):
+        reason = "no answer in time" if isinstance(error, requests.Timeout) else "connection failed"
+        return EXIT_RUNTIME_FAILURE, (
+            f"cannot reach the Hetzner API at {endpoint} ({reason}); check HCLOUD_ENDPOINT and "
+            "the network"
+        )
+    if isinstance(error, urllib.error.HTTPError):
+        return EXIT_RUNTIME_FAILURE, (
+            f"the Image Factory at {factory_url} answered HTTP {error.code} {error.reason}"
+        )
+    if isinstance(error, urllib.error.URLError | TimeoutError | ConnectionError):
+        why = error.reason if isinstance(error, urllib.error.URLError) else error
+        return EXIT_RUNTIME_FAILURE, (
+            f"cannot reach the Image Factory at {factory_url} ({why}); check --factory-url "
+            "and the network"
+        )
+    if isinstance(error, json.JSONDecodeError | KeyError):
+        return EXIT_RUNTIME_FAILURE, (
+            f"the Image Factory at {factory_url} did not answer with a schematic id"
+        )
+    detail = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+    return EXIT_RUNTIME_FAILURE, detail
+
+
+def _build(client: ApiClient, args: argparse.Namespace) -> int:
+    schematic_id = args.schematic_id or register_schematic(
+        args.factory_url, args.extension or list(DEFAULT_EXTENSIONS)
+    )
+    request = BuildRequest(
+        talos_version=args.talos_version,
+        schematic_id=schematic_id,
+        architecture=args.arch,
+        location=args.location,
+        server_type=args.server_type or DEFAULT_BUILDER_SERVER_TYPES[args.arch],
+        factory_url=args.factory_url,
+        extra_labels=args.labels,
+        limits=Limits(write=60.0 * args.write_timeout),
+    )
+    result = build_image(client, request, log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(asdict(result), sort_keys=True))
+    return 0
+
+
+def _cleanup(client: ApiClient, older_than: timedelta) -> int:
+    """Delete builder servers, keys and unfinished snapshots (by label) of builds that died."""
+    removed, left = remove_stale(
+        client,
+        scope=None,
+        older_than=older_than,
+        seconds=CLEANUP_SECONDS,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    print(json.dumps({"removed": [str(item) for item in removed]}))
+    if left:
+        print(f"error: could not delete {', '.join(map(str, left))}", file=sys.stderr)
+        return EXIT_RUNTIME_FAILURE
+    return 0
+
+
+def _write_timeout(text: str) -> int:
+    try:
+        return check_write_timeout(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m components.image_builder")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of a runtime failure"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="build one Talos snapshot")
+    build.add_argument("--talos-version", required=True, help="e.g. v1.11.6")
+    source = build.add_mutually_exclusive_group()
+    source.add_argument("--schematic-id", help="Image Factory schematic id (64 hex)")
+    source.add_argument("--extension", action="append", help="official extension (repeatable)")
+    build.add_argument("--arch", choices=["amd64", "arm64"], required=True)
+    build.add_argument("--location", required=True, help="e.g. fsn1")
+    build.add_argument("--server-type", help="builder type (default cx23 / cax11)")
+    build.add_argument("--factory-url", default="https://factory.talos.dev")
+    build.add_argument("--label", action="append", default=[], help="extra snapshot label k=v")
+    build.add_argument(
+        "--write-timeout",
+        type=_write_timeout,
+        default=WRITE_TIMEOUT_MINUTES,
+        help=f"minutes the download and write may take (default {WRITE_TIMEOUT_MINUTES})",
+    )
+    cleanup = commands.add_parser(
+        "cleanup", help="delete leftover builder servers, keys and unfinished snapshots"
+    )
+    age = cleanup.add_mutually_exclusive_group()
+    age.add_argument(
+        "--older-than",
+        type=float,
+        default=STALE_AFTER.total_seconds() / 60,
+        metavar="MINUTES",
+        help="only leftovers older than this (default: older than any build can run)",
+    )
+    age.add_argument(
+        "--all", action="store_true", help="also those of builds that may still be running"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

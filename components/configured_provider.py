@@ -1,0 +1,23 @@
+"""What the program's two dynamic providers share: the stack config the engine hands them.
+
+A dynamic provider runs in its own process; refresh and destroy give it only the state,
+whose token and endpoint may be older than the stack's, so both providers keep the stack
+config from ``configure`` and reach Hetzner with the stack's current access
+(``core.hetzner_access``).
+"""
+
+from __future__ import annotations
+
+from pulumi.dynamic import ConfigureRequest, ResourceProvider
+
+from core.hetzner_access import ProviderConfig
+
+
+class ConfiguredProvider(ResourceProvider):
+    """A ``ResourceProvider`` that keeps the stack config (``hcloud:token``, ...)."""
+
+    #: None until the engine configures the provider (and in tests that call it directly).
+    stack_config: ProviderConfig | None = None
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self.stack_config = req.config

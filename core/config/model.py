@@ -1,0 +1,592 @@
+"""The stack configuration model: the four sections and their fields, each checked alone.
+
+The same model serves the Pulumi program (``components/engine_config.py`` reads the
+decrypted stack config through the engine) and the offline ``render`` command (reads
+``Pulumi.<stack>.yaml``, where secrets stay encrypted). Rules that need several sections
+are in ``rules``; how pydantic's errors become problem lines, in ``problems``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from core import hetzner, talos_versions, validators
+from core.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage, autoscaler_image
+from core.config.secrets import Secret, SecretValue, as_secret
+from core.hetzner import Architecture
+from core.node_labels import label_problems
+from core.redaction import shown
+from core.resources import PROJECT
+
+__all__ = ["PROJECT"]
+
+#: Top-level keys of the project namespace (``hcloud-talos-autoscaler:<key>``).
+SECTIONS = ("talos", "network", "image", "autoscaler")
+DEFAULT_EXTENSIONS = ("siderolabs/qemu-guest-agent",)
+POOL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+#: Server names are ``<pool>-<16 hex>``; hostnames stop at 63 characters.
+POOL_NAME_MAX_LENGTH = 46
+#: Helm renders numbers from 10^6 on as 1e+06, which the autoscaler's ``--nodes`` cannot parse.
+POOL_SIZE_MAX = 999_999
+#: An ``extraArgs`` key: a flag name, optionally with the chart's ``_suffix``.
+EXTRA_ARG_PATTERN = re.compile(r"^-{0,2}[a-z0-9]+(-[a-z0-9]+)*(_[A-Za-z0-9_-]*)?$")
+DEFAULT_BUILDER_SERVER_TYPES: dict[Architecture, str] = {"amd64": "cx23", "arm64": "cax11"}
+#: Labels every snapshot gets from the image builder (``image_builder.pipeline.snapshot_labels``).
+SNAPSHOT_IDENTITY_LABELS = ("os", "talos-version", "talos-schematic", "arch", "managed-by")
+SCHEMATIC_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+#: Cozystack's PackageSource installs the Package's release here, whatever the Package says.
+COZYSTACK_NAMESPACE = "cozy-cluster-autoscaler-hetzner"
+#: ``image.writeTimeout``: minutes the download and write of the image may take. The
+#: maximum keeps the longest build below the age at which builders count as leftovers.
+WRITE_TIMEOUT_MINUTES = 30
+WRITE_TIMEOUT_MAX_MINUTES = 60
+#: Kubernetes counts replicas in int32.
+INT32_MAX = 2**31 - 1
+#: Hetzner refuses smaller subnets.
+SMALLEST_SUBNET_PREFIX = 30
+#: The autoscaler waits for a new server this many minutes at most (a day).
+SERVER_CREATION_TIMEOUT_MAX = 24 * 60
+#: Flags of the autoscaler the chart or this program sets; ``extraArgs`` may not override them.
+OWNED_FLAGS: dict[str, str] = {
+    "cloud-provider": "the chart sets to hetzner",
+    "namespace": "the chart sets to the release namespace (autoscaler.namespace)",
+    "nodes": "the chart renders from autoscaler.nodeGroups",
+    "cloud-config": "is unused by the Hetzner provider (its config comes from the Secrets)",
+    "node-group-auto-discovery": "would add pools outside autoscaler.nodeGroups",
+    "kubeconfig": "would point the autoscaler at another cluster than the one it runs in",
+}
+
+
+SecretField = Annotated[Any, AfterValidator(as_secret)]
+
+
+class ConfigModel(BaseModel):
+    """Stack-config objects: camelCase keys, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        arbitrary_types_allowed=True,
+    )
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as error:
+        reason = shown(str(error)) if len(str(error)) > 80 else str(error)
+        raise ValueError(
+            f"{shown(value)} is not a network in CIDR form like 10.100.0.0/24 ({reason})"
+        ) from None
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
+def _network_range(value: str) -> str:
+    problem = validators.private_ipv4_network_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+NetworkRange = Annotated[str, AfterValidator(_cidr), AfterValidator(_network_range)]
+
+
+def _one_line(value: str) -> str:
+    problem = validators.control_character_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: A name rendered into the autoscaler's environment (``value: "..."`` in the chart).
+ChartString = Annotated[str, AfterValidator(_one_line)]
+
+
+def _hetzner_labels(labels: dict[str, str]) -> dict[str, str]:
+    problems = validators.hetzner_label_problems(labels)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return labels
+
+
+#: A label map that ends up on Hetzner resources.
+HetznerLabels = Annotated[dict[str, str], AfterValidator(_hetzner_labels)]
+
+
+def _catalogue(info: ValidationInfo) -> hetzner.Catalogue:
+    """The server types to check against: the live list at preview, else the built-in table."""
+    context = info.context or {}
+    catalogue = context.get("catalogue")
+    return catalogue if isinstance(catalogue, hetzner.Catalogue) else hetzner.BUILT_IN_CATALOGUE
+
+
+def _location(value: str) -> str:
+    location = value.lower()
+    if location not in hetzner.NETWORK_ZONE_BY_LOCATION:
+        known = ", ".join(hetzner.NETWORK_ZONE_BY_LOCATION)
+        raise ValueError(f"{shown(value)} is not a Hetzner Cloud location; use one of {known}")
+    return location
+
+
+Location = Annotated[str, AfterValidator(_location)]
+
+
+def _node_labels(labels: dict[str, str]) -> dict[str, str]:
+    problems = validators.kubernetes_label_problems(labels)
+    problems += label_problems(
+        {
+            key: value
+            for key, value in labels.items()
+            if not validators.kubernetes_label_key_problem(key)
+        }
+    )
+    if problems:
+        raise ValueError("; ".join(problems))
+    return labels
+
+
+#: Labels a Talos node sets on itself: Kubernetes' syntax and what NodeRestriction lets a
+#: node set (see ``node_labels``).
+NodeLabels = Annotated[dict[str, str], AfterValidator(_node_labels)]
+
+
+def _annotations(annotations: dict[str, str]) -> dict[str, str]:
+    problems = [
+        problem
+        for key in annotations
+        if (problem := validators.kubernetes_label_key_problem(key)) is not None
+    ]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return annotations
+
+
+#: Annotations of a node: keys follow the label-key rules, values are free text.
+KubernetesAnnotations = Annotated[dict[str, str], AfterValidator(_annotations)]
+
+
+class Taint(ConfigModel):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+    @field_validator("key")
+    @classmethod
+    def _taint_key(cls, key: str) -> str:
+        problem = validators.kubernetes_label_key_problem(key)
+        if problem:
+            raise ValueError(problem.replace("label key", "taint key", 1))
+        return key
+
+    @field_validator("value")
+    @classmethod
+    def _taint_value(cls, value: str, info: ValidationInfo) -> str:
+        problem = validators.kubernetes_label_value_problem(info.data.get("key", "taint"), value)
+        if problem:
+            raise ValueError(problem.replace("label", "taint", 1))
+        return value
+
+
+class NodeGroup(ConfigModel):
+    """One autoscaled pool, in the guide's vocabulary (``autoscalingGroups``)."""
+
+    name: str
+    min_size: int = Field(ge=0, le=POOL_SIZE_MAX)
+    max_size: int = Field(ge=0, le=POOL_SIZE_MAX)
+    instance_type: str = Field(min_length=1)
+    region: Location
+    labels: NodeLabels = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _pool_name(cls, name: str) -> str:
+        if not POOL_NAME_PATTERN.match(name):
+            raise ValueError(
+                f"{shown(name)} is not a valid pool name: use lower-case letters, digits and '-' "
+                "(servers are named <pool>-<hex> and must be valid hostnames)"
+            )
+        if len(name) > POOL_NAME_MAX_LENGTH:
+            raise ValueError(
+                f"{shown(name)} is {len(name)} characters long; pool names are at most "
+                f"{POOL_NAME_MAX_LENGTH} so that <pool>-<16 hex> stays a valid hostname"
+            )
+        return name
+
+    @field_validator("instance_type")
+    @classmethod
+    def _server_type(cls, instance_type: str, info: ValidationInfo) -> str:
+        problem = _catalogue(info).server_type_problem(instance_type)
+        if problem:
+            raise ValueError(problem)
+        return instance_type.lower()
+
+    @model_validator(mode="after")
+    def _orderable_in_region(self, info: ValidationInfo) -> NodeGroup:
+        problem = _catalogue(info).server_type_problem(self.instance_type, self.region)
+        if problem:
+            raise ValueError(f"instanceType {problem}")
+        return self
+
+    @field_validator("max_size")
+    @classmethod
+    def _sizes(cls, max_size: int, info: ValidationInfo) -> int:
+        min_size = info.data.get("min_size")
+        if min_size is not None and min_size > max_size:
+            raise ValueError(
+                f"maxSize {max_size} is smaller than minSize {min_size}; set minSize <= maxSize"
+            )
+        return max_size
+
+    @property
+    def architecture(self) -> Architecture:
+        return hetzner.architecture_of(self.instance_type)
+
+    @property
+    def network_zone(self) -> str:
+        return hetzner.network_zone_of(self.region)
+
+
+class TalosSettings(ConfigModel):
+    version: str
+    kubernetes_version: str | None = None
+    schematic_id: str | None = None
+    extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTENSIONS))
+    worker_config_file: str | None = None
+    worker_config: SecretField | None = None
+    node_labels: NodeLabels = Field(default_factory=dict)
+    #: ``machine.nodeAnnotations``: Kilo's location and keepalive (Cozystack's guide).
+    node_annotations: KubernetesAnnotations = Field(default_factory=dict)
+    registry_mirrors: dict[str, list[str]] = Field(default_factory=dict)
+    image_factory_url: str = "https://factory.talos.dev"
+
+    @field_validator("version")
+    @classmethod
+    def _talos_version(cls, version: str) -> str:
+        talos_versions.check_talos_supported(talos_versions.parse_talos_version(version))
+        return version
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _kubernetes_version(cls, version: str | None, info: ValidationInfo) -> str | None:
+        if version is None:
+            return None
+        kubernetes = talos_versions.parse_kubernetes_version(version)
+        if "version" in info.data:
+            talos = talos_versions.parse_talos_version(info.data["version"])
+            talos_versions.check_kubernetes_supported(talos, kubernetes)
+        return str(kubernetes)
+
+    @field_validator("schematic_id")
+    @classmethod
+    def _schematic(cls, schematic_id: str | None) -> str | None:
+        if schematic_id is not None and not SCHEMATIC_ID_PATTERN.match(schematic_id):
+            raise ValueError(
+                f"{shown(schematic_id)} is not an Image Factory schematic id (64 lower-case hex "
+                "characters, as shown by factory.talos.dev)"
+            )
+        return schematic_id
+
+    @field_validator("image_factory_url")
+    @classmethod
+    def _factory_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"{shown(url)} is not an http(s) URL like https://factory.talos.dev")
+        return url.rstrip("/")
+
+    @field_validator("registry_mirrors")
+    @classmethod
+    def _mirrors(cls, mirrors: dict[str, list[str]]) -> dict[str, list[str]]:
+        for host, endpoints in mirrors.items():
+            if not endpoints:
+                raise ValueError(f"mirror {shown(host)} has no endpoints; list at least one URL")
+            for endpoint in endpoints:
+                if not re.match(r"^https?://[^/\s]+", endpoint):
+                    raise ValueError(
+                        f"endpoint {shown(endpoint)} of mirror {shown(host)} is not an http(s) URL"
+                    )
+        return mirrors
+
+    @model_validator(mode="after")
+    def _sources(self) -> TalosSettings:
+        if self.schematic_id and "extensions" in self.model_fields_set:
+            raise ValueError(
+                "both schematicId and extensions are set; keep schematicId (extensions are "
+                "only used to register a schematic) or remove it"
+            )
+        if (self.worker_config_file is None) == (self.worker_config is None):
+            raise ValueError(
+                "set exactly one of workerConfigFile (path to the worker.yaml from "
+                "`talosctl gen config`) or the secret workerConfig "
+                "(`pulumi config set --secret --path talos.workerConfig < worker.yaml`)"
+            )
+        return self
+
+    @property
+    def talos_version(self) -> talos_versions.Version:
+        return talos_versions.parse_talos_version(self.version)
+
+
+class NetworkSettings(ConfigModel):
+    name: ChartString = Field(default="cozystack-vswitch", min_length=1)
+    ip_range: NetworkRange = "10.100.0.0/16"
+    subnet: Cidr = "10.100.0.0/24"
+    network_zone: str | None = None
+    existing: ChartString | None = Field(default=None, min_length=1)
+    vswitch_id: int | None = Field(default=None, gt=0)
+    #: The range of the Robot vSwitch subnet, required with ``vswitchId``.
+    vswitch_subnet: Cidr | None = None
+
+    @field_validator("network_zone")
+    @classmethod
+    def _zone(cls, zone: str | None) -> str | None:
+        if zone is not None and zone not in hetzner.NETWORK_ZONES:
+            zones = ", ".join(sorted(hetzner.NETWORK_ZONES))
+            raise ValueError(f"{shown(zone)} is not a network zone; use one of {zones}")
+        return zone
+
+    @field_validator("subnet", "vswitch_subnet")
+    @classmethod
+    def _inside_range(cls, subnet: str | None, info: ValidationInfo) -> str | None:
+        ip_range = info.data.get("ip_range")
+        if subnet is None or ip_range is None:
+            return subnet
+        network, inner = ipaddress.ip_network(ip_range), ipaddress.ip_network(subnet)
+        if inner.version != network.version or not inner.subnet_of(network):  # type: ignore[arg-type]
+            raise ValueError(
+                f"{subnet} is not inside ipRange {ip_range}; pick a range within the network's"
+            )
+        if inner.prefixlen > SMALLEST_SUBNET_PREFIX:
+            raise ValueError(
+                f"{subnet} is smaller than Hetzner's minimum subnet size "
+                f"/{SMALLEST_SUBNET_PREFIX}; use a /24 like 10.100.0.0/24"
+            )
+        return subnet
+
+    @model_validator(mode="after")
+    def _vswitch(self) -> NetworkSettings:
+        if (self.vswitch_id is None) != (self.vswitch_subnet is None):
+            raise ValueError(
+                "vswitchId and vswitchSubnet go together: the Robot vSwitch subnet needs its own "
+                "range inside ipRange (e.g. 10.100.1.0/24); set both or neither"
+            )
+        if self.vswitch_subnet is not None and ipaddress.ip_network(self.vswitch_subnet).overlaps(
+            ipaddress.ip_network(self.subnet)
+        ):
+            raise ValueError(
+                f"vswitchSubnet {self.vswitch_subnet} overlaps subnet {self.subnet}; the Robot "
+                "vSwitch needs a range of its own inside ipRange"
+            )
+        return self
+
+
+class ImageSettings(ConfigModel):
+    location: Location = "fsn1"
+    builder_server_types: dict[Architecture, str] = Field(
+        default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES), validate_default=True
+    )
+    labels: HetznerLabels = Field(default_factory=dict)
+    write_timeout: int = WRITE_TIMEOUT_MINUTES
+
+    @field_validator("builder_server_types")
+    @classmethod
+    def _builder_types(
+        cls, server_types: dict[Architecture, str], info: ValidationInfo
+    ) -> dict[Architecture, str]:
+        catalogue = _catalogue(info)
+        problems = [
+            f"{arch}: {problem}"
+            for arch, server_type in server_types.items()
+            if (problem := catalogue.server_type_problem(server_type, info.data.get("location")))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return {arch: server_type.lower() for arch, server_type in server_types.items()}
+
+    @field_validator("labels")
+    @classmethod
+    def _own_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        taken = sorted(set(labels) & set(SNAPSHOT_IDENTITY_LABELS))
+        if taken:
+            raise ValueError(
+                f"{', '.join(taken)} identify the snapshot and are set by this program "
+                f"({', '.join(SNAPSHOT_IDENTITY_LABELS)}); use other keys"
+            )
+        return labels
+
+    @field_validator("write_timeout")
+    @classmethod
+    def _write_timeout(cls, minutes: int) -> int:
+        return check_write_timeout(minutes)
+
+    @model_validator(mode="after")
+    def _builder_architectures(self) -> ImageSettings:
+        for arch, server_type in self.builder_server_types.items():
+            if hetzner.architecture_of(server_type) != arch:
+                raise ValueError(
+                    f"builderServerTypes.{arch} is {server_type!r}, an "
+                    f"{hetzner.architecture_of(server_type)} server type; a {arch} image must be "
+                    "written from a server of the same architecture"
+                )
+        return self
+
+
+def check_write_timeout(minutes: int) -> int:
+    """``image.writeTimeout`` (and the CLI's ``--write-timeout``): 5 to 60 minutes."""
+    if not 5 <= minutes <= WRITE_TIMEOUT_MAX_MINUTES:
+        raise ValueError(
+            f"is {minutes} minutes; set 5 to {WRITE_TIMEOUT_MAX_MINUTES} (a longer build could "
+            "not be told apart from the leftovers of a killed one)"
+        )
+    return minutes
+
+
+class SmokeTestSettings(ConfigModel):
+    replicas: int = Field(ge=1, le=INT32_MAX)
+
+
+class AutoscalerSettings(ConfigModel):
+    deploy: Literal["package", "helm"] = "package"
+    namespace: str = COZYSTACK_NAMESPACE
+    node_groups: list[NodeGroup] = Field(min_length=1)
+    ssh_key: ChartString | None = Field(default=None, min_length=1)
+    firewall: ChartString | None = Field(default=None, min_length=1)
+    public_ipv4: bool = Field(default=True, alias="publicIPv4")
+    public_ipv6: bool = Field(default=False, alias="publicIPv6")
+    server_creation_timeout: int = Field(default=10, ge=1, le=SERVER_CREATION_TIMEOUT_MAX)
+    config_format: Literal["cluster-config", "legacy"] = "cluster-config"
+    chart_version: str | None = None
+    image_tag: str | None = None
+    extra_args: dict[str, str | int | bool] = Field(default_factory=dict)
+    token: SecretField | None = None
+    provider_id: Literal["setter", "none"] = "setter"
+    smoke_test: SmokeTestSettings | None = None
+    #: Leave the autoscaler's servers (and Nodes) when the stack or a pool is removed.
+    keep_servers_on_destroy: bool = False
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, namespace: str) -> str:
+        problem = validators.dns_label_problem(namespace)
+        if problem:
+            raise ValueError(f"{problem} (Kubernetes namespaces are DNS labels)")
+        return namespace
+
+    @field_validator("node_groups")
+    @classmethod
+    def _unique_pools(cls, groups: list[NodeGroup]) -> list[NodeGroup]:
+        names = [group.name for group in groups]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"pool names must be unique; duplicated: {', '.join(duplicated)}")
+        return groups
+
+    @field_validator("namespace")
+    @classmethod
+    def _package_namespace(cls, namespace: str, info: ValidationInfo) -> str:
+        if info.data.get("deploy", "package") == "package" and namespace != COZYSTACK_NAMESPACE:
+            raise ValueError(
+                f"is {namespace!r}, but with deploy: package Cozystack installs the autoscaler "
+                f"in {COZYSTACK_NAMESPACE} whatever the Package says (its PackageSource fixes "
+                "the namespace), and the autoscaler reads its Secrets from there: remove "
+                f"namespace (or set {COZYSTACK_NAMESPACE}), or use deploy: helm to choose one"
+            )
+        return namespace
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra_args(cls, extra_args: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        problems = validators.owned_flag_problems(extra_args, OWNED_FLAGS)
+        for key, value in extra_args.items():
+            if not EXTRA_ARG_PATTERN.match(key):
+                problems.append(
+                    f"{shown(key)} is not an autoscaler flag name (lower-case words joined by "
+                    "'-', e.g. scale-down-unneeded-time)"
+                )
+                continue
+            problem = validators.control_character_problem(str(value))
+            if problem:
+                problems.append(f"{key}: {problem}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return extra_args
+
+    @property
+    def architectures(self) -> list[Architecture]:
+        return sorted({group.architecture for group in self.node_groups})
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The validated stack: the four sections, the token and the base worker config."""
+
+    talos: TalosSettings
+    network: NetworkSettings
+    image: ImageSettings
+    autoscaler: AutoscalerSettings
+    hcloud_token: SecretValue | None
+    #: The base worker config YAML, or None when it is encrypted (offline render).
+    base_worker_config: Secret | None
+    #: Its YAML documents, parsed once when it was read (None with it).
+    base_documents: tuple[dict[str, Any], ...] | None = None
+
+    @property
+    def network_zone(self) -> str:
+        if self.network.network_zone:
+            return self.network.network_zone
+        return self.autoscaler.node_groups[0].network_zone
+
+    @property
+    def architectures(self) -> list[Architecture]:
+        return self.autoscaler.architectures
+
+    @property
+    def worker_config_key(self) -> str:
+        """The config key the base worker config comes from, as messages name it."""
+        return "talos.workerConfigFile" if self.talos.worker_config_file else "talos.workerConfig"
+
+    @property
+    def autoscaler_token(self) -> SecretValue | None:
+        """The token the autoscaler uses: its own if set, else the provider's."""
+        return self.autoscaler.token or self.hcloud_token
+
+    @cached_property
+    def kubernetes_version(self) -> str | None:
+        """``talos.kubernetesVersion``, else the base worker config's kubelet (if readable)."""
+        if self.talos.kubernetes_version is not None:
+            return self.talos.kubernetes_version
+        for document in self.base_documents or ():
+            image = str(((document.get("machine") or {}).get("kubelet") or {}).get("image") or "")
+            with contextlib.suppress(ValueError):
+                return str(talos_versions.parse_kubernetes_version(image.rpartition(":")[2]))
+        return None
+
+    @cached_property
+    def autoscaler_image(self) -> AutoscalerImage:
+        """The autoscaler image this stack runs (checked by ``parse_stack_config``)."""
+        return autoscaler_image(
+            self.autoscaler.image_tag,
+            self.autoscaler.deploy,
+            self.autoscaler.chart_version or DEFAULT_CHART_VERSION,
+            self.kubernetes_version,
+        )

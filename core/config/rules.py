@@ -1,0 +1,213 @@
+"""Rules across sections of a valid-looking stack, and what a valid stack still warns about.
+
+Each section validates its own fields (``model``); these rules need several sections, the
+base worker config or the autoscaler image that follows from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core import hetzner, talos_versions, validators
+from core.config.model import PROJECT, StackConfig
+from core.config.problems import Problem
+from core.config.secrets import Secret
+from core.redaction import shown
+from core.talos_config import cluster_subnet_conflicts
+
+
+def cross_section_problems(stack: StackConfig) -> list[Problem]:
+    """Every problem that needs more than one section (each section is valid on its own)."""
+    problems: list[Problem] = []
+    groups = stack.autoscaler.node_groups
+
+    zones: dict[str, list[str]] = {}
+    for group in groups:
+        zones.setdefault(group.network_zone, []).append(f"{group.name} ({group.region})")
+    if len(zones) > 1:
+        spread = "; ".join(f"{zone}: {', '.join(names)}" for zone, names in sorted(zones.items()))
+        problems.append(
+            Problem(
+                "autoscaler.nodeGroups",
+                f"pools span several network zones ({spread}); one subnet serves one zone, so "
+                "keep every pool's region in one zone or run one stack per zone",
+            )
+        )
+    elif stack.network.network_zone and stack.network.network_zone not in zones:
+        problems.append(
+            Problem(
+                "network.networkZone",
+                f"is {stack.network.network_zone!r} but the pools are in {next(iter(zones))}; "
+                "remove networkZone to derive it from the pools' regions",
+            )
+        )
+
+    for arch in stack.architectures:
+        if arch not in stack.image.builder_server_types:
+            pools = ", ".join(g.name for g in groups if g.architecture == arch)
+            problems.append(
+                Problem(
+                    f"image.builderServerTypes.{arch}",
+                    f"is missing but pools {pools} need an {arch} image; add an {arch} builder "
+                    f"server type (e.g. {'cax11' if arch == 'arm64' else 'cx23'})",
+                )
+            )
+
+    if stack.autoscaler.config_format == "legacy":
+        if len(stack.architectures) > 1:
+            problems.append(
+                Problem(
+                    "autoscaler.configFormat",
+                    "legacy hands one image to every pool, but the pools mix amd64 and arm64; "
+                    "use configFormat cluster-config",
+                )
+            )
+        for index, group in enumerate(groups):
+            if group.labels or group.taints:
+                problems.append(
+                    Problem(
+                        f"autoscaler.nodeGroups[{index}]",
+                        f"pool {group.name} has labels/taints, which the legacy format cannot "
+                        "carry (one config for all pools); use configFormat cluster-config or "
+                        "move the labels to talos.nodeLabels",
+                    )
+                )
+
+    smoke_test = stack.autoscaler.smoke_test
+    pool_capacity = sum(group.max_size for group in groups)
+    # Pinned to the pools (not in legacy format), one pod per node.
+    pinned = smoke_test is not None and stack.autoscaler.config_format != "legacy"
+    if pinned and smoke_test is not None and smoke_test.replicas > pool_capacity:
+        problems.append(
+            Problem(
+                "autoscaler.smokeTest.replicas",
+                f"{smoke_test.replicas} is more than the pools can hold (sum of maxSize: "
+                f"{pool_capacity}; one pod per node): the extra pods would stay Pending "
+                "forever; lower replicas or raise maxSize",
+            )
+        )
+
+    capacity = validators.usable_addresses(stack.network.subnet)
+    wanted = sum(group.max_size for group in groups)
+    if wanted > capacity:
+        problems.append(
+            Problem(
+                "autoscaler.nodeGroups",
+                f"the pools may grow to {wanted} servers (sum of maxSize) but subnet "
+                f"{stack.network.subnet} holds {capacity}; lower maxSize or use a larger "
+                "network.subnet",
+            )
+        )
+
+    problems.extend(_cluster_network_problems(stack))
+    problems.extend(_autoscaler_image_problems(stack))
+    return problems
+
+
+def _autoscaler_image_problems(stack: StackConfig) -> list[Problem]:
+    """The image must be a release, of the cluster's minor, and read the config format."""
+    settings = stack.autoscaler
+    try:
+        image = stack.autoscaler_image
+    except ValueError as error:
+        return [Problem("autoscaler.imageTag", str(error))]
+    kubernetes = stack.kubernetes_version
+    if settings.image_tag is not None and kubernetes is not None and image.version is not None:
+        cluster = talos_versions.parse_kubernetes_version(kubernetes)
+        if image.version.minor_key != cluster.minor_key:
+            return [
+                Problem(
+                    "autoscaler.imageTag",
+                    f"{settings.image_tag} does not match Kubernetes {cluster}: the autoscaler "
+                    "simulates scheduling with its own Kubernetes release, so use a "
+                    f"v{cluster.major}.{cluster.minor}.x image (or remove imageTag: the newest "
+                    "one is chosen)",
+                )
+            ]
+    if settings.config_format == "cluster-config" and image.lacks("HCLOUD_CLUSTER_CONFIG"):
+        key = "autoscaler.imageTag" if settings.image_tag else "autoscaler.configFormat"
+        return [
+            Problem(
+                key,
+                f"{image.too_old_for('HCLOUD_CLUSTER_CONFIG', 'configFormat cluster-config')}; "
+                "use configFormat legacy, or a newer Kubernetes and autoscaler",
+            )
+        ]
+    return []
+
+
+def _cluster_network_problems(stack: StackConfig) -> list[Problem]:
+    """The base config's pod and service networks must be CIDR lists disjoint from ours."""
+    key = stack.worker_config_key
+    problems: list[Problem] = []
+    for conflict in cluster_subnet_conflicts(stack.base_documents or (), stack.network.ip_range):
+        field = f"cluster.network.{conflict.field}"
+        if conflict.kind == "not a list":
+            problems.append(Problem(key, f"{field} must be a list of CIDRs"))
+        elif conflict.kind == "not a CIDR":
+            problems.append(Problem(key, f"{field} entry {shown(conflict.cidr)} is not a CIDR"))
+        else:
+            problems.append(
+                Problem(
+                    "network.ipRange",
+                    f"{stack.network.ip_range} overlaps the cluster's {conflict.field} "
+                    f"{conflict.cidr} (from {key}); choose a network range that is disjoint "
+                    "from the pod and service networks",
+                )
+            )
+    return problems
+
+
+#: Secret settings: the key as messages show it, its top-level config key, and the
+#: command that stores it encrypted.
+SECRET_SETTINGS = (
+    ("hcloud:token", "hcloud:token", "pulumi config set --secret hcloud:token"),
+    (
+        "autoscaler.token",
+        f"{PROJECT}:autoscaler",
+        "pulumi config set --secret --path autoscaler.token",
+    ),
+    (
+        "talos.workerConfig",
+        f"{PROJECT}:talos",
+        "pulumi config set --secret --path talos.workerConfig < worker.yaml",
+    ),
+)
+
+
+def plaintext_secret_warnings(
+    stack: StackConfig, is_encrypted: Callable[[str], bool], source: str
+) -> list[str]:
+    """A warning for each secret setting stored in plain text in ``source``.
+
+    ``is_encrypted`` answers for a top-level config key (the engine knows which
+    keys were set with ``--secret``); values read offline are plain text when
+    they are not ``{secure: ...}``.
+    """
+    values = {
+        "hcloud:token": stack.hcloud_token,
+        "autoscaler.token": stack.autoscaler.token,
+        "talos.workerConfig": stack.talos.worker_config,
+    }
+    warnings = []
+    for shown_key, config_key, command in SECRET_SETTINGS:
+        if isinstance(values[shown_key], Secret) and not is_encrypted(config_key):
+            warnings.append(
+                f"{shown_key} is stored in plain text in {source}: anyone who can read the file "
+                f"or its history has it. Encrypt it with `{command}` (this replaces the value "
+                "with `secure: ...`), then rotate the secret, since the plain text stays in the "
+                "history"
+            )
+    return warnings
+
+
+def server_type_warnings(stack: StackConfig, catalogue: hetzner.Catalogue | None) -> list[str]:
+    """Server types that still exist but are being retired: new servers may soon be refused."""
+    catalogue = catalogue or hetzner.BUILT_IN_CATALOGUE
+    used = {group.instance_type for group in stack.autoscaler.node_groups}
+    used |= {stack.image.builder_server_types[arch] for arch in stack.architectures}
+    return [
+        f"server type {name} is being retired by Hetzner ({catalogue.source}); move to a current "
+        "type (`hcloud server-type list`) before it can no longer be ordered"
+        for name in sorted(used & catalogue.deprecated)
+    ]

@@ -1,0 +1,254 @@
+"""Offline render: what a stack will create, from ``Pulumi.<stack>.yaml`` alone.
+
+No Pulumi CLI, no credentials, no network: the stack file is validated with the same
+model the program uses, and this module only formats the stack's plan (``plan``), the
+same plan the program declares its components from. Values that exist only once
+resources do (snapshot ids, the config hash) are shown as placeholders; encrypted values
+as encrypted.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from core import autoscaler_values as values
+from core import resources
+from core.autoscaler_versions import IMAGE_REPOSITORY
+from core.config.parse import read_stack_file
+from core.hetzner import USER_DATA_LIMIT_BYTES
+from core.manifests import manifests_yaml, provider_id_setter_manifests, smoke_test_deployment
+from core.plan import StackPlan, plan_stack
+from core.talos_config import NODE_GROUP_LABEL, WorkerConfig, redact
+
+#: What render shows for the values that exist only once the snapshots do.
+CONFIG_HASH_PLACEHOLDER = "<sha256 of the Talos config and images>"
+
+
+def image_id_placeholder(architecture: str) -> str:
+    return f"<{architecture} snapshot id>"
+
+
+@dataclass
+class Rendered:
+    """The text report and the files written next to it."""
+
+    report: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def line(self, text: str = "") -> None:
+        self.report.append(text)
+
+    def document(self, name: str, text: str) -> None:
+        """Write ``text`` to the file ``name`` and print it, indented, in the report."""
+        self.files[name] = text
+        self.report.extend(f"    {line}" for line in text.splitlines())
+
+
+def render_stack(project_dir: Path, stack_name: str, *, show_secrets: bool = False) -> Rendered:
+    """Validate the stack file and describe everything the stack will create.
+
+    Raises ConfigError (every problem at once) on an invalid stack.
+    """
+    plan = plan_stack(*read_stack_file(project_dir, stack_name))
+    rendered = Rendered(warnings=list(plan.warnings))
+    rendered.line(f"stack {stack_name}: configuration is valid (nothing was contacted)")
+    _network(plan, rendered)
+    _images(plan, rendered)
+    configs = _worker_configs(plan, rendered, show_secrets=show_secrets)
+    _secrets_and_autoscaler(plan, configs, rendered)
+    if plan.provider_id_setter:
+        _provider_id_setter(plan, rendered)
+        rendered.line()
+    _autoscaled_servers(plan, rendered)
+    _smoke_test_and_verification(plan, rendered)
+    return rendered
+
+
+def _network(plan: StackPlan, rendered: Rendered) -> None:
+    network = plan.network
+    component = resources.NETWORK.name
+    rendered.line()
+    rendered.line(f'{resources.NETWORK.kind} "{component}"')
+    if network.existing is None:
+        rendered.line(
+            f"  hcloud.Network        {resources.HCLOUD_NETWORK.name(component):<23} "
+            f"name={network.name} ipRange={network.ip_range}"
+        )
+        rendered.line(
+            f"  hcloud.NetworkSubnet  {resources.CLOUD_SUBNET.name(component):<23} type=cloud "
+            f"zone={network.network_zone} ipRange={network.subnet}"
+        )
+    else:
+        rendered.line(
+            f"  (lookup)              existing network {network.existing!r}, subnet "
+            f"{network.subnet} in zone {network.network_zone}"
+        )
+    if network.vswitch_id is not None:
+        rendered.line(
+            f"  hcloud.NetworkSubnet  {resources.VSWITCH_SUBNET.name(component):<23} "
+            f"type=vswitch vswitchId={network.vswitch_id} ipRange={network.vswitch_subnet}"
+        )
+
+
+def _images(plan: StackPlan, rendered: Rendered) -> None:
+    component = resources.TALOS_IMAGE.name
+    rendered.line()
+    rendered.line(f'{resources.TALOS_IMAGE.kind} "{component}"')
+    rendered.line(f"  schematic {plan.image.schematic_id} ({plan.image.schematic_source})")
+    for snapshot in plan.image.snapshots:
+        arch = snapshot.architecture
+        labels = ",".join(f"{k}={v}" for k, v in snapshot.labels.items())
+        rendered.line(
+            f"  snapshot {arch:<6} {resources.snapshot(arch).name(component)}: built on a "
+            f"temporary {snapshot.server_type} in {snapshot.location} from {snapshot.image_url}"
+        )
+        rendered.line(f"                  labels {labels}")
+
+
+def _worker_configs(
+    plan: StackPlan, rendered: Rendered, *, show_secrets: bool
+) -> dict[str, WorkerConfig] | None:
+    rendered.line()
+    rendered.line("Talos worker configs (user data of new servers)")
+    if plan.stack.base_documents is None:
+        rendered.line("  talos.workerConfig is encrypted in the stack file: not rendered offline")
+        return None
+    configs = plan.worker_configs(plan.network.subnet)
+    for pool, config in configs.items():
+        name = f"worker-{pool}.yaml"
+        rendered.files[name] = config.yaml if show_secrets else redact(config.yaml)
+        user_data = config.user_data
+        rendered.line(
+            f"  {name:<28} {len(config.yaml.encode()):>6} bytes YAML, user data "
+            f"{user_data.size:>6} of {USER_DATA_LIMIT_BYTES} bytes ({user_data.encoding})"
+        )
+        for field_name in ("nodeLabels", "nodeAnnotations"):
+            pairs = ", ".join(f"{k}={v}" for k, v in (config.machine.get(field_name) or {}).items())
+            rendered.line(f"    {field_name:<16} {pairs or '-'}")
+    return configs
+
+
+def _secrets_and_autoscaler(
+    plan: StackPlan, configs: dict[str, WorkerConfig] | None, rendered: Rendered
+) -> None:
+    secrets, autoscaler = plan.secrets, plan.autoscaler
+    rendered.line()
+    rendered.line(
+        f'{resources.AUTOSCALER_SECRETS.kind} "{resources.AUTOSCALER_SECRETS.name}" '
+        f"(namespace {secrets.namespace})"
+    )
+    rendered.line(
+        f"  Secret {secrets.credentials_secret:<20} key {secrets.credentials_key:<14} "
+        "= the token [secret]"
+    )
+    rendered.line(
+        f"  Secret {secrets.talos_config_secret:<20} key {secrets.talos_config_key:<14} "
+        "= Talos config [secret]"
+    )
+
+    image_ids = {
+        snapshot.architecture: image_id_placeholder(snapshot.architecture)
+        for snapshot in plan.image.snapshots
+    }
+    as_file = False
+    if configs is not None:
+        talos_config = plan.talos_config(configs, image_ids, plan.network.subnet)
+        as_file = talos_config.as_file
+        if talos_config.cluster_config is not None:
+            shown = copy.deepcopy(talos_config.cluster_config)
+            for pool, node_config in shown["nodeConfigs"].items():
+                node_config["cloudInit"] = f"<user data of worker-{pool}.yaml>"
+            note = " (mounted as a file: too large for an env var)" if as_file else ""
+            rendered.line(f"  cluster config, decoded: cluster-config.json{note}")
+            rendered.document("cluster-config.json", json.dumps(shown, indent=2) + "\n")
+
+    chart_values = plan.chart_values(
+        network_name=plan.network.shown_name,
+        image_ids=image_ids,
+        credentials_secret=secrets.credentials_secret,
+        talos_config_secret=secrets.talos_config_secret,
+        talos_config_as_file=as_file,
+        config_hash=CONFIG_HASH_PLACEHOLDER,
+    )
+    rendered.line()
+    rendered.line(f'{resources.CLUSTER_AUTOSCALER.kind} "{resources.CLUSTER_AUTOSCALER.name}"')
+    if autoscaler.deploy == "package":
+        rendered.line(f"  Package {values.PACKAGE_NAME} (cluster-scoped): package.yaml")
+        manifest = values.package_manifest(chart_values)
+        rendered.document("package.yaml", yaml.safe_dump(manifest, sort_keys=False))
+    else:
+        rendered.line(
+            f"  Helm release {values.RELEASE_NAME}: chart {values.CHART_NAME} "
+            f"{autoscaler.chart_version} from {values.CHART_REPOSITORY} into "
+            f"{autoscaler.namespace}: helm-values.yaml"
+        )
+        helm_values = values.helm_values(chart_values)
+        rendered.document("helm-values.yaml", yaml.safe_dump(helm_values, sort_keys=False))
+    image = autoscaler.image
+    running = f"v{image.version}" if image.version else "unknown"
+    rendered.line(f"  image {IMAGE_REPOSITORY}:{image.tag or running} ({image.origin})")
+    for group in plan.stack.autoscaler.node_groups:
+        rendered.line(
+            f"  pool {group.name:<20} {group.instance_type:<7} {group.region:<5} "
+            f"{group.min_size}..{group.max_size} ({group.architecture})"
+        )
+    rendered.line()
+
+
+def _provider_id_setter(plan: StackPlan, rendered: Rendered) -> None:
+    secrets = plan.secrets
+    manifests = provider_id_setter_manifests(
+        secrets.namespace, secrets.credentials_secret, secrets.credentials_key
+    )
+    rendered.line(
+        f'{resources.PROVIDER_ID_SETTER.kind} "{resources.PROVIDER_ID_SETTER.name}" '
+        f"(namespace {secrets.namespace}): provider-id-setter.yaml"
+    )
+    for manifest in manifests:
+        rendered.line(f"  {manifest['kind']:<19} {manifest['metadata']['name']}")
+    container = manifests[-1]["spec"]["template"]["spec"]["containers"][0]
+    rendered.line(f"  runs {' '.join(container['command'])} in {container['image']}")
+    rendered.line(
+        f"  Hetzner token from Secret {secrets.credentials_secret} key {secrets.credentials_key}"
+    )
+    rendered.files["provider-id-setter.yaml"] = manifests_yaml(manifests)
+
+
+def _autoscaled_servers(plan: StackPlan, rendered: Rendered) -> None:
+    component = resources.AUTOSCALED_SERVERS.name
+    rendered.line(f'{resources.AUTOSCALED_SERVERS.kind} "{component}" (deleted before the network)')
+    what = (
+        "keeps them (autoscaler.keepServersOnDestroy)"
+        if plan.servers.keep_servers
+        else f"deletes them in network {plan.network.shown_name}, then their Nodes"
+    )
+    for pool in plan.servers.pools:
+        rendered.line(
+            f"  PoolServers {resources.pool_record(pool).name(component)}: servers labelled "
+            f"{NODE_GROUP_LABEL}={pool}; on destroy or the pool's removal {what}"
+        )
+    rendered.line()
+
+
+def _smoke_test_and_verification(plan: StackPlan, rendered: Rendered) -> None:
+    smoke_test = plan.smoke_test
+    if smoke_test is not None:
+        deployment = smoke_test_deployment(
+            plan.secrets.namespace, smoke_test.replicas, smoke_test.pools, smoke_test.taints
+        )
+        rendered.files["smoke-test.yaml"] = yaml.safe_dump(deployment, sort_keys=False)
+        rendered.line(f"SmokeTest: {smoke_test.replicas} replicas; watch with:")
+        rendered.line(f"  {smoke_test.watch_command}")
+    rendered.line("Pulumi resources (type and name, as `pulumi preview` lists them):")
+    for resource in plan.resources:
+        indent = "    " if resource.parent else "  "
+        rendered.line(f"{indent}{resource.type}  {resource.name}")
+    rendered.line("Verify after `pulumi up`:")
+    for command in plan.verification.values():
+        rendered.line(f"  {command}")
