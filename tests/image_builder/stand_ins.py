@@ -5,7 +5,9 @@ of the Hetzner Cloud API for the official ``hcloud`` library: actions that run
 for a while and finish, locks (``423 locked`` while an action runs), unique names
 (``409 uniqueness_error``), the error envelope, label selectors, pagination, rate
 limits and real ``created`` timestamps, plus fault injection per step, including
-answers lost after the request took effect. Servers report 127.0.0.1 as their
+answers lost after the request took effect. Networks and their subnets behave as the
+public API documents them: a subnet with servers attached cannot be deleted, a deleted
+network detaches its servers. Servers report 127.0.0.1 as their
 public IPv4 so a real OpenSSH server on loopback (``RescueSshd``) plays the rescue
 system. ``SilentApi`` accepts connections and never answers.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import itertools
 import json
 import lzma
@@ -127,6 +130,9 @@ class HetznerState:
     servers: dict[int, dict[str, Any]] = field(default_factory=dict)
     ssh_keys: dict[int, dict[str, Any]] = field(default_factory=dict)
     images: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Networks as the API stores them (``subnets``); their ``servers`` come from the
+    #: servers' ``private_net``.
+    networks: dict[int, dict[str, Any]] = field(default_factory=dict)
     actions: dict[int, Action] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     #: When each request arrived (``time.monotonic()``).
@@ -363,6 +369,35 @@ class HetznerEmulator(LoopbackServer):
             "load_balancers": [],
             "primary_disk_size": server_type["disk"],
             "placement_group": None,
+        }
+
+    def add_network(self, name: str, ip_range: str, labels: dict[str, str] | None = None) -> int:
+        """A network that exists already (another project's, or a user's), without subnets."""
+        network_id = next(self._ids)
+        self.state.networks[network_id] = {
+            "id": network_id,
+            "name": name,
+            "ip_range": ip_range,
+            "subnets": [],
+            "routes": [],
+            "labels": dict(labels or {}),
+            "protection": {"delete": False},
+            "expose_routes_to_vswitch": False,
+            "created": now_iso(),
+        }
+        return network_id
+
+    def _network_json(self, network: dict[str, Any]) -> dict[str, Any]:
+        attached = [
+            server_id
+            for server_id, server in self.state.servers.items()
+            if network["id"] in (server.get("private_net") or {})
+        ]
+        return {
+            **network,
+            "subnets": [dict(subnet) for subnet in network["subnets"]],
+            "servers": attached,
+            "load_balancers": [],
         }
 
     # ---- HTTP ----------------------------------------------------------------------
@@ -602,6 +637,134 @@ class HetznerEmulator(LoopbackServer):
             return 201, {"image": dict(image), "action": action.as_json()}
         return _error(404, "not_found", f"unknown server action {command}")
 
+    # networks
+    def _post_networks(
+        self, parts: list[str], params: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        if parts:
+            return self._network_action(int(parts[0]), parts[2], body)
+        if not body.get("name"):
+            return _error(400, "invalid_input", "invalid input in field 'name'")
+        ip_range = _ip_network(body.get("ip_range"))
+        if ip_range is None:
+            return _error(400, "invalid_input", "invalid input in field 'ip_range'")
+        if any(network["name"] == body["name"] for network in self.state.networks.values()):
+            return _error(409, "uniqueness_error", "network name is already used")
+        network_id = self.add_network(body["name"], str(ip_range), body.get("labels"))
+        network = self.state.networks[network_id]
+        network["expose_routes_to_vswitch"] = bool(body.get("expose_routes_to_vswitch"))
+        for subnet in body.get("subnets") or []:
+            problem = self._subnet_problem(network, subnet)
+            if problem is not None:
+                del self.state.networks[network_id]
+                return problem
+            network["subnets"].append(_subnet_json(network, subnet))
+        return 201, {"network": self._network_json(network)}
+
+    def _get_networks(self, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
+        if parts:
+            network = self.state.networks.get(int(parts[0]))
+            if network is None:
+                return _error(404, "not_found", "network not found")
+            return 200, {"network": self._network_json(network)}
+        items = [
+            self._network_json(network)
+            for network in _select(self.state.networks.values(), params.get("label_selector"))
+            if params.get("name") in (None, network["name"])
+        ]
+        return 200, self._page("networks", items, params)
+
+    def _put_networks(self, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
+        network = self.state.networks.get(int(parts[0]))
+        if network is None:
+            return _error(404, "not_found", "network not found")
+        if "name" in body:
+            if any(
+                other["name"] == body["name"] and other is not network
+                for other in self.state.networks.values()
+            ):
+                return _error(409, "uniqueness_error", "network name is already used")
+            network["name"] = body["name"]
+        if "labels" in body:
+            network["labels"] = dict(body["labels"])
+        if "expose_routes_to_vswitch" in body:
+            network["expose_routes_to_vswitch"] = bool(body["expose_routes_to_vswitch"])
+        return 200, {"network": self._network_json(network)}
+
+    def _delete_networks(
+        self, parts: list[str], params: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        network_id = int(parts[0])
+        if network_id not in self.state.networks:
+            return _error(404, "not_found", "network not found")
+        if self._running_action_on(network_id):
+            return _error(409, "conflict", "network changed during the request, please retry")
+        # "Attached resources will be detached automatically" (API reference, Delete a Network).
+        for server in self.state.servers.values():
+            (server.get("private_net") or {}).pop(network_id, None)
+        del self.state.networks[network_id]
+        return 204, None
+
+    def _network_action(self, network_id: int, command: str, body: Any) -> tuple[int, Any]:
+        network = self.state.networks.get(network_id)
+        if network is None:
+            return _error(404, "not_found", "network not found")
+        if self._running_action_on(network_id):
+            # "If a change is currently being performed on this Network, a error response
+            # with code conflict will be returned" (add_subnet, delete_subnet).
+            return _error(409, "conflict", "network changed during the request, please retry")
+        if command == "add_subnet":
+            problem = self._subnet_problem(network, body)
+            if problem is not None:
+                return problem
+            network["subnets"].append(_subnet_json(network, body))
+            return 201, {"action": self._action("add_subnet", ("network", network_id)).as_json()}
+        if command == "delete_subnet":
+            ip_range = _ip_network(body.get("ip_range"))
+            subnet = next(
+                (s for s in network["subnets"] if _ip_network(s["ip_range"]) == ip_range), None
+            )
+            if subnet is None:
+                return _error(404, "not_found", "subnet not found")
+            if self._attached_in(network_id, ip_range):
+                # The API reference: "Subnets containing attached resources can not be
+                # deleted". The text is not documented; the Terraform provider (#923) matches
+                # this phrase of the service_error it answers.
+                return _error(422, "service_error", "network has attached resources")
+            network["subnets"].remove(subnet)
+            action = self._action("delete_subnet", ("network", network_id))
+            return 201, {"action": action.as_json()}
+        return _error(404, "not_found", f"unknown network action {command}")
+
+    def _subnet_problem(
+        self, network: dict[str, Any], subnet: dict[str, Any]
+    ) -> tuple[int, Any] | None:
+        """Why the API refuses ``subnet`` in ``network``, or None."""
+        if subnet.get("type") not in ("cloud", "server", "vswitch"):
+            return _error(400, "invalid_input", "invalid input in field 'type'")
+        if subnet.get("network_zone") not in {zone for _, zone in LOCATIONS.values()}:
+            return _error(400, "invalid_input", "invalid input in field 'network_zone'")
+        if subnet["type"] == "vswitch" and not subnet.get("vswitch_id"):
+            return _error(400, "invalid_input", "vswitch_id is required for vswitch subnets")
+        ip_range = _ip_network(subnet.get("ip_range"))
+        parent = _ip_network(network["ip_range"])
+        if ip_range is None or parent is None or not ip_range.subnet_of(parent):
+            return _error(
+                400, "invalid_input", "ip_range must be a subnet of the network's ip_range"
+            )
+        for existing in network["subnets"]:
+            other = _ip_network(existing["ip_range"])
+            if other is not None and ip_range.overlaps(other):
+                return _error(400, "invalid_input", "ip_range overlaps with an existing subnet")
+        return None
+
+    def _attached_in(self, network_id: int, ip_range: Any) -> bool:
+        for server in self.state.servers.values():
+            address = (server.get("private_net") or {}).get(network_id)
+            if address is not None and ipaddress.ip_address(address) in ip_range:
+                return True
+        return False
+
     # images
     def _get_images(self, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
         if parts:
@@ -697,6 +860,27 @@ def _server_type_json(
             }
             for location in LOCATIONS
         ],
+    }
+
+
+def _ip_network(value: Any) -> ipaddress.IPv4Network | None:
+    try:
+        network = ipaddress.ip_network(str(value))
+    except ValueError:
+        return None
+    return network if isinstance(network, ipaddress.IPv4Network) else None
+
+
+def _subnet_json(network: dict[str, Any], subnet: dict[str, Any]) -> dict[str, Any]:
+    """A subnet as the API shows it; the gateway is the network's first address, as in the
+    API reference's examples (``10.0.0.1`` for a subnet ``10.0.1.0/24`` of ``10.0.0.0/16``)."""
+    parent = ipaddress.ip_network(network["ip_range"])
+    return {
+        "type": subnet["type"],
+        "ip_range": str(ipaddress.ip_network(subnet["ip_range"])),
+        "network_zone": subnet["network_zone"],
+        "gateway": str(next(parent.hosts())),
+        "vswitch_id": subnet.get("vswitch_id") if subnet["type"] == "vswitch" else None,
     }
 
 
