@@ -687,3 +687,17 @@ def test_an_existing_network_is_swept_too(pulumi_runtime: MockRuntime) -> None:
     config["hcloud-talos-autoscaler:network"] = {"existing": "shared-net"}
     pulumi_runtime.run(MAIN, config)
     assert pulumi_runtime.one(POOL_SERVERS).inputs["network_id"] == "4711"
+
+
+def test_the_project_has_its_secrets_and_config_maps_updated_in_place() -> None:
+    """Found by the engine (``make e2e``): the Kubernetes provider deletes and re-creates a
+    Secret or ConfigMap whose data changes (``delete-replaced`` before ``create-replacement``,
+    their names being fixed) unless its ``enableSecretMutable``/``enableConfigMapMutable`` is
+    set. Every new snapshot would delete the ``talos-config`` Secret the autoscaler reads,
+    and leave it deleted if the create failed. The project file sets both for every stack
+    (stack files can still override them)."""
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    assert project["config"] == {
+        "kubernetes:enableSecretMutable": {"value": True},
+        "kubernetes:enableConfigMapMutable": {"value": True},
+    }
