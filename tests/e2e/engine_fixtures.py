@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 from conftest import SHARED_REFERENCE, load_toolchain
+from e2e.hcloud_provider_stand_in import VERSION as HCLOUD_STAND_IN_VERSION
 from e2e.kube_cluster import KubeCluster
+from e2e.kubelet_stand_in import KubeletStandIn
 
 #: What phase 1 runs: CLI, dynamic-provider shim, Kubernetes provider, control plane.
 REQUIRED = (
@@ -28,6 +30,7 @@ REQUIRED = (
     "kube-controller-manager",
 )
 PASSPHRASE = "e2e-passphrase"
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +60,28 @@ def kube(
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def kubelet(kube: KubeCluster) -> Iterator[KubeletStandIn]:
+    """One Ready node on which every pod is reported running (see kubelet_stand_in)."""
+    stand_in = KubeletStandIn(kube).start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture(scope="session")
+def hcloud_stand_in_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The executable the engine starts as plugin ``hcloud``: the STAND-IN provider
+    (e2e/hcloud_provider_stand_in.py), because the proxy refuses the real one."""
+    path = tmp_path_factory.mktemp("hcloud-stand-in") / "pulumi-resource-hcloud"
+    path.write_text(
+        "#!/bin/sh\n"
+        "# STAND-IN for the hcloud provider (tests/e2e/hcloud_provider_stand_in.py)\n"
+        f"PYTHONPATH='{TESTS}' exec '{sys.executable}' -m e2e.hcloud_provider_stand_in \"$@\"\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
 @dataclass(frozen=True)
 class PulumiEnv:
     """A private PULUMI_HOME and file backend; plugins only from the toolchain cache."""
@@ -66,10 +91,12 @@ class PulumiEnv:
     pulumi_root: Path
     env: dict[str, str]
 
-    def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.pulumi_root / "bin" / "pulumi"), *args],
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **(env or {})},
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -106,3 +133,11 @@ def pulumi_env(e2e_tools: dict[str, Path], tmp_path: Path) -> PulumiEnv:
         )
         assert result.returncode == 0, result.stderr
     return pulumi_env
+
+
+def install_hcloud_stand_in(env: PulumiEnv, plugin: Path) -> None:
+    """Install the STAND-IN as plugin ``hcloud`` at the version pulumi-hcloud asks for."""
+    result = env.cli(
+        "plugin", "install", "resource", "hcloud", HCLOUD_STAND_IN_VERSION, "--file", str(plugin)
+    )
+    assert result.returncode == 0, result.stderr

@@ -251,19 +251,43 @@ class KubeCluster:
         context.load_cert_chain(str(self.admin_crt), str(self.admin_key))
         return context
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        token: str | None = None,
+    ) -> tuple[int, Any]:
+        """One request as cluster-admin (client certificate), or as ``token``'s owner."""
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+            context = ssl.create_default_context(cafile=str(self.ca_crt))
+        else:
+            context = self._ssl()
         request = urllib.request.Request(
-            self.server + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            self.server + path, data=data, method=method, headers=headers
         )
         try:
-            with urllib.request.urlopen(request, context=self._ssl(), timeout=30) as response:
+            with urllib.request.urlopen(request, context=context, timeout=30) as response:
                 return response.status, _decoded(response.read())
         except urllib.error.HTTPError as error:
             return error.code, _decoded(error.read())
+
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A short-lived token of a ServiceAccount (TokenRequest), as a pod would get."""
+        status, body = self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+        )
+        if status != 201:
+            raise RuntimeError(f"TokenRequest for {namespace}/{name}: {status} {body}")
+        token: str = body["status"]["token"]
+        return token
 
     def get(self, path: str) -> Any:
         status, body = self.request("GET", path)

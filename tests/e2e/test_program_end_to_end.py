@@ -1,0 +1,691 @@
+"""The project's own program through the real Pulumi engine, as a user runs it (issue 15).
+
+Two stacks derived from the shipped ones — ``e2e-dev`` from ``Pulumi.dev.yaml`` (Cozystack
+``Package``) and ``e2e-prod`` from ``Pulumi.prod.yaml`` (Helm chart, x86 + ARM) — each go
+through ``stack init``, ``config set --secret hcloud:token``, ``preview``, ``up``, a second
+``preview --expect-no-changes``, ``refresh --expect-no-changes``, a new ``talos.version``,
+``stack output --json`` against the output contract, the ``examples/consumer`` program
+reading the outputs through a ``StackReference``, and ``destroy`` with autoscaled servers
+and Nodes in the way. The dev stack also runs the providerID setter's script against the
+real API server with its ServiceAccount's token.
+
+What is real: the Pulumi CLI and engine v3.274.1, Pulumi's dynamic-provider host (the Talos
+snapshot build and the destroy sweep run in it, the build over SSH into a real OpenSSH
+server), the Kubernetes provider (built from v4.25.0), etcd, kube-apiserver and
+kube-controller-manager 1.35.4. What stands in, and why (README "End-to-end tests"):
+- ``__main__.py`` runs unchanged through the Automation API's inline mode: the Go module
+  proxy refuses the Python language host;
+- the hcloud provider is a STAND-IN (``hcloud_provider_stand_in.py``: Network,
+  NetworkSubnet, getNetwork): the proxy refuses the real provider;
+- the Hetzner Cloud API and the Image Factory are the emulators of the unit tests, the
+  Helm chart comes from a chart repository served on loopback, and a kubelet stand-in
+  reports pods running (no containers run here).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import runpy
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e.chart_repository import ChartRepository
+from e2e.engine_fixtures import PulumiEnv, install_hcloud_stand_in
+from e2e.kube_cluster import KubeCluster
+from e2e.kubelet_stand_in import NODE as KUBELET_NODE
+from e2e.kubelet_stand_in import KubeletStandIn
+from image_builder.fixtures import RAW_IMAGE, RescueSystem
+from image_builder.stand_ins import HetznerEmulator, ImageFactory
+from kubernetes_stand_in import KubernetesApiStandIn
+from pulumi import automation as auto
+from test_program import OUTPUT_CONTRACT
+
+from core.autoscaler_values import (
+    CREDENTIALS_SECRET,
+    DEPLOYMENT_NAME,
+    PACKAGE_NAME,
+    TALOS_CONFIG_SECRET,
+    decode_cluster_config,
+)
+from core.config.parse import read_stack_file
+from core.manifests import CLUSTER_ROLE, SCRIPT_FILE, SETTER_NAME
+from core.plan import StackPlan, plan_stack
+from core.talos_config import NODE_GROUP_LABEL
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "hcloud-talos-autoscaler"
+#: The real hcloud provider accepts only 64-character tokens; so does its stand-in.
+TOKEN = "e2e0" * 16
+#: What a checkout holds that the program reads (a user runs `pulumi` in it).
+PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "requirements.txt")
+PROJECT_DIRS = ("components", "core", "examples")
+#: Secret values of the sample worker config (examples/worker.yaml): never in the state.
+WORKER_SECRETS = (
+    "7x1m9q.0sample0token00",
+    "3f9k2p.0sample0cluster0",
+    "c2FtcGxlLWNsdXN0ZXItc2VjcmV0LW5vdC1yZWFsLTAwMDA=",
+)
+NEXT_TALOS_VERSION = "v1.11.5"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass
+class StandIns:
+    hetzner: HetznerEmulator
+    factory: ImageFactory
+    rescue: RescueSystem
+    charts: ChartRepository
+
+
+@pytest.fixture
+def stand_ins(rescue: RescueSystem, factory: ImageFactory, tmp_path: Path) -> Iterator[StandIns]:
+    with (
+        HetznerEmulator(rescue.authorized_keys, token=TOKEN) as hetzner,
+        ChartRepository() as charts,
+    ):
+        yield StandIns(hetzner, factory, rescue, charts)
+
+
+@pytest.fixture
+def program_env(pulumi_env: PulumiEnv, hcloud_stand_in_plugin: Path) -> PulumiEnv:
+    install_hcloud_stand_in(pulumi_env, hcloud_stand_in_plugin)
+    return pulumi_env
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.2)
+
+
+def urn_parts(urn: str) -> tuple[str, str]:
+    """(type, name) of a URN."""
+    _, _, qualified, name = urn.split("::", 3)
+    return qualified.rsplit("$", 1)[-1], name
+
+
+@dataclass
+class ProgramStack:
+    """One stack of this project, in a checkout copy, driven as a user drives the CLI."""
+
+    env: PulumiEnv
+    kube: KubeCluster
+    stand_ins: StandIns
+    checkout: Path
+    name: str
+    source: str
+    workspace_env: dict[str, str] = field(default_factory=dict)
+    stack: auto.Stack | None = None
+
+    @classmethod
+    def derived(
+        cls,
+        env: PulumiEnv,
+        kube: KubeCluster,
+        stand_ins: StandIns,
+        tmp_path: Path,
+        source: str,
+        changes: dict[str, Any],
+    ) -> ProgramStack:
+        """``Pulumi.e2e-<source>.yaml``: the shipped stack with ``changes`` merged into its
+        sections (only what points it at the stand-ins)."""
+        checkout = tmp_path / "checkout"
+        checkout.mkdir()
+        for name in PROJECT_FILES:
+            shutil.copy2(REPO / name, checkout / name)
+        for name in PROJECT_DIRS:
+            shutil.copytree(
+                REPO / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        config = yaml.safe_load((REPO / f"Pulumi.{source}.yaml").read_text())["config"]
+        for key, value in changes.items():
+            config[key] = {**config[key], **value} if isinstance(value, dict) else value
+        name = f"e2e-{source}"
+        (checkout / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
+        workspace_env = {
+            **{key: value for key, value in env.env.items() if key != "PYTHONPATH"},
+            "KUBECONFIG": str(kube.kubeconfig),
+            # The build pipeline's test-only knobs (README): the rescue sshd and its "disk".
+            "HCLOUD_TALOS_TEST_SSH_PORT": str(stand_ins.rescue.port),
+            "HCLOUD_TALOS_TEST_TARGET_DEVICE": str(stand_ins.rescue.disk),
+        }
+        return cls(env, kube, stand_ins, checkout, name, source, workspace_env)
+
+    @property
+    def plan(self) -> StackPlan:
+        """What ``render`` plans for this stack (from its file, offline)."""
+        config, _ = read_stack_file(self.checkout, self.name)
+        return plan_stack(config)
+
+    @property
+    def hetzner(self) -> HetznerEmulator:
+        return self.stand_ins.hetzner
+
+    def init(self) -> auto.Stack:
+        """`pulumi stack init`, then `pulumi config set --secret hcloud:token`."""
+        main = self.checkout / "__main__.py"
+
+        def program() -> None:
+            runpy.run_path(str(main), run_name="__main__")
+
+        options = auto.LocalWorkspaceOptions(
+            work_dir=str(self.checkout),
+            pulumi_home=str(self.env.home),
+            env_vars=self.workspace_env,
+            secrets_provider="passphrase",
+            pulumi_command=auto.PulumiCommand(
+                root=str(self.env.pulumi_root), skip_version_check=True
+            ),
+        )
+        self.stack = auto.create_stack(
+            self.name, project_name=PROJECT, program=program, opts=options
+        )
+        self.stack.set_config("hcloud:token", auto.ConfigValue(TOKEN, secret=True))
+        return self.stack
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `pulumi` command in the checkout, on this stack."""
+        return self.env.cli(*args, "--stack", self.name, cwd=self.checkout, env=self.workspace_env)
+
+    def run(self, operation: str, **options: Any) -> tuple[Any, dict[str, list[str]]]:
+        """preview/up/refresh/destroy, with every resource's steps by URN."""
+        assert self.stack is not None
+        steps: dict[str, list[str]] = {}
+
+        def record(event: auto.EngineEvent) -> None:
+            pre = event.resource_pre_event
+            if pre is not None:
+                steps.setdefault(pre.metadata.urn, []).append(pre.metadata.op.value)
+
+        result = getattr(self.stack, operation)(on_event=record, **options)
+        return result, steps
+
+    def state_text(self) -> str:
+        """Every checkpoint the file backend wrote (current, backups, history), as stored."""
+        state = Path(self.env.backend.removeprefix("file://")) / ".pulumi"
+        files = sorted(path for path in state.rglob("*.json") if self.name in path.name)
+        assert files, f"no checkpoint of {self.name} in {state}"
+        return "\n".join(path.read_text() for path in files)
+
+    def get(self, path: str) -> Any:
+        return self.kube.get(path)
+
+
+# ---- the steps ------------------------------------------------------------------------------
+
+
+def preview_shows_every_planned_create(program: ProgramStack) -> None:
+    _, steps = program.run("preview")
+    resources = {
+        urn_parts(urn): ops
+        for urn, ops in steps.items()
+        if "pulumi:providers:" not in urn and "pulumi:pulumi:Stack" not in urn
+    }
+    assert all(ops == ["create"] for ops in resources.values()), resources
+    # The engine registers exactly what render plans, under the same types and names.
+    assert set(resources) == {(r.type, r.name) for r in program.plan.resources}
+    assert program.hetzner.state.networks == {}  # a preview creates nothing
+    assert program.hetzner.state.images == {}
+    assert program.hetzner.state.servers == {}
+    namespace = program.plan.secrets.namespace
+    assert program.get(f"/api/v1/namespaces/{namespace}/secrets/{CREDENTIALS_SECRET}") is None
+
+
+def up_creates_the_stack(program: ProgramStack) -> dict[str, Any]:
+    up, _ = program.run("up")
+    assert up.summary.result == "succeeded"
+    outputs = {name: output.value for name, output in up.outputs.items()}
+    plan = program.plan
+    hetzner = program.hetzner
+
+    # The network and its subnet, in the emulator, through the hcloud stand-in.
+    (network,) = [n for n in hetzner.state.networks.values() if n["name"] == plan.network.name]
+    assert outputs["networkId"] == str(network["id"])
+    assert network["ip_range"] == plan.network.ip_range
+    assert network["labels"] == plan.network.labels
+    assert [(s["type"], s["ip_range"], s["network_zone"]) for s in network["subnets"]] == [
+        ("cloud", plan.network.subnet, plan.network.network_zone)
+    ]
+    assert outputs["subnetIpRange"] == plan.network.subnet
+
+    # One snapshot per architecture, really built: the image went through the rescue sshd
+    # onto its disk, no builder server or key is left.
+    snapshots = {image["labels"]["arch"]: image for image in hetzner.state.images.values()}
+    assert {arch: str(image["id"]) for arch, image in snapshots.items()} == outputs["imageIds"]
+    for snapshot in plan.image.snapshots:
+        assert snapshots[snapshot.architecture]["labels"] == snapshot.labels
+    assert program.stand_ins.rescue.disk.read_bytes()[: len(RAW_IMAGE)] == RAW_IMAGE
+    assert hetzner.builder_leftovers() == {"servers": [], "ssh_keys": [], "images": []}
+    assert hetzner.state.servers == {} and hetzner.state.ssh_keys == {}
+
+    # The Secrets hold the token and the cluster config with the new snapshots' ids.
+    namespace = plan.secrets.namespace
+    credentials = program.get(f"/api/v1/namespaces/{namespace}/secrets/{CREDENTIALS_SECRET}")
+    assert base64.b64decode(credentials["data"]["token"]).decode() == TOKEN
+    cluster_config = talos_cluster_config(program)
+    assert cluster_config["imagesForArch"] == outputs["imageIds"]
+    assert set(cluster_config["nodeConfigs"]) == set(plan.servers.pools)
+
+    # The autoscaler: the Package, or the chart's Deployment (one --nodes flag per pool).
+    if plan.autoscaler.deploy == "package":
+        package = program.get(f"/apis/cozystack.io/v1alpha1/packages/{PACKAGE_NAME}")
+        values = package["spec"]["components"]["cluster-autoscaler-hetzner"]["values"]
+        groups = values["cluster-autoscaler"]["autoscalingGroups"]
+        assert [group["name"] for group in groups] == list(plan.servers.pools)
+    else:
+        deployment = program.get(
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/{DEPLOYMENT_NAME}"
+        )
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        flags = [arg for arg in container["command"] if arg.startswith("--nodes=")]
+        assert [flag.rsplit(":", 1)[1] for flag in flags] == list(plan.servers.pools)
+        assert deployment["status"].get("availableReplicas") == 1
+    assert outputs["autoscalerLogsTarget"] == f"deployment/{DEPLOYMENT_NAME}"
+
+    # The providerID setter, rolled out (the engine waited for its Deployment).
+    setter = program.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{SETTER_NAME}")
+    assert setter["status"].get("availableReplicas") == 1
+    assert program.get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{CLUSTER_ROLE}")
+    return outputs
+
+
+def talos_cluster_config(program: ProgramStack) -> dict[str, Any]:
+    namespace = program.plan.secrets.namespace
+    secret = program.get(f"/api/v1/namespaces/{namespace}/secrets/{TALOS_CONFIG_SECRET}")
+    value = base64.b64decode(secret["data"]["cluster-config"]).decode()
+    return decode_cluster_config(value, None)
+
+
+def nothing_changes(program: ProgramStack) -> None:
+    """A second preview and a refresh find the stack as `up` left it."""
+    preview, _ = program.run("preview", expect_no_changes=True)
+    assert set(preview.change_summary) == {auto.OpType.SAME}, preview.change_summary
+    refresh, _ = program.run("refresh", expect_no_changes=True)
+    assert refresh.summary.result == "succeeded"
+
+
+def state_holds_no_plaintext_secret(program: ProgramStack) -> None:
+    state = program.state_text()
+    assert TOKEN not in state
+    for value in WORKER_SECRETS:
+        assert value not in state, f"{value} in the state"
+    namespace = program.plan.secrets.namespace
+    secret = program.get(f"/api/v1/namespaces/{namespace}/secrets/{TALOS_CONFIG_SECRET}")
+    user_data = base64.b64decode(secret["data"]["cluster-config"]).decode()
+    assert user_data not in state
+    assert '"ciphertext"' in state
+    stack_file = (program.checkout / f"Pulumi.{program.name}.yaml").read_text()
+    assert TOKEN not in stack_file and "secure:" in stack_file
+
+
+def new_talos_version_replaces_the_snapshots(
+    program: ProgramStack, before: dict[str, Any]
+) -> dict[str, Any]:
+    assert program.stack is not None
+    program.stack.set_config(
+        f"{PROJECT}:talos.version", auto.ConfigValue(NEXT_TALOS_VERSION), path=True
+    )
+    _, steps = program.run("preview")
+    changed = {urn_parts(urn): ops for urn, ops in steps.items() if ops != ["same"]}
+    plan = program.plan
+    snapshots = {
+        ("pulumi-python:dynamic:Resource", f"talos-image-{s.architecture}")
+        for s in plan.image.snapshots
+    }
+    for snapshot in snapshots:
+        assert "replace" in changed.pop(snapshot), steps
+    assert changed.pop(("kubernetes:core/v1:Secret", "autoscaler-secrets-talos-config")) == [
+        "update"
+    ]
+    # The autoscaler's values carry the snapshot ids' fingerprint: it is rolled too.
+    autoscaler = (
+        ("kubernetes:cozystack.io/v1alpha1:Package", "autoscaler-package")
+        if plan.autoscaler.deploy == "package"
+        else ("kubernetes:helm.sh/v3:Release", "autoscaler-release")
+    )
+    assert changed.pop(autoscaler) == ["update"]
+    # The dynamic providers are configured with the whole stack config, which changed.
+    assert changed.pop(("pulumi:providers:pulumi-python", "default")) == ["update"]
+    assert changed == {}, changed
+
+    up, _ = program.run("up")
+    assert up.summary.result == "succeeded"
+    outputs = {name: output.value for name, output in up.outputs.items()}
+    images = program.hetzner.state.images
+    for arch, old_id in before["imageIds"].items():
+        assert int(old_id) not in images, f"old {arch} snapshot {old_id} left"
+        new = images[int(outputs["imageIds"][arch])]
+        assert new["labels"]["talos-version"] == NEXT_TALOS_VERSION
+    assert talos_cluster_config(program)["imagesForArch"] == outputs["imageIds"]
+    assert outputs["networkId"] == before["networkId"]  # nothing else was replaced
+    return outputs
+
+
+def outputs_keep_the_contract(program: ProgramStack, expected: dict[str, Any]) -> None:
+    result = program.cli("stack", "output", "--json")
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)
+    assert set(outputs) == OUTPUT_CONTRACT
+    assert outputs == expected  # what `up` returned, nothing hidden as [secret]
+    plan = program.plan
+    namespace = plan.secrets.namespace
+    assert outputs["autoscalerNamespace"] == namespace
+    assert outputs["credentialsSecret"] == {
+        "namespace": namespace,
+        "name": CREDENTIALS_SECRET,
+        "key": "token",
+    }
+    assert outputs["networkName"] == plan.network.name
+    assert [group["name"] for group in outputs["nodeGroups"]] == list(plan.servers.pools)
+
+
+def consumer_reads_the_outputs(
+    program: ProgramStack, tmp_path: Path, outputs: dict[str, Any]
+) -> None:
+    """examples/consumer, as another team's stack, through a StackReference."""
+    checkout = tmp_path / "consumer"
+    shutil.copytree(
+        REPO / "examples" / "consumer",
+        checkout,
+        ignore=shutil.ignore_patterns("__pycache__", "test_*.py"),
+    )
+    main = checkout / "__main__.py"
+
+    def program_() -> None:
+        runpy.run_path(str(main), run_name="__main__")
+
+    options = auto.LocalWorkspaceOptions(
+        work_dir=str(checkout),
+        pulumi_home=str(program.env.home),
+        env_vars=program.workspace_env,
+        secrets_provider="passphrase",
+        pulumi_command=auto.PulumiCommand(
+            root=str(program.env.pulumi_root), skip_version_check=True
+        ),
+    )
+    consumer = auto.create_stack(
+        f"reads-{program.name}", project_name="autoscaler-consumer", program=program_, opts=options
+    )
+    consumer.set_config("producerStack", auto.ConfigValue(f"organization/{PROJECT}/{program.name}"))
+    up = consumer.up()
+    read = {name: output.value for name, output in up.outputs.items()}
+    expected = {
+        "privateNetworkId": int(outputs["networkId"]),
+        "talosImageAmd64": outputs["imageIds"].get("amd64"),
+        "talosImageArm64": outputs["imageIds"].get("arm64"),  # None: not exported
+        "autoscalerLogsCommand": outputs["kubectlLogs"],
+    }
+    assert read == {name: value for name, value in expected.items() if value is not None}
+    consumer.destroy()
+    consumer.workspace.remove_stack(consumer.name)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def add_node(
+    kube: KubeCluster,
+    name: str,
+    address: str,
+    labels: dict[str, str],
+    provider_id: str | None = None,
+) -> None:
+    """A Node as a kubelet registers it (and its InternalIP)."""
+    spec = {"providerID": provider_id} if provider_id else {}
+    status, body = kube.request(
+        "POST",
+        "/api/v1/nodes",
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}},
+            "spec": spec,
+        },
+    )
+    assert status == 201, body
+    status, body = kube.request(
+        "PATCH",
+        f"/api/v1/nodes/{name}/status",
+        {
+            "status": {
+                "addresses": [
+                    {"type": "InternalIP", "address": address},
+                    {"type": "Hostname", "address": name},
+                ]
+            }
+        },
+        content_type=MERGE_PATCH,
+    )
+    assert status == 200, body
+
+
+def provider_id_setter_registers_nodes(
+    program: ProgramStack, outputs: dict[str, Any], tmp_path: Path
+) -> int:
+    """The setter's script, as its Deployment runs it (from the ConfigMap, with the
+    ServiceAccount's token and the Secret's Hetzner token), against the real API server."""
+    kube, hetzner = program.kube, program.hetzner
+    namespace = program.plan.secrets.namespace
+    pool = program.plan.servers.pools[0]
+    network_id = int(outputs["networkId"])
+    server_id = hetzner.add_server(
+        f"{pool}-7a3c", {NODE_GROUP_LABEL: pool}, private_ips={network_id: "10.100.0.5"}
+    )
+    add_node(kube, f"{pool}-7a3c", "10.100.0.5", {NODE_GROUP_LABEL: pool})
+    add_node(kube, "bare-metal-1", "192.168.1.10", {})
+
+    config_map = program.get(f"/api/v1/namespaces/{namespace}/configmaps/{SETTER_NAME}")
+    script = tmp_path / SCRIPT_FILE
+    script.write_text(config_map["data"][SCRIPT_FILE])
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    token = kube.service_account_token(namespace, SETTER_NAME)
+    (account / "token").write_text(token)
+    shutil.copy(kube.ca_crt, account / "ca.crt")
+    (account / "namespace").write_text(namespace)
+    credentials = program.get(f"/api/v1/namespaces/{namespace}/secrets/{CREDENTIALS_SECRET}")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HCLOUD_TOKEN": base64.b64decode(credentials["data"]["token"]).decode(),
+        "HCLOUD_ENDPOINT": hetzner.endpoint,
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(kube.apiserver_port),
+        "PROVIDER_ID_SETTER_SERVICE_ACCOUNT_DIR": str(account),
+        "PROVIDER_ID_SETTER_LOOP_SECONDS": "0.5",
+        "PROVIDER_ID_SETTER_HEALTH_PORT": str(free_port()),
+    }
+    log = tmp_path / "setter.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-B", "-u", str(script)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            eventually(
+                lambda: (
+                    (program.get(f"/api/v1/nodes/{pool}-7a3c") or {})
+                    .get("spec", {})
+                    .get("providerID")
+                ),
+                "the setter registers the node",
+                timeout=30,
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    assert (
+        program.get(f"/api/v1/nodes/{pool}-7a3c")["spec"]["providerID"] == f"hcloud://{server_id}"
+    ), log.read_text()
+    assert "providerID" not in program.get("/api/v1/nodes/bare-metal-1")["spec"]
+    assert program.get(f"/api/v1/nodes/{KUBELET_NODE}")["spec"].get("providerID") is None
+    assert "Forbidden" not in log.read_text() and "403" not in log.read_text(), log.read_text()
+
+    # Its ClusterRole is all it gets: no Secrets.
+    status, _ = kube.request("GET", f"/api/v1/namespaces/{namespace}/secrets", token=token)
+    assert status == 403
+    # The API server's providerID rule, as the setter meets it, and as our stand-in answers.
+    patch = {"spec": {"providerID": "hcloud://999"}}
+    real = kube.request(
+        "PATCH", f"/api/v1/nodes/{pool}-7a3c", patch, content_type=MERGE_PATCH, token=token
+    )
+    with KubernetesApiStandIn(tmp_path / "stand-in") as stand_in:
+        stand_in.add_node(
+            f"{pool}-7a3c", internal_ip="10.100.0.5", provider_id=f"hcloud://{server_id}"
+        )
+        imitated = stand_in_patch(stand_in, f"/api/v1/nodes/{pool}-7a3c", patch)
+    assert real[0] == imitated[0] == 422
+    for key in ("kind", "status", "reason", "message", "code"):
+        assert real[1][key] == imitated[1][key], (key, real[1], imitated[1])
+    assert real[1]["details"]["causes"] == imitated[1]["details"]["causes"]
+    return server_id
+
+
+def stand_in_patch(stand_in: KubernetesApiStandIn, path: str, body: Any) -> tuple[int, Any]:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        stand_in.url + path,
+        data=json.dumps(body).encode(),
+        method="PATCH",
+        headers={"Content-Type": MERGE_PATCH, "Authorization": f"Bearer {stand_in.token}"},
+    )
+    context = ssl.create_default_context(cafile=str(stand_in.service_account_dir / "ca.crt"))
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def destroy_leaves_nothing(
+    program: ProgramStack, outputs: dict[str, Any], registered: list[int]
+) -> None:
+    """Autoscaled servers (as the autoscaler creates them) and their Nodes are in the way;
+    destroy deletes them and everything the stack made, and nothing else."""
+    kube, hetzner, plan = program.kube, program.hetzner, program.plan
+    network_id = int(outputs["networkId"])
+    ours = list(registered)
+    for index, pool in enumerate(plan.servers.pools):
+        address = f"10.{plan.network.subnet.split('.')[1]}.0.{20 + index}"
+        server_id = hetzner.add_server(
+            f"{pool}-{index:04x}", {NODE_GROUP_LABEL: pool}, private_ips={network_id: address}
+        )
+        add_node(
+            kube,
+            f"{pool}-{index:04x}",
+            address,
+            {NODE_GROUP_LABEL: pool},
+            provider_id=f"hcloud://{server_id}",
+        )
+        ours.append(server_id)
+    # Not ours: the same pool label in another network, a server in no network, bare metal.
+    other_network = hetzner.add_network("other-project", "10.200.0.0/16")
+    pool = plan.servers.pools[0]
+    elsewhere = hetzner.add_server(
+        f"{pool}-elsewhere", {NODE_GROUP_LABEL: pool}, private_ips={other_network: "10.200.0.5"}
+    )
+    add_node(
+        kube,
+        f"{pool}-elsewhere",
+        "10.200.0.5",
+        {NODE_GROUP_LABEL: pool},
+        provider_id=f"hcloud://{elsewhere}",
+    )
+    bastion = hetzner.add_server("bastion", {"team": "platform"})
+    if program.get("/api/v1/nodes/bare-metal-1") is None:
+        add_node(kube, "bare-metal-1", "192.168.1.10", {})
+
+    destroyed, _ = program.run("destroy")
+    assert destroyed.summary.result == "succeeded"
+
+    for server_id in ours:
+        assert server_id not in hetzner.state.servers
+    assert set(hetzner.state.servers) == {elsewhere, bastion}
+    nodes = {node["metadata"]["name"] for node in program.get("/api/v1/nodes")["items"]}
+    assert nodes == {f"{pool}-elsewhere", "bare-metal-1", KUBELET_NODE}
+    assert list(hetzner.state.networks) == [other_network]
+    assert hetzner.state.images == {}
+    assert hetzner.state.ssh_keys == {}
+    namespace = plan.secrets.namespace
+    for path in (
+        f"/api/v1/namespaces/{namespace}/secrets/{CREDENTIALS_SECRET}",
+        f"/api/v1/namespaces/{namespace}/secrets/{TALOS_CONFIG_SECRET}",
+        f"/api/v1/namespaces/{namespace}/configmaps/{SETTER_NAME}",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{SETTER_NAME}",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{SETTER_NAME}",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{DEPLOYMENT_NAME}",
+        f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{CLUSTER_ROLE}",
+        f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{CLUSTER_ROLE}",
+        f"/apis/cozystack.io/v1alpha1/packages/{PACKAGE_NAME}",
+    ):
+        assert program.get(path) is None, path
+    if plan.secrets.retain_namespace:  # Cozystack's namespace: kept, empty of ours
+        assert program.get(f"/api/v1/namespaces/{namespace}") is not None
+    else:
+        eventually(
+            lambda: program.get(f"/api/v1/namespaces/{namespace}") is None,
+            f"namespace {namespace} finalized",
+        )
+    eventually(
+        lambda: not (program.get(f"/api/v1/namespaces/{namespace}/pods") or {}).get("items"),
+        "pods gone",
+    )
+    # Leave the shared API server as it was for the next stack.
+    for name in (f"{pool}-elsewhere", "bare-metal-1"):
+        kube.request("DELETE", f"/api/v1/nodes/{name}")
+    assert program.stack is not None
+    program.stack.workspace.remove_stack(program.name)
+
+
+def test_dev_stack_package_mode_end_to_end(
+    kube: KubeCluster,
+    kubelet: KubeletStandIn,
+    program_env: PulumiEnv,
+    stand_ins: StandIns,
+    tmp_path: Path,
+) -> None:
+    program = ProgramStack.derived(
+        program_env,
+        kube,
+        stand_ins,
+        tmp_path,
+        "dev",
+        {
+            "hcloud:endpoint": stand_ins.hetzner.endpoint,
+            f"{PROJECT}:talos": {"imageFactoryUrl": stand_ins.factory.url},
+        },
+    )
+    program.init()
+    preview_shows_every_planned_create(program)
+    outputs = up_creates_the_stack(program)
+    nothing_changes(program)
+    state_holds_no_plaintext_secret(program)
+    outputs = new_talos_version_replaces_the_snapshots(program, outputs)
+    outputs_keep_the_contract(program, outputs)
+    consumer_reads_the_outputs(program, tmp_path, outputs)
+    registered = provider_id_setter_registers_nodes(program, outputs, tmp_path)
+    destroy_leaves_nothing(program, outputs, [registered])
+    assert not kubelet.errors, kubelet.errors
