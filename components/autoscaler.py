@@ -11,7 +11,6 @@ import pulumi_kubernetes as k8s
 from core import resources
 from core.autoscaler_values import (
     CHART_NAME,
-    CHART_REPOSITORY,
     PACKAGE_NAME,
     RELEASE_NAME,
     helm_values,
@@ -58,7 +57,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
                 name=RELEASE_NAME,
                 chart=CHART_NAME,
                 version=args.plan.chart_version,
-                repository_opts={"repo": CHART_REPOSITORY},
+                repository_opts={"repo": args.plan.chart_repository},
                 namespace=args.namespace,
                 values=values.apply(helm_values),
                 opts=child,

@@ -34,7 +34,6 @@ RELEASE_NAME = "cluster-autoscaler-hetzner"
 #: the Helm release takes Cozystack's release name so both modes share one name.
 DEPLOYMENT_NAME = f"{RELEASE_NAME}-hetzner-cluster-autoscaler"
 CHART_NAME = "cluster-autoscaler"
-CHART_REPOSITORY = "https://kubernetes.github.io/autoscaler"
 __all__ = ["DEFAULT_CHART_VERSION"]
 
 #: The Secrets the autoscaler reads (and the providerID setter reads the token from).

@@ -31,8 +31,10 @@ CHART_DEFAULT_IMAGE: dict[str, str] = {
     "9.58.0": "1.35.0",
     "9.59.0": "1.35.0",
 }
-#: The upstream chart this program installs with ``deploy: helm`` unless told otherwise.
+#: The upstream chart this program installs with ``deploy: helm`` unless told otherwise,
+#: and where it comes from (``autoscaler.chartRepository`` names a mirror).
 DEFAULT_CHART_VERSION = "9.56.0"
+DEFAULT_CHART_REPOSITORY = "https://kubernetes.github.io/autoscaler"
 #: The upstream chart inside Cozystack's ``cozy-cluster-autoscaler`` package.
 COZYSTACK_CHART_VERSION = "9.55.0"
 #: The newest cluster-autoscaler release of each Kubernetes minor Talos 1.8-1.13 runs.

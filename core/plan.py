@@ -22,7 +22,11 @@ from typing import Any
 
 from core import autoscaler_values as values
 from core import resources
-from core.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage
+from core.autoscaler_versions import (
+    DEFAULT_CHART_REPOSITORY,
+    DEFAULT_CHART_VERSION,
+    AutoscalerImage,
+)
 from core.config import ConfigError, Problem, StackConfig, Taint, reveal
 from core.hetzner import Architecture, architecture_of
 from core.image_builder.api import DEFAULT_ENDPOINT
@@ -159,6 +163,8 @@ class AutoscalerPlan:
     deploy: str
     namespace: str
     chart_version: str
+    #: The Helm chart repository (``deploy: helm``): upstream's, or a mirror.
+    chart_repository: str
     image: AutoscalerImage
     #: ``deployment/<name>``: the chart's Deployment in either mode.
     logs_target: str = f"deployment/{values.DEPLOYMENT_NAME}"
@@ -301,6 +307,7 @@ def plan_stack(
         deploy=settings.deploy,
         namespace=settings.namespace,
         chart_version=settings.chart_version or DEFAULT_CHART_VERSION,
+        chart_repository=settings.chart_repository or DEFAULT_CHART_REPOSITORY,
         image=stack.autoscaler_image,
     )
     image = _image_plan(stack)

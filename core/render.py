@@ -185,7 +185,7 @@ def _secrets_and_autoscaler(
     else:
         rendered.line(
             f"  Helm release {values.RELEASE_NAME}: chart {values.CHART_NAME} "
-            f"{autoscaler.chart_version} from {values.CHART_REPOSITORY} into "
+            f"{autoscaler.chart_version} from {autoscaler.chart_repository} into "
             f"{autoscaler.namespace}: helm-values.yaml"
         )
         helm_values = values.helm_values(chart_values)

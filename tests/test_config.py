@@ -155,12 +155,31 @@ def test_shipped_dev_stack_validates() -> None:
         ),
         ("autoscaler.nodeGroups.0.size", 3, "nodeGroups[0].size: unknown key"),
         ("autoscaler.serverCreationTimeout", 0, "autoscaler.serverCreationTimeout: got 0"),
+        (
+            "autoscaler.chartRepository",
+            "https://charts.example.internal/autoscaler",
+            "autoscaler.chartRepository: is set, but with deploy: package Cozystack installs",
+        ),
     ],
 )
 def test_each_rule_names_the_key(path: str, value: Any, expected: str) -> None:
     problems = problems_of(changed(path, value))
     assert any(expected in problem for problem in problems), problems
     assert all(problem.startswith("hcloud-talos-autoscaler:") for problem in problems)
+
+
+def test_a_chart_repository_mirror_is_an_http_url_for_helm() -> None:
+    """``autoscaler.chartRepository``: where an air-gapped cluster mirrors the chart."""
+    helm = changed("autoscaler.deploy", "helm")
+    set_path(helm, ["autoscaler", "chartRepository"], "https://charts.example.internal/ca/")
+    assert parse(helm).autoscaler.chart_repository == "https://charts.example.internal/ca"
+    set_path(helm, ["autoscaler", "chartRepository"], "charts.example.internal")
+    assert problems_of(helm) == [
+        "hcloud-talos-autoscaler:autoscaler.chartRepository: 'charts.example.internal' is not "
+        "an http(s) URL of a Helm chart repository like https://kubernetes.github.io/autoscaler "
+        "(the folder holding index.yaml)"
+    ]
+    assert parse(changed("autoscaler.deploy", "helm")).autoscaler.chart_repository is None
 
 
 def test_region_is_case_insensitive() -> None:

@@ -185,6 +185,7 @@ def test_secrets_servers_autoscaler_and_outputs() -> None:
     assert plan.secrets.retain_namespace is False  # helm: the namespace is the stack's
     assert plan.servers.pools == ("general-fsn1", "general-nbg1", "arm-fsn1")
     assert plan.autoscaler.chart_version == "9.56.0"
+    assert plan.autoscaler.chart_repository == "https://kubernetes.github.io/autoscaler"
     assert plan.autoscaler.image.tag == "v1.33.6"
     assert plan.outputs["nodeGroups"][2]["instanceType"] == "cax21"
     assert plan.outputs["kubectlLogs"] == (

@@ -109,7 +109,8 @@ def test_render_writes_redacted_worker_configs_and_autoscaler_manifests(tmp_path
     assert "registerWithTaints" in worker
     assert "of 32768 bytes (plain)" in result.stdout
     assert (
-        "Helm release cluster-autoscaler-hetzner: chart cluster-autoscaler 9.56.0" in result.stdout
+        "Helm release cluster-autoscaler-hetzner: chart cluster-autoscaler 9.56.0 from "
+        "https://kubernetes.github.io/autoscaler into cluster-autoscaler" in result.stdout
     )
     assert "snapshot arm64" in result.stdout and "snapshot amd64" in result.stdout
     cluster_config = json.loads((out / "cluster-config.json").read_text())

@@ -48,7 +48,11 @@ def _existing_network(flat: dict[str, Any]) -> None:
 
 
 def _prod_kept(flat: dict[str, Any]) -> None:
-    flat[f"{P}:autoscaler"].update(keepServersOnDestroy=True, smokeTest={"replicas": 3})
+    flat[f"{P}:autoscaler"].update(
+        keepServersOnDestroy=True,
+        smokeTest={"replicas": 3},
+        chartRepository="https://charts.example.internal/autoscaler",
+    )
 
 
 STACKS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
@@ -57,7 +61,7 @@ STACKS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "dev, vSwitch, smoke test": ("dev", _every_option),
     "dev, legacy, no setter": ("dev", _legacy),
     "dev, existing network": ("dev", _existing_network),
-    "prod, servers kept, smoke test": ("prod", _prod_kept),
+    "prod, servers kept, smoke test, chart mirror": ("prod", _prod_kept),
 }
 
 
@@ -137,6 +141,7 @@ def test_render_shows_what_the_program_registers(
         helm_values = filled_in(yaml.safe_load(rendered.files["helm-values.yaml"]), runtime)
         assert release.inputs["values"] == helm_values
         assert release.inputs["version"] == plan.autoscaler.chart_version
+        assert release.inputs["repositoryOpts"] == {"repo": plan.autoscaler.chart_repository}
     talos_config = next(
         s for s in runtime.by_type("kubernetes:core/v1:Secret") if "talos-config" in s.name
     )

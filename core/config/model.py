@@ -27,7 +27,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from core import hetzner, talos_versions, validators
-from core.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage, autoscaler_image
+from core.autoscaler_versions import (
+    DEFAULT_CHART_REPOSITORY,
+    DEFAULT_CHART_VERSION,
+    AutoscalerImage,
+    autoscaler_image,
+)
 from core.config.secrets import Secret, SecretValue, as_secret
 from core.hetzner import Architecture
 from core.node_labels import label_problems
@@ -50,6 +55,7 @@ DEFAULT_BUILDER_SERVER_TYPES: dict[Architecture, str] = {"amd64": "cx23", "arm64
 #: Labels every snapshot gets from the image builder (``image_builder.pipeline.snapshot_labels``).
 SNAPSHOT_IDENTITY_LABELS = ("os", "talos-version", "talos-schematic", "arch", "managed-by")
 SCHEMATIC_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+HTTP_URL = re.compile(r"^https?://[^/\s]+")
 #: Cozystack's PackageSource installs the Package's release here, whatever the Package says.
 COZYSTACK_NAMESPACE = "cozy-cluster-autoscaler-hetzner"
 #: ``image.writeTimeout``: minutes the download and write of the image may take. The
@@ -310,7 +316,7 @@ class TalosSettings(ConfigModel):
     @field_validator("image_factory_url")
     @classmethod
     def _factory_url(cls, url: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", url):
+        if not HTTP_URL.match(url):
             raise ValueError(f"{shown(url)} is not an http(s) URL like https://factory.talos.dev")
         return url.rstrip("/")
 
@@ -321,7 +327,7 @@ class TalosSettings(ConfigModel):
             if not endpoints:
                 raise ValueError(f"mirror {shown(host)} has no endpoints; list at least one URL")
             for endpoint in endpoints:
-                if not re.match(r"^https?://[^/\s]+", endpoint):
+                if not HTTP_URL.match(endpoint):
                     raise ValueError(
                         f"endpoint {shown(endpoint)} of mirror {shown(host)} is not an http(s) URL"
                     )
@@ -476,6 +482,8 @@ class AutoscalerSettings(ConfigModel):
     server_creation_timeout: int = Field(default=10, ge=1, le=SERVER_CREATION_TIMEOUT_MAX)
     config_format: Literal["cluster-config", "legacy"] = "cluster-config"
     chart_version: str | None = None
+    #: A mirror of the upstream chart repository (air-gapped clusters); ``deploy: helm``.
+    chart_repository: str | None = None
     image_tag: str | None = None
     extra_args: dict[str, str | int | bool] = Field(default_factory=dict)
     token: SecretField | None = None
@@ -512,6 +520,23 @@ class AutoscalerSettings(ConfigModel):
                 f"namespace (or set {COZYSTACK_NAMESPACE}), or use deploy: helm to choose one"
             )
         return namespace
+
+    @field_validator("chart_repository")
+    @classmethod
+    def _chart_repository(cls, url: str | None, info: ValidationInfo) -> str | None:
+        if url is None:
+            return None
+        if info.data.get("deploy", "package") == "package":
+            raise ValueError(
+                "is set, but with deploy: package Cozystack installs the chart it ships: "
+                "remove chartRepository, or use deploy: helm"
+            )
+        if not HTTP_URL.match(url):
+            raise ValueError(
+                f"{shown(url)} is not an http(s) URL of a Helm chart repository like "
+                f"{DEFAULT_CHART_REPOSITORY} (the folder holding index.yaml)"
+            )
+        return url.rstrip("/")
 
     @field_validator("extra_args")
     @classmethod
