@@ -1,7 +1,7 @@
 """The servers the autoscaler creates, deleted with the stack (``pulumi destroy``) or the pool.
 
-They are no Pulumi resources, and Hetzner refuses to delete a network a server is still
-attached to. So each pool gets a ``PoolServers`` record (``server_sweep/provider.py``)
+They are no Pulumi resources, and a network's delete would only detach them (its subnet's
+delete is refused while they are attached). So each pool gets a ``PoolServers`` record (``server_sweep/provider.py``)
 whose delete removes that pool's servers in this stack's network and their Nodes. The
 program makes the autoscaler depend on this component and this component on the network:
 destroy deletes the autoscaler first, then the servers, then the network and its subnets.

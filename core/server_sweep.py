@@ -1,8 +1,8 @@
 """Delete the servers the autoscaler created for one pool, then their Nodes; every wait bounded.
 
-The autoscaler's servers are no Pulumi resources, and Hetzner refuses to delete a network
-(or subnet) a server is still attached to. So before the network goes, this deletes the
-servers labelled ``hcloud/node-group=<pool>`` that are attached to this stack's network —
+The autoscaler's servers are no Pulumi resources: Hetzner refuses to delete a subnet that
+servers are attached to, and deleting the network detaches them, so they would keep running,
+billed, outside any network. So before the network goes, this deletes the servers labelled ``hcloud/node-group=<pool>`` that are attached to this stack's network —
 never by name, never a server on another network — in three bounded steps:
 
 1. wait until no autoscaler pod in the cluster still manages the pool (``--nodes=…:<pool>``):

@@ -25,6 +25,7 @@ kube-controller-manager 1.35.4. What stands in, and why (README "End-to-end test
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import runpy
@@ -436,6 +437,11 @@ def consumer_reads_the_outputs(
     consumer.workspace.remove_stack(consumer.name)
 
 
+def subnet_host(plan: StackPlan, index: int) -> str:
+    """The ``index``-th address of the stack's subnet (where the autoscaler's servers are)."""
+    return str(ipaddress.ip_network(plan.network.subnet)[index])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -487,10 +493,11 @@ def provider_id_setter_registers_nodes(
     namespace = program.plan.secrets.namespace
     pool = program.plan.servers.pools[0]
     network_id = int(outputs["networkId"])
+    address = subnet_host(program.plan, 5)
     server_id = hetzner.add_server(
-        f"{pool}-7a3c", {NODE_GROUP_LABEL: pool}, private_ips={network_id: "10.100.0.5"}
+        f"{pool}-7a3c", {NODE_GROUP_LABEL: pool}, private_ips={network_id: address}
     )
-    add_node(kube, f"{pool}-7a3c", "10.100.0.5", {NODE_GROUP_LABEL: pool})
+    add_node(kube, f"{pool}-7a3c", address, {NODE_GROUP_LABEL: pool})
     add_node(kube, "bare-metal-1", "192.168.1.10", {})
 
     config_map = program.get(f"/api/v1/namespaces/{namespace}/configmaps/{SETTER_NAME}")
@@ -550,9 +557,7 @@ def provider_id_setter_registers_nodes(
         "PATCH", f"/api/v1/nodes/{pool}-7a3c", patch, content_type=MERGE_PATCH, token=token
     )
     with KubernetesApiStandIn(tmp_path / "stand-in") as stand_in:
-        stand_in.add_node(
-            f"{pool}-7a3c", internal_ip="10.100.0.5", provider_id=f"hcloud://{server_id}"
-        )
+        stand_in.add_node(f"{pool}-7a3c", internal_ip=address, provider_id=f"hcloud://{server_id}")
         imitated = stand_in_patch(stand_in, f"/api/v1/nodes/{pool}-7a3c", patch)
     assert real[0] == imitated[0] == 422
     for key in ("kind", "status", "reason", "message", "code"):
@@ -589,7 +594,7 @@ def destroy_leaves_nothing(
     network_id = int(outputs["networkId"])
     ours = list(registered)
     for index, pool in enumerate(plan.servers.pools):
-        address = f"10.{plan.network.subnet.split('.')[1]}.0.{20 + index}"
+        address = subnet_host(plan, 20 + index)
         server_id = hetzner.add_server(
             f"{pool}-{index:04x}", {NODE_GROUP_LABEL: pool}, private_ips={network_id: address}
         )
@@ -688,4 +693,37 @@ def test_dev_stack_package_mode_end_to_end(
     consumer_reads_the_outputs(program, tmp_path, outputs)
     registered = provider_id_setter_registers_nodes(program, outputs, tmp_path)
     destroy_leaves_nothing(program, outputs, [registered])
+    assert not kubelet.errors, kubelet.errors
+
+
+def test_prod_stack_helm_mode_end_to_end(
+    kube: KubeCluster,
+    kubelet: KubeletStandIn,
+    program_env: PulumiEnv,
+    stand_ins: StandIns,
+    tmp_path: Path,
+) -> None:
+    program = ProgramStack.derived(
+        program_env,
+        kube,
+        stand_ins,
+        tmp_path,
+        "prod",
+        {
+            "hcloud:endpoint": stand_ins.hetzner.endpoint,
+            f"{PROJECT}:talos": {"imageFactoryUrl": stand_ins.factory.url},
+            f"{PROJECT}:autoscaler": {"chartRepository": stand_ins.charts.url},
+        },
+    )
+    program.init()
+    preview_shows_every_planned_create(program)
+    outputs = up_creates_the_stack(program)
+    # Helm read the mirror's index and fetched the chart from it.
+    assert {"/index.yaml", f"/{stand_ins.charts.file}"} <= set(stand_ins.charts.downloads)
+    nothing_changes(program)
+    state_holds_no_plaintext_secret(program)
+    outputs = new_talos_version_replaces_the_snapshots(program, outputs)
+    outputs_keep_the_contract(program, outputs)
+    consumer_reads_the_outputs(program, tmp_path, outputs)
+    destroy_leaves_nothing(program, outputs, [])
     assert not kubelet.errors, kubelet.errors
