@@ -42,7 +42,8 @@ oracles: setup
 e2e-toolchain:
 	scripts/e2e-toolchain
 
-# The engine on a throwaway program against a real API server (needs `make e2e-toolchain`).
+# This project's program (dev and prod stacks) through the real engine against a real API server
+# and the Hetzner emulator, hcloud through a stand-in provider (needs `make e2e-toolchain`).
 e2e: setup
 	$(PY) -m pytest tests/e2e --e2e
 

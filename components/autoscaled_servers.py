@@ -1,8 +1,9 @@
 """The servers the autoscaler creates, deleted with the stack (``pulumi destroy``) or the pool.
 
 They are no Pulumi resources, and a network's delete would only detach them (its subnet's
-delete is refused while they are attached). So each pool gets a ``PoolServers`` record (``server_sweep/provider.py``)
-whose delete removes that pool's servers in this stack's network and their Nodes. The
+delete is refused while they are attached). So each pool gets a ``PoolServers`` record
+(``server_sweep/provider.py``) whose delete removes that pool's servers in this stack's
+network and their Nodes. The
 program makes the autoscaler depend on this component and this component on the network:
 destroy deletes the autoscaler first, then the servers, then the network and its subnets.
 """

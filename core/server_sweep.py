@@ -2,8 +2,9 @@
 
 The autoscaler's servers are no Pulumi resources: Hetzner refuses to delete a subnet that
 servers are attached to, and deleting the network detaches them, so they would keep running,
-billed, outside any network. So before the network goes, this deletes the servers labelled ``hcloud/node-group=<pool>`` that are attached to this stack's network —
-never by name, never a server on another network — in three bounded steps:
+billed, outside any network. So before the network goes, this deletes the servers labelled
+``hcloud/node-group=<pool>`` that are attached to this stack's network — never by name,
+never a server on another network — in three bounded steps:
 
 1. wait until no autoscaler pod in the cluster still manages the pool (``--nodes=…:<pool>``):
    an autoscaler that still runs would create new servers (``enforce-node-group-min-size``).

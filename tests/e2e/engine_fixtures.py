@@ -19,7 +19,8 @@ from e2e.hcloud_provider_stand_in import VERSION as HCLOUD_STAND_IN_VERSION
 from e2e.kube_cluster import KubeCluster
 from e2e.kubelet_stand_in import KubeletStandIn
 
-#: What phase 1 runs: CLI, dynamic-provider shim, Kubernetes provider, control plane.
+#: The real pieces every e2e test needs: CLI, dynamic-provider shim, Kubernetes provider,
+#: control plane (the hcloud provider is a stand-in: ``hcloud_stand_in_plugin``).
 REQUIRED = (
     "pulumi",
     "pulumi-resource-pulumi-python",

@@ -25,15 +25,19 @@ kube-controller-manager 1.35.4. What stands in, and why (README "End-to-end test
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import os
 import runpy
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +94,7 @@ class StandIns:
 
 
 @pytest.fixture
-def stand_ins(rescue: RescueSystem, factory: ImageFactory, tmp_path: Path) -> Iterator[StandIns]:
+def stand_ins(rescue: RescueSystem, factory: ImageFactory) -> Iterator[StandIns]:
     with (
         HetznerEmulator(rescue.authorized_keys, token=TOKEN) as hetzner,
         ChartRepository() as charts,
@@ -130,9 +134,10 @@ class ProgramStack:
     stand_ins: StandIns
     checkout: Path
     name: str
-    source: str
     workspace_env: dict[str, str] = field(default_factory=dict)
     stack: auto.Stack | None = None
+    #: Destroyed and removed (the test got to its end).
+    removed: bool = False
 
     @classmethod
     def derived(
@@ -166,7 +171,7 @@ class ProgramStack:
             "HCLOUD_TALOS_TEST_SSH_PORT": str(stand_ins.rescue.port),
             "HCLOUD_TALOS_TEST_TARGET_DEVICE": str(stand_ins.rescue.disk),
         }
-        return cls(env, kube, stand_ins, checkout, name, source, workspace_env)
+        return cls(env, kube, stand_ins, checkout, name, workspace_env)
 
     @property
     def plan(self) -> StackPlan:
@@ -567,10 +572,7 @@ def provider_id_setter_registers_nodes(
 
 
 def stand_in_patch(stand_in: KubernetesApiStandIn, path: str, body: Any) -> tuple[int, Any]:
-    import ssl
-    import urllib.error
-    import urllib.request
-
+    """A merge patch sent to the Kubernetes API stand-in with its ServiceAccount token."""
     request = urllib.request.Request(
         stand_in.url + path,
         data=json.dumps(body).encode(),
@@ -658,31 +660,49 @@ def destroy_leaves_nothing(
         lambda: not (program.get(f"/api/v1/namespaces/{namespace}/pods") or {}).get("items"),
         "pods gone",
     )
-    # Leave the shared API server as it was for the next stack.
-    for name in (f"{pool}-elsewhere", "bare-metal-1"):
-        kube.request("DELETE", f"/api/v1/nodes/{name}")
     assert program.stack is not None
     program.stack.workspace.remove_stack(program.name)
+    program.removed = True
 
 
-def test_dev_stack_package_mode_end_to_end(
+@pytest.fixture
+def derive(
     kube: KubeCluster,
     kubelet: KubeletStandIn,
     program_env: PulumiEnv,
     stand_ins: StandIns,
     tmp_path: Path,
-) -> None:
-    program = ProgramStack.derived(
-        program_env,
-        kube,
-        stand_ins,
-        tmp_path,
-        "dev",
-        {
+) -> Iterator[Callable[[str, dict[str, Any]], ProgramStack]]:
+    """Stacks derived from the shipped ones, pointed at the stand-ins; whatever a failed test
+    leaves is destroyed, so the next test starts from an empty API server."""
+    made: list[ProgramStack] = []
+
+    def derived(source: str, changes: dict[str, Any]) -> ProgramStack:
+        to_stand_ins = {
             "hcloud:endpoint": stand_ins.hetzner.endpoint,
             f"{PROJECT}:talos": {"imageFactoryUrl": stand_ins.factory.url},
-        },
-    )
+            **changes,
+        }
+        program = ProgramStack.derived(program_env, kube, stand_ins, tmp_path, source, to_stand_ins)
+        made.append(program)
+        return program
+
+    yield derived
+    for program in made:
+        if program.stack is not None and not program.removed:
+            with contextlib.suppress(auto.CommandError):
+                program.stack.destroy()
+                program.stack.workspace.remove_stack(program.name)
+    for node in (kube.get("/api/v1/nodes") or {}).get("items", []):
+        if node["metadata"]["name"] != KUBELET_NODE:
+            kube.request("DELETE", f"/api/v1/nodes/{node['metadata']['name']}")
+    assert not kubelet.errors, kubelet.errors
+
+
+def test_dev_stack_package_mode_end_to_end(
+    derive: Callable[[str, dict[str, Any]], ProgramStack], tmp_path: Path
+) -> None:
+    program = derive("dev", {})
     program.init()
     preview_shows_every_planned_create(program)
     outputs = up_creates_the_stack(program)
@@ -693,28 +713,14 @@ def test_dev_stack_package_mode_end_to_end(
     consumer_reads_the_outputs(program, tmp_path, outputs)
     registered = provider_id_setter_registers_nodes(program, outputs, tmp_path)
     destroy_leaves_nothing(program, outputs, [registered])
-    assert not kubelet.errors, kubelet.errors
 
 
 def test_prod_stack_helm_mode_end_to_end(
-    kube: KubeCluster,
-    kubelet: KubeletStandIn,
-    program_env: PulumiEnv,
+    derive: Callable[[str, dict[str, Any]], ProgramStack],
     stand_ins: StandIns,
     tmp_path: Path,
 ) -> None:
-    program = ProgramStack.derived(
-        program_env,
-        kube,
-        stand_ins,
-        tmp_path,
-        "prod",
-        {
-            "hcloud:endpoint": stand_ins.hetzner.endpoint,
-            f"{PROJECT}:talos": {"imageFactoryUrl": stand_ins.factory.url},
-            f"{PROJECT}:autoscaler": {"chartRepository": stand_ins.charts.url},
-        },
-    )
+    program = derive("prod", {f"{PROJECT}:autoscaler": {"chartRepository": stand_ins.charts.url}})
     program.init()
     preview_shows_every_planned_create(program)
     outputs = up_creates_the_stack(program)
@@ -726,4 +732,3 @@ def test_prod_stack_helm_mode_end_to_end(
     outputs_keep_the_contract(program, outputs)
     consumer_reads_the_outputs(program, tmp_path, outputs)
     destroy_leaves_nothing(program, outputs, [])
-    assert not kubelet.errors, kubelet.errors

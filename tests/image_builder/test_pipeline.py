@@ -291,7 +291,8 @@ def test_the_steps_are_logged_in_order_with_the_run_id_as_the_readme_lists_them(
     assert any(" deleted ssh key " in line for line in lines)  # a teardown line
 
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## The Talos image build") :]
+    start = readme.index("## The Talos image build")
+    section = readme[start : readme.index("\n## ", start)]
     listed = re.findall(r"^\d+\. `([a-z ]+)`", section, flags=re.MULTILINE)
     assert listed == [step.value for step in steps]
     assert "Then the `teardown`" in section
