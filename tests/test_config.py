@@ -160,6 +160,11 @@ def test_shipped_dev_stack_validates() -> None:
             "https://charts.example.internal/autoscaler",
             "autoscaler.chartRepository: is set, but with deploy: package Cozystack installs",
         ),
+        (
+            "autoscaler.chartVersion",
+            "9.56.0",
+            "autoscaler.chartVersion: is set, but with deploy: package Cozystack installs",
+        ),
     ],
 )
 def test_each_rule_names_the_key(path: str, value: Any, expected: str) -> None:
@@ -180,6 +185,17 @@ def test_a_chart_repository_mirror_is_an_http_url_for_helm() -> None:
         "(the folder holding index.yaml)"
     ]
     assert parse(changed("autoscaler.deploy", "helm")).autoscaler.chart_repository is None
+
+
+def test_a_chart_version_is_semver_and_for_helm() -> None:
+    helm = changed("autoscaler.deploy", "helm")
+    set_path(helm, ["autoscaler", "chartVersion"], "9.57.0")
+    assert parse(helm).autoscaler.chart_version == "9.57.0"
+    set_path(helm, ["autoscaler", "chartVersion"], "latest")
+    assert problems_of(helm) == [
+        "hcloud-talos-autoscaler:autoscaler.chartVersion: 'latest' is not a chart version like "
+        "9.56.0 (the cluster-autoscaler-chart-* releases of kubernetes/autoscaler)"
+    ]
 
 
 def test_region_is_case_insensitive() -> None:

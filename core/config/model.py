@@ -56,6 +56,8 @@ DEFAULT_BUILDER_SERVER_TYPES: dict[Architecture, str] = {"amd64": "cx23", "arm64
 SNAPSHOT_IDENTITY_LABELS = ("os", "talos-version", "talos-schematic", "arch", "managed-by")
 SCHEMATIC_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 HTTP_URL = re.compile(r"^https?://[^/\s]+")
+#: Helm chart versions are SemVer (``9.56.0``, ``9.56.0-rc.1``).
+CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 #: Cozystack's PackageSource installs the Package's release here, whatever the Package says.
 COZYSTACK_NAMESPACE = "cozy-cluster-autoscaler-hetzner"
 #: ``image.writeTimeout``: minutes the download and write of the image may take. The
@@ -520,6 +522,23 @@ class AutoscalerSettings(ConfigModel):
                 f"namespace (or set {COZYSTACK_NAMESPACE}), or use deploy: helm to choose one"
             )
         return namespace
+
+    @field_validator("chart_version")
+    @classmethod
+    def _chart_version(cls, version: str | None, info: ValidationInfo) -> str | None:
+        if version is None:
+            return None
+        if info.data.get("deploy", "package") == "package":
+            raise ValueError(
+                "is set, but with deploy: package Cozystack installs the chart it ships: "
+                "remove chartVersion, or use deploy: helm"
+            )
+        if not CHART_VERSION.match(version):
+            raise ValueError(
+                f"{shown(version)} is not a chart version like {DEFAULT_CHART_VERSION} (the "
+                "cluster-autoscaler-chart-* releases of kubernetes/autoscaler)"
+            )
+        return version
 
     @field_validator("chart_repository")
     @classmethod
