@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime
-import ipaddress
 import itertools
 import json
 import ssl
@@ -28,11 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlparse
 
+import pki
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from loopback import Answer, LoopbackServer, answering
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -59,11 +54,17 @@ class KubernetesApiStandIn(LoopbackServer):
         self.service_account_dir = directory
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "token").write_text(token)
-        certificate, key = _self_signed_certificate()
-        (directory / "ca.crt").write_bytes(certificate)
-        (directory / "tls.key").write_bytes(key)
+        # A serving certificate for 127.0.0.1 that is its own CA (the ServiceAccount's ca.crt).
+        serving = pki.certificate(
+            pki.name("kube-apiserver"), pki.new_key(), None, ca=True, addresses=["127.0.0.1"]
+        )
+        (directory / "ca.crt").write_bytes(serving.cert_pem)
+        (directory / "tls.key").write_bytes(serving.key_pem)
         #: The client CA and a user certificate it signed (PEM), as a kubeconfig carries them.
-        self.client_ca, self.client_certificate, self.client_key = _client_certificate("admin")
+        client_ca = pki.certificate(pki.name("kubernetes-client-ca"), pki.new_key(), None, ca=True)
+        admin = pki.certificate(pki.name("admin", "system:masters"), pki.new_key(), client_ca)
+        self.client_ca = client_ca.cert_pem
+        self.client_certificate, self.client_key = admin.cert_pem, admin.key_pem
         (directory / "client-ca.crt").write_bytes(self.client_ca)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(directory / "ca.crt", directory / "tls.key")
@@ -356,78 +357,3 @@ def _status(
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _client_certificate(user: str) -> tuple[bytes, bytes, bytes]:
-    """A client CA, and a certificate for ``user`` (group system:masters) it signed; PEM."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-client-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, user),
-                ]
-            )
-        )
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(ca_key, hashes.SHA256())
-    )
-    return (
-        ca.public_bytes(serialization.Encoding.PEM),
-        certificate.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-
-
-def _self_signed_certificate() -> tuple[bytes, bytes]:
-    """A certificate for IP 127.0.0.1 that is its own CA (PEM), and its key (PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        certificate.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )

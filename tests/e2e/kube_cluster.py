@@ -6,7 +6,6 @@ are stored, validated, admitted, garbage-collected and finalized as in a cluster
 from __future__ import annotations
 
 import base64
-import datetime
 import ipaddress
 import json
 import socket
@@ -19,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pki
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 LOOPBACK = "127.0.0.1"
 #: The Service network; its first address is the `kubernetes` Service (in the serving cert).
@@ -38,61 +36,6 @@ def free_port() -> int:
 
 
 @dataclass
-class KeyPair:
-    key: Any
-    cert: x509.Certificate
-
-    def write(self, directory: Path, name: str) -> tuple[Path, Path]:
-        crt = directory / f"{name}.crt"
-        key = directory / f"{name}.key"
-        crt.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-        key.write_bytes(
-            self.key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key.chmod(0o600)
-        return crt, key
-
-
-def _certificate(
-    subject: x509.Name,
-    key: Any,
-    issuer: KeyPair | None,
-    *,
-    ca: bool = False,
-    server_names: list[str] | None = None,
-    addresses: list[str] | None = None,
-) -> KeyPair:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server_names or addresses:
-        names: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names or []]
-        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses or []]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    signer = issuer.key if issuer else key
-    return KeyPair(key, builder.sign(signer, hashes.SHA256()))
-
-
-def _name(common: str, organization: str | None = None) -> x509.Name:
-    parts = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
-    if organization:
-        parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    return x509.Name(parts)
-
-
-@dataclass
 class KubeCluster:
     """Start with ``start()``; ``kubeconfig`` is a cluster-admin kubeconfig (client certificate)."""
 
@@ -103,14 +46,14 @@ class KubeCluster:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, timeout: float = 120.0) -> KubeCluster:
-        pki = self.directory / "pki"
-        pki.mkdir(parents=True, exist_ok=True)
-        ca = _certificate(_name("e2e-ca"), ec.generate_private_key(ec.SECP256R1()), None, ca=True)
-        ca_crt, _ = ca.write(pki, "ca")
+        certificates = self.directory / "pki"
+        certificates.mkdir(parents=True, exist_ok=True)
+        ca = pki.certificate(pki.name("e2e-ca"), pki.new_key(), None, ca=True)
+        ca_crt, _ = ca.write(certificates, "ca")
         service_ip = str(next(ipaddress.ip_network(SERVICE_RANGE).hosts()))
-        serving = _certificate(
-            _name("kube-apiserver"),
-            ec.generate_private_key(ec.SECP256R1()),
+        serving = pki.certificate(
+            pki.name("kube-apiserver"),
+            pki.new_key(),
             ca,
             server_names=[
                 "localhost",
@@ -120,15 +63,13 @@ class KubeCluster:
             ],
             addresses=[LOOPBACK, service_ip],
         )
-        serving_crt, serving_key = serving.write(pki, "apiserver")
-        admin = _certificate(
-            _name("e2e-admin", "system:masters"), ec.generate_private_key(ec.SECP256R1()), ca
-        )
-        self.admin_crt, self.admin_key = admin.write(pki, "admin")
+        serving_crt, serving_key = serving.write(certificates, "apiserver")
+        admin = pki.certificate(pki.name("e2e-admin", "system:masters"), pki.new_key(), ca)
+        self.admin_crt, self.admin_key = admin.write(certificates, "admin")
         self.ca_crt = ca_crt
         accounts = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        sa_key = pki / "service-accounts.key"
-        sa_pub = pki / "service-accounts.pub"
+        sa_key = certificates / "service-accounts.key"
+        sa_pub = certificates / "service-accounts.pub"
         sa_key.write_bytes(
             accounts.private_bytes(
                 serialization.Encoding.PEM,
@@ -176,7 +117,7 @@ class KubeCluster:
                 "--authorization-mode=RBAC",
                 # Loopback cannot be a Service endpoint; nothing here needs the `kubernetes` one.
                 "--endpoint-reconciler-type=none",
-                f"--cert-dir={pki}",
+                f"--cert-dir={certificates}",
             ],
         )
         self.kubeconfig = self.directory / "kubeconfig"
@@ -195,7 +136,7 @@ class KubeCluster:
                 f"--root-ca-file={ca_crt}",
                 "--use-service-account-credentials=false",
                 "--leader-elect=false",
-                f"--cert-dir={pki}",
+                f"--cert-dir={certificates}",
             ],
         )
         return self
