@@ -123,6 +123,10 @@ class Faults:
     #: proxy (an HTML page), ``"read timeout"`` answers only after ``lost_answer_delay``.
     lost_answers: dict[str, str] = field(default_factory=dict)
     lost_answer_delay: float = 1.0
+    #: A snapshot is taken until the build asks to delete it: Hetzner refuses that delete
+    #: (``locked``) and finishes the snapshot, so the next try succeeds. Tests of a build that
+    #: stops mid-snapshot wait for the build's own request instead of racing a timer.
+    snapshot_runs_until_deleted: bool = False
 
 
 @dataclass
@@ -164,6 +168,8 @@ class HetznerEmulator(LoopbackServer):
         #: deleted server vanishes at once unless ``delete_server`` is given here: then it
         #: stays ``deleting`` until its delete action has run.
         self.action_seconds: dict[str, float] = {}
+        #: The create_image action of each snapshot, by image id.
+        self._snapshot_actions: dict[int, Action] = {}
         self.default_action_seconds = action_seconds
         self.page_size = page_size
         self._ids = itertools.count(100)
@@ -634,6 +640,9 @@ class HetznerEmulator(LoopbackServer):
                 on_success=ready,
                 on_failure=discard,
             )
+            self._snapshot_actions[image_id] = action
+            if self.faults.snapshot_runs_until_deleted:
+                action.seconds = float("inf")
             return 201, {"image": dict(image), "action": action.as_json()}
         return _error(404, "not_found", f"unknown server action {command}")
 
@@ -796,6 +805,9 @@ class HetznerEmulator(LoopbackServer):
         if image is None:
             return _error(404, "not_found", "image not found")
         if image["status"] == "creating":
+            action = self._snapshot_actions.get(int(parts[0]))
+            if self.faults.snapshot_runs_until_deleted and action is not None:
+                action.seconds = time.monotonic() - action.started  # done from now on
             return _error(423, "locked", "cannot perform operation because resource is locked")
         del self.state.images[int(parts[0])]
         return 204, None
@@ -1082,7 +1094,7 @@ class RescueSshd:
         )
         shim.chmod(0o755)
 
-    def start(self, timeout: float = 10) -> RescueSshd:
+    def start(self, timeout: float = 60) -> RescueSshd:
         if not SSHD.exists():
             raise RuntimeError("openssh-server is not installed: `make setup` installs it")
         self.home.mkdir(parents=True, exist_ok=True)

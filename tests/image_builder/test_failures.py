@@ -13,11 +13,11 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from image_builder.fixtures import (
@@ -107,7 +107,7 @@ def test_a_retried_snapshot_request_answered_locked_deletes_the_snapshot(
     hetzner: HetznerEmulator, client: ApiClient, request_for: BuildRequest
 ) -> None:
     hetzner.faults.lost_answers["POST create_image"] = "gateway"
-    hetzner.action_seconds["create_image"] = 1.5  # still running when the retry arrives
+    hetzner.faults.snapshot_runs_until_deleted = True  # still running when the retry arrives
 
     with pytest.raises(BuildError) as caught:
         build_image(client, request_for)
@@ -125,7 +125,7 @@ def test_a_retried_snapshot_request_answered_locked_deletes_the_snapshot(
 def test_a_snapshot_that_takes_too_long_is_deleted_once_hetzner_lets_go(
     hetzner: HetznerEmulator, client: ApiClient, request_for: BuildRequest
 ) -> None:
-    hetzner.action_seconds["create_image"] = 2.0  # longer than the limit; locked meanwhile
+    hetzner.faults.snapshot_runs_until_deleted = True  # longer than the limit; locked meanwhile
 
     with pytest.raises(BuildError) as caught:
         build_image(client, limits(request_for, snapshot=0.3))
@@ -137,31 +137,40 @@ def test_a_snapshot_that_takes_too_long_is_deleted_once_hetzner_lets_go(
     assert hetzner.state.images == {}
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in a terminal. A process started with SIGINT ignored
+    (a background job of a non-interactive shell, as CI may start the suite) keeps ignoring it:
+    Python installs its handler only where SIGINT was at its default."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_while_the_snapshot_is_taken_deletes_it(
     hetzner: HetznerEmulator,
     client: ApiClient,
     request_for: BuildRequest,
     unrelated: set[tuple[str, int]],
+    ctrl_c_raises: None,
 ) -> None:
-    hetzner.action_seconds["create_image"] = 60.0  # far longer than the test
-    original = hetzner._server_action
+    hetzner.faults.snapshot_runs_until_deleted = True  # Hetzner keeps it locked until then
+    poll_action = hetzner._get_actions
+    pressed = threading.Event()
 
-    def ctrl_c() -> None:
-        os.kill(os.getpid(), signal.SIGINT)
-        # Then the snapshot finishes soon: Hetzner keeps it locked until then.
-        for action in hetzner.state.actions.values():
-            if action.command == "create_image":
-                action.seconds = time.monotonic() - action.started + 0.3
+    def ctrl_c_while_polled(parts: list[str], params: dict[str, str], body: object) -> Any:
+        answer = poll_action(parts, params, body)
+        action = hetzner.state.actions.get(int(parts[0]))
+        if action is not None and action.command == "create_image" and not pressed.is_set():
+            pressed.set()  # the user presses Ctrl-C while the build waits for the snapshot
+            os.kill(os.getpid(), signal.SIGINT)
+        return answer
 
-    def ctrl_c_soon(server_id: int, command: str, body: object) -> tuple[int, object]:
-        if command == "create_image":  # the user presses Ctrl-C while the build waits
-            threading.Timer(0.1, ctrl_c).start()
-        return original(server_id, command, body)
-
-    hetzner._server_action = ctrl_c_soon  # type: ignore[method-assign]
+    hetzner._get_actions = ctrl_c_while_polled  # type: ignore[method-assign]
     with pytest.raises(BuildError) as caught:
         build_image(client, request_for)
 
+    assert pressed.is_set()
     assert caught.value.step == "create snapshot"
     assert caught.value.detail == "interrupted"
     assert_no_builder_left(hetzner)

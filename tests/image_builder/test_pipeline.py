@@ -134,7 +134,8 @@ def test_each_failed_step_is_named_and_nothing_leaks(
     detail: str,
 ) -> None:
     break_it(hetzner, factory, rescue)
-    request = replace(request_for, limits=replace(request_for.limits, ssh=2))
+    # The two waits that are meant to run out here do so quickly.
+    request = replace(request_for, limits=replace(request_for.limits, ssh=2, power_off=1))
     with pytest.raises(BuildError) as caught:
         build_image(client, request)
     assert caught.value.step == step
