@@ -1,7 +1,8 @@
 """CLI for building Talos snapshots without Pulumi, and for cleaning up after a failure.
 
     python -m components.image_builder build --talos-version v1.11.6 --arch amd64 \\
-        --location fsn1 (--schematic-id ID | --extension siderolabs/qemu-guest-agent ...)
+        --location fsn1 [--location nbg1 ...] [--server-type cx23 --server-type cpx22 ...] \\
+        (--schematic-id ID | --extension siderolabs/qemu-guest-agent ...)
     python -m components.image_builder cleanup [--older-than MINUTES | --all]
 
 The token comes from HCLOUD_TOKEN and the API endpoint from HCLOUD_ENDPOINT. The
@@ -96,11 +97,12 @@ def _build_argument_problems(args: argparse.Namespace) -> list[str]:
         talos_versions.parse_talos_version(args.talos_version)
     except ValueError as error:
         problems.append(f"--talos-version: {error}")
-    if args.location not in hetzner.NETWORK_ZONE_BY_LOCATION:
-        known = ", ".join(hetzner.NETWORK_ZONE_BY_LOCATION)
-        problems.append(
-            f"--location: {args.location!r} is not a Hetzner location; use one of {known}"
-        )
+    for location in args.location:
+        if location not in hetzner.NETWORK_ZONE_BY_LOCATION:
+            known = ", ".join(hetzner.NETWORK_ZONE_BY_LOCATION)
+            problems.append(
+                f"--location: {location!r} is not a Hetzner location; use one of {known}"
+            )
     if args.schematic_id is not None and not SCHEMATIC_ID_PATTERN.match(args.schematic_id):
         problems.append(
             f"--schematic-id: {args.schematic_id!r} is not 64 lower-case hex characters"
@@ -175,8 +177,10 @@ def _build(client: ApiClient, args: argparse.Namespace) -> int:
         talos_version=args.talos_version,
         schematic_id=schematic_id,
         architecture=args.arch,
-        location=args.location,
-        server_type=args.server_type or DEFAULT_BUILDER_SERVER_TYPES[args.arch],
+        location=args.location[0],
+        fallback_locations=tuple(args.location[1:]),
+        server_type=(args.server_type or [DEFAULT_BUILDER_SERVER_TYPES[args.arch]])[0],
+        fallback_server_types=tuple((args.server_type or [])[1:]),
         factory_url=args.factory_url,
         extra_labels=args.labels,
         limits=Limits(write=60.0 * args.write_timeout),
@@ -221,8 +225,17 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--schematic-id", help="Image Factory schematic id (64 hex)")
     source.add_argument("--extension", action="append", help="official extension (repeatable)")
     build.add_argument("--arch", choices=["amd64", "arm64"], required=True)
-    build.add_argument("--location", required=True, help="e.g. fsn1")
-    build.add_argument("--server-type", help="builder type (default cx23 / cax11)")
+    build.add_argument(
+        "--location",
+        action="append",
+        required=True,
+        help="e.g. fsn1; repeat for locations to try in order when one has no capacity",
+    )
+    build.add_argument(
+        "--server-type",
+        action="append",
+        help="builder type (default cx23 / cax11); repeat for types to try in order",
+    )
     build.add_argument("--factory-url", default="https://factory.talos.dev")
     build.add_argument("--label", action="append", default=[], help="extra snapshot label k=v")
     build.add_argument(

@@ -103,6 +103,9 @@ class SnapshotPlan:
     must_fit_server_types: tuple[str, ...]
     #: Minutes the download and write of the image may take.
     write_timeout: int
+    #: Further builder locations and server types, tried in order when Hetzner has no capacity.
+    fallback_locations: tuple[str, ...] = ()
+    fallback_server_types: tuple[str, ...] = ()
 
     @property
     def image_url(self) -> str:
@@ -126,6 +129,17 @@ class SnapshotPlan:
             "extra_labels": dict(self.extra_labels),
             "must_fit_server_types": list(self.must_fit_server_types),
             "write_timeout": self.write_timeout,
+            # Only when set, so the state of stacks with one location and type stays as it was.
+            **(
+                {"fallback_locations": list(self.fallback_locations)}
+                if self.fallback_locations
+                else {}
+            ),
+            **(
+                {"fallback_server_types": list(self.fallback_server_types)}
+                if self.fallback_server_types
+                else {}
+            ),
         }
 
 
@@ -359,8 +373,10 @@ def _image_plan(stack: StackConfig) -> ImagePlan:
                 talos_version=talos.version,
                 schematic_id=schematic_id,
                 extensions=() if talos.schematic_id else tuple(talos.extensions),
-                location=stack.image.location,
-                server_type=stack.image.builder_server_types[arch],
+                location=stack.image.locations[0],
+                server_type=stack.image.server_types(arch)[0],
+                fallback_locations=stack.image.locations[1:],
+                fallback_server_types=stack.image.server_types(arch)[1:],
                 factory_url=talos.image_factory_url,
                 extra_labels=dict(stack.image.labels),
                 must_fit_server_types=tuple(

@@ -108,6 +108,10 @@ def _images(plan: StackPlan, rendered: Rendered) -> None:
             f"  snapshot {arch:<6} {resources.snapshot(arch).name(component)}: built on a "
             f"temporary {snapshot.server_type} in {snapshot.location} from {snapshot.image_url}"
         )
+        if snapshot.fallback_locations or snapshot.fallback_server_types:
+            types = ", ".join((snapshot.server_type, *snapshot.fallback_server_types))
+            locations = ", ".join((snapshot.location, *snapshot.fallback_locations))
+            rendered.line(f"                  when Hetzner has no capacity: {types} in {locations}")
         rendered.line(f"                  labels {labels}")
 
 

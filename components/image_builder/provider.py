@@ -57,6 +57,8 @@ def request_from(props: dict[str, Any]) -> BuildRequest:
         location=props["location"],
         server_type=props["server_type"],
         factory_url=props["factory_url"],
+        fallback_locations=tuple(props.get("fallback_locations") or ()),
+        fallback_server_types=tuple(props.get("fallback_server_types") or ()),
         extra_labels=dict(props.get("extra_labels") or {}),
         must_fit_server_types=list(props.get("must_fit_server_types") or []),
         builder_scope=props.get("builder_scope") or CLI_SCOPE,

@@ -408,28 +408,61 @@ class NetworkSettings(ConfigModel):
         return self
 
 
+def _preferences(value: str | list[str]) -> str | list[str]:
+    """One value, or an ordered list of distinct ones (the first preferred)."""
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("is an empty list; give one value or several in order of preference")
+        repeated = sorted({item for item in value if value.count(item) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} more than once")
+    return value
+
+
+def preferences(value: str | list[str]) -> tuple[str, ...]:
+    """``image.location`` or a builder type entry as the ordered tuple of candidates."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 class ImageSettings(ConfigModel):
-    location: Location = "fsn1"
-    builder_server_types: dict[Architecture, str] = Field(
-        default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES), validate_default=True
-    )
+    #: Where the builder runs: one location, or several tried in order when Hetzner has no
+    #: capacity.
+    location: Annotated[Location | list[Location], AfterValidator(_preferences)] = "fsn1"
+    #: Per architecture one server type, or several tried in order.
+    builder_server_types: dict[
+        Architecture, Annotated[str | list[str], AfterValidator(_preferences)]
+    ] = Field(default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES), validate_default=True)
     labels: HetznerLabels = Field(default_factory=dict)
     write_timeout: int = WRITE_TIMEOUT_MINUTES
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        return preferences(self.location)
+
+    def server_types(self, arch: Architecture) -> tuple[str, ...]:
+        return preferences(self.builder_server_types[arch])
 
     @field_validator("builder_server_types")
     @classmethod
     def _builder_types(
-        cls, server_types: dict[Architecture, str], info: ValidationInfo
-    ) -> dict[Architecture, str]:
+        cls, server_types: dict[Architecture, str | list[str]], info: ValidationInfo
+    ) -> dict[Architecture, str | list[str]]:
         catalogue = _catalogue(info)
-        problems = [
-            f"{arch}: {problem}"
-            for arch, server_type in server_types.items()
-            if (problem := catalogue.server_type_problem(server_type, info.data.get("location")))
-        ]
+        location = info.data.get("location")
+        locations = preferences(location) if location is not None else (None,)
+        problems = []
+        for arch, names in server_types.items():
+            for name in preferences(names):
+                # Orderable in one of the locations is enough: the build skips the others.
+                found = [catalogue.server_type_problem(name, where) for where in locations]
+                if all(found):
+                    problems.append(f"{arch}: {found[0]}")
         if problems:
             raise ValueError("; ".join(problems))
-        return {arch: server_type.lower() for arch, server_type in server_types.items()}
+        return {
+            arch: names.lower() if isinstance(names, str) else [name.lower() for name in names]
+            for arch, names in server_types.items()
+        }
 
     @field_validator("labels")
     @classmethod
@@ -449,13 +482,14 @@ class ImageSettings(ConfigModel):
 
     @model_validator(mode="after")
     def _builder_architectures(self) -> ImageSettings:
-        for arch, server_type in self.builder_server_types.items():
-            if hetzner.architecture_of(server_type) != arch:
-                raise ValueError(
-                    f"builderServerTypes.{arch} is {server_type!r}, an "
-                    f"{hetzner.architecture_of(server_type)} server type; a {arch} image must be "
-                    "written from a server of the same architecture"
-                )
+        for arch in self.builder_server_types:
+            for server_type in self.server_types(arch):
+                if hetzner.architecture_of(server_type) != arch:
+                    raise ValueError(
+                        f"builderServerTypes.{arch} has {server_type!r}, an "
+                        f"{hetzner.architecture_of(server_type)} server type; a {arch} image "
+                        "must be written from a server of the same architecture"
+                    )
         return self
 
 

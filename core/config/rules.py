@@ -205,7 +205,7 @@ def server_type_warnings(stack: StackConfig, catalogue: hetzner.Catalogue | None
     """Server types that still exist but are being retired: new servers may soon be refused."""
     catalogue = catalogue or hetzner.BUILT_IN_CATALOGUE
     used = {group.instance_type for group in stack.autoscaler.node_groups}
-    used |= {stack.image.builder_server_types[arch] for arch in stack.architectures}
+    used |= {name for arch in stack.architectures for name in stack.image.server_types(arch)}
     return [
         f"server type {name} is being retired by Hetzner ({catalogue.source}); move to a current "
         "type (`hcloud server-type list`) before it can no longer be ordered"

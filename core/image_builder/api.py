@@ -11,6 +11,8 @@ costs tens of requests.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 
 import requests
 from hcloud import APIException, Client
@@ -74,17 +76,35 @@ class ApiClient(Client):
             self._client._retry_interval_func = lambda retries: retry_backoff(retries)
 
 
-def wait_for(client: ApiClient, action: BoundAction, what: str, seconds: float) -> None:
-    """Poll ``action`` until it finished, at most ``seconds``; an action error raises."""
+def wait_for(
+    client: ApiClient,
+    action: BoundAction,
+    what: str,
+    seconds: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Poll ``action`` until it finished, at most ``seconds``; an action error raises.
+
+    ``sleep`` pauses between polls (a reporting one logs progress while it waits)."""
 
     def finished() -> bool | None:
         action.reload()
         return True if action.status != "running" else None
 
-    until(what, seconds, finished, client.poll, retry_if=is_transient)
+    until(what, seconds, finished, client.poll, retry_if=is_transient, sleep=sleep)
     if action.status == "error":
         reason = action.error["message"] if action.error else "no reason given"
-        raise RuntimeError(f"{action.command} failed: {reason}")
+        code = str(action.error.get("code") or "") if action.error else ""
+        raise ActionFailed(f"{action.command} failed: {reason}", code)
+
+
+class ActionFailed(RuntimeError):
+    """An action ended with an error; ``code`` is Hetzner's (``placement_error``, ...)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def is_transient(error: Exception) -> bool:

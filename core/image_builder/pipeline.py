@@ -24,6 +24,8 @@ from enum import StrEnum
 from typing import Protocol
 
 import paramiko
+from hcloud import APIException
+from hcloud.actions import BoundAction
 from hcloud.images import BoundImage, Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
@@ -33,7 +35,7 @@ from hcloud.ssh_keys import BoundSSHKey
 from core.config import WRITE_TIMEOUT_MINUTES
 from core.hetzner import Architecture
 from core.image_builder import rescue
-from core.image_builder.api import ApiClient, describe, wait_for
+from core.image_builder.api import ActionFailed, ApiClient, describe, wait_for
 from core.image_builder.builder_resources import (
     BUILDER_LABEL,
     CLEANUP_COMMAND,
@@ -57,6 +59,8 @@ SSH_PORT_ENV = "HCLOUD_TALOS_TEST_SSH_PORT"
 TARGET_DEVICE_ENV = "HCLOUD_TALOS_TEST_TARGET_DEVICE"
 #: Time for the API calls between the bounded waits (a few dozen requests).
 API_ALLOWANCE_SECONDS = 10 * 60
+#: Hetzner's answers for "no such server here now": the build tries its next candidate.
+CAPACITY_CODES = frozenset({"resource_unavailable", "placement_error", "no_space_left_in_location"})
 
 
 class Step(StrEnum):
@@ -102,6 +106,8 @@ class Limits:
     teardown: float = 600.0
     #: Removing stale builders of this scope before the build.
     stale_sweep: float = 60.0
+    #: A progress line at least this often during the write and the snapshot wait.
+    progress: float = 10.0
 
     def longest_build(self) -> float:
         """The most a build can take; builders older than ``STALE_AFTER`` are surely dead."""
@@ -127,6 +133,9 @@ class BuildRequest:
     location: str
     server_type: str
     factory_url: str = "https://factory.talos.dev"
+    #: Where and on what else the builder may run, in order, when Hetzner has no capacity.
+    fallback_locations: tuple[str, ...] = ()
+    fallback_server_types: tuple[str, ...] = ()
     extra_labels: dict[str, str] = field(default_factory=dict)
     must_fit_server_types: list[str] = field(default_factory=list)
     builder_scope: str = CLI_SCOPE
@@ -139,6 +148,18 @@ class BuildRequest:
     @property
     def image_url(self) -> str:
         return image_url(self)
+
+    @property
+    def server_types(self) -> tuple[str, ...]:
+        return (self.server_type, *self.fallback_server_types)
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(server type, location) in the order tried: each type in every location before the
+        next type, since the type (its disk) decides which servers the snapshot fits."""
+        locations = (self.location, *self.fallback_locations)
+        return [
+            (server_type, location) for server_type in self.server_types for location in locations
+        ]
 
     @property
     def description(self) -> str:
@@ -261,6 +282,8 @@ class _Build:
         self.ssh: paramiko.SSHClient | None = None
         self.written: rescue.Written | None = None
         self.image: BoundImage | None = None
+        #: Server type -> location -> why it cannot be ordered there (from the live list).
+        self.orderable: dict[str, dict[str, str]] = {}
 
     def steps(self) -> list[tuple[Step, Callable[[], None]]]:
         return [
@@ -333,7 +356,7 @@ class _Build:
             self.log(f"could not remove stale builders {', '.join(map(str, left))}")
 
     def check_server_types(self) -> None:
-        _check_disk_fits(self.client, self.request)
+        self.orderable = _check_disk_fits(self.client, self.request)
 
     def upload_ssh_key(self) -> None:
         self.private_key, public_key = rescue.ephemeral_key()
@@ -345,21 +368,59 @@ class _Build:
         self.log(f"temporary ssh key {self.ssh_key.id}")
 
     def create_server(self) -> None:
-        request = self.request
-        created = self.client.servers.create(
-            name=f"talos-builder-{request.architecture}-{self.run_id}",
-            server_type=ServerType(name=request.server_type),
-            image=Image(name=BUILDER_BASE_IMAGE),
-            location=Location(name=request.location),
-            ssh_keys=[self._ssh_key()],
-            start_after_create=False,
-            labels=self.run_labels,
+        """The first candidate Hetzner can place; each refusal is logged and kept for the error."""
+        refusals: list[str] = []
+        for attempt, (server_type, location) in enumerate(self.request.candidates()):
+            where = f"{server_type} in {location}"
+            problem = self.orderable.get(server_type, {}).get(location)
+            try:
+                if problem is not None:
+                    raise CapacityRefused(problem)
+                self._create_server_in(server_type, location, attempt)
+            except CapacityRefused as refused:
+                refusals.append(f"{where}: {refused}")
+                self.log(f"builder {where} refused ({refused}); trying the next candidate")
+                continue
+            return
+        raise RuntimeError(
+            f"no builder could be placed, every candidate refused: {'; '.join(refusals)}; add "
+            "locations to image.location or types to image.builderServerTypes, or retry later"
         )
-        self.server = created.server
-        self.teardown.register(Leftover("server", _id(self.server.id), self.server.name or ""))
+
+    def _create_server_in(self, server_type: str, location: str, attempt: int) -> None:
+        suffix = f"-{attempt}" if attempt else ""
+        try:
+            created = self.client.servers.create(
+                name=f"talos-builder-{self.request.architecture}-{self.run_id}{suffix}",
+                server_type=ServerType(name=server_type),
+                image=Image(name=BUILDER_BASE_IMAGE),
+                location=Location(name=location),
+                ssh_keys=[self._ssh_key()],
+                start_after_create=False,
+                labels=self.run_labels,
+            )
+        except APIException as error:
+            if error.code in CAPACITY_CODES:
+                raise CapacityRefused(describe(error)) from error
+            raise
+        server = created.server
+        leftover = Leftover("server", _id(server.id), server.name or "")
+        self.teardown.register(leftover)
         if created.action is not None:
-            wait_for(self.client, created.action, "the server to be created", self.limits.action)
-        self.log(f"builder server {self.server.id} ({request.server_type}, {request.location})")
+            try:
+                wait_for(
+                    self.client, created.action, "the server to be created", self.limits.action
+                )
+            except ActionFailed as error:
+                if error.code not in CAPACITY_CODES:
+                    raise
+                # Placed nowhere after all: remove it before the next candidate.
+                removed, _ = remove(self.client, [leftover], self.limits.teardown, self.log)
+                if removed:
+                    self.teardown.created.remove(leftover)
+                raise CapacityRefused(str(error)) from error
+        self.server = server
+        self.log(f"builder server {server.id} ({server_type}, {location})")
 
     def enable_rescue(self) -> None:
         # The API takes key IDs; the library's hint says str.
@@ -388,7 +449,11 @@ class _Build:
                 request.target_device,
                 stall_seconds=self.limits.write_stall,
                 seconds=self.limits.write,
+                on_progress=_WriteReport(self.log, self.limits.progress),
+                progress_seconds=min(rescue.PROGRESS_SECONDS, self.limits.progress),
             )
+        if self.written.sparse:
+            self.log("wrote sparse onto the discarded disk: zero blocks were skipped")
 
     def verify_image(self) -> None:
         written = self.written
@@ -413,7 +478,16 @@ class _Build:
         )
         snapshot_id = _id(snapshot.image.id)
         self.teardown.register(Leftover("snapshot", snapshot_id, self.request.description))
-        wait_for(self.client, snapshot.action, f"snapshot {snapshot_id}", self.limits.snapshot)
+        wait_for(
+            self.client,
+            snapshot.action,
+            f"snapshot {snapshot_id}",
+            self.limits.snapshot,
+            sleep=_reporting_sleep(
+                self.limits.progress,
+                _snapshot_report(self.log, snapshot_id, snapshot.action),
+            ),
+        )
         self.image = self.client.images.get_by_id(snapshot_id)
         if self.image.status != "available":
             raise RuntimeError(f"snapshot {self.image.id} is {self.image.status!r}, not available")
@@ -486,25 +560,91 @@ class _Teardown:
         )
 
 
-def _check_disk_fits(client: ApiClient, request: BuildRequest) -> None:
-    """A snapshot only boots on server types whose disk is at least the builder's."""
-    builder = client.server_types.get_by_name(request.server_type)
-    if builder is None:
-        raise ValueError(f"builder server type {request.server_type!r} does not exist")
-    if HETZNER_ARCHITECTURE[request.architecture] != builder.architecture:
-        raise ValueError(
-            f"builder server type {request.server_type} is {builder.architecture}, "
-            f"not {request.architecture}"
+class _WriteReport:
+    """Logs the write's progress at most every ``every`` seconds: what was streamed, what
+    reached the disk (less when zero blocks were skipped), and the rate. The image's
+    decompressed size is known only at its end (xz stores it there), so no total."""
+
+    def __init__(self, log: Log, every: float) -> None:
+        self.log, self.every = log, every
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, progress: rescue.WriteProgress) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        mib = 1024 * 1024
+        rate = progress.streamed / mib / max(now - self.started, 1e-6)
+        self.log(
+            f"write image: {progress.streamed / mib:.1f} MiB of the image streamed, "
+            f"{progress.written / mib:.1f} MiB written to the disk, {rate:.1f} MiB/s"
         )
-    for name in request.must_fit_server_types:
-        target = client.server_types.get_by_name(name)
-        if target is None:
-            raise ValueError(f"node group server type {name!r} does not exist")
-        if (target.disk or 0) < (builder.disk or 0):
+
+
+def _snapshot_report(log: Log, snapshot_id: int, action: BoundAction) -> Callable[[float], None]:
+    def report(elapsed: float) -> None:
+        progress = f", Hetzner reports {action.progress}%" if action.progress is not None else ""
+        log(f"create snapshot: waiting for snapshot {snapshot_id}, {elapsed:.0f} s{progress}")
+
+    return report
+
+
+def _reporting_sleep(every: float, report: Callable[[float], None]) -> Callable[[float], None]:
+    """A sleep for ``until`` that reports (the time since the wait began) at least every
+    ``every`` seconds, however long the poll interval has grown."""
+    started = time.monotonic()
+    last = [started]
+
+    def sleep(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (now := time.monotonic()) < end:
+            if now - last[0] >= every:
+                last[0] = now
+                report(now - started)
+            time.sleep(max(0.0, min(end, last[0] + every) - now))
+
+    return sleep
+
+
+class CapacityRefused(RuntimeError):
+    """Hetzner cannot place this builder candidate now; the build tries the next."""
+
+
+def _check_disk_fits(client: ApiClient, request: BuildRequest) -> dict[str, dict[str, str]]:
+    """A snapshot only boots on server types whose disk is at least the builder's: every
+    candidate type must fit. Returns where each type cannot be ordered (the live list)."""
+    not_orderable: dict[str, dict[str, str]] = {}
+    for server_type in request.server_types:
+        builder = client.server_types.get_by_name(server_type)
+        if builder is None:
+            raise ValueError(f"builder server type {server_type!r} does not exist")
+        if HETZNER_ARCHITECTURE[request.architecture] != builder.architecture:
             raise ValueError(
-                f"the snapshot from {request.server_type} ({builder.disk} GB disk) would not fit "
-                f"{name} ({target.disk} GB disk): pick a builder type with a smaller disk"
+                f"builder server type {server_type} is {builder.architecture}, "
+                f"not {request.architecture}"
             )
+        for name in request.must_fit_server_types:
+            target = client.server_types.get_by_name(name)
+            if target is None:
+                raise ValueError(f"node group server type {name!r} does not exist")
+            if (target.disk or 0) < (builder.disk or 0):
+                raise ValueError(
+                    f"the snapshot from {server_type} ({builder.disk} GB disk) would not fit "
+                    f"{name} ({target.disk} GB disk): pick a builder type with a smaller disk"
+                )
+        if builder.locations is not None:
+            orderable = {
+                str(entry.location.name)
+                for entry in builder.locations
+                if entry.available is not False and entry.location is not None
+            }
+            not_orderable[server_type] = {
+                location: "not orderable there (the live server type list)"
+                for location in (request.location, *request.fallback_locations)
+                if location not in orderable
+            }
+    return not_orderable
 
 
 def _wait_until_off(client: ApiClient, server_id: int, seconds: float) -> None:

@@ -1,10 +1,17 @@
 """What the build does on the rescue system over SSH: write the image, then read it back.
 
-The image is streamed (the rescue root is ~960 MB of RAM): ``curl | xz -d | tee |
+The image is streamed (the rescue root is ~960 MB of RAM): ``curl | xz -d -T0 | tee |
 dd``, the ``tee`` feeding ``sha256sum`` and ``wc -c`` so the digest and length of
 the decompressed stream are known once the write ends. Then the same number of
 bytes is read back from the device, past the page cache, and hashed; the build
 compares the two digests.
+
+When the disk could be discarded first, ``dd`` writes sparse: it seeks over
+all-zero blocks instead of writing them, trusting the discarded disk to read back
+zeros there. The read-back digest covers those blocks too, so a disk that does not
+is caught at ``verify image``. While the write runs, the script prints a
+``progress`` line every second (bytes ``dd`` took in and bytes it wrote, from
+``/proc/<pid>/io``); ``write_image`` hands them to ``on_progress``.
 
 Every remote command is bounded: curl gives up when the download stays below
 ``STALL_BYTES_PER_SECOND`` for the stall window, and each command has an overall
@@ -17,6 +24,7 @@ import io
 import math
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
@@ -36,6 +44,10 @@ KEEPALIVE_SECONDS = 15
 #: Per connection attempt (TCP connect, SSH banner, authentication).
 CONNECT_ATTEMPT_SECONDS = 10
 _STDERR_TAIL = 600
+#: Output blocks of the write: an all-zero block of this size is skipped when writing sparse.
+WRITE_BLOCK = "1M"
+#: Seconds between the script's progress lines (at most; the build logs fewer).
+PROGRESS_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,16 @@ class Written:
     sha256: str
     size: int
     on_disk_sha256: str
+    #: True when the disk was discarded and all-zero blocks were skipped, not written.
+    sparse: bool = False
+
+
+@dataclass(frozen=True)
+class WriteProgress:
+    """Where a running write is: bytes of the image streamed into ``dd``, bytes it wrote."""
+
+    streamed: int
+    written: int
 
 
 class RemoteCommandFailed(RuntimeError):
@@ -106,43 +128,90 @@ def connect(
 
 
 def write_image(
-    ssh: paramiko.SSHClient, url: str, device: str, *, stall_seconds: float, seconds: float
+    ssh: paramiko.SSHClient,
+    url: str,
+    device: str,
+    *,
+    stall_seconds: float,
+    seconds: float,
+    on_progress: Callable[[WriteProgress], None] = lambda _: None,
+    progress_seconds: float = PROGRESS_SECONDS,
 ) -> Written:
     """Stream the image onto ``device`` and read it back, in one command on the rescue system."""
-    output = run(ssh, _write_script(url, device, stall_seconds), seconds=seconds, what="the write")
-    streamed, size, on_disk = output.split()
-    return Written(sha256=streamed, size=int(size), on_disk_sha256=on_disk)
+    result: list[str] = []
+
+    def line(text: str) -> None:
+        words = text.split()
+        if len(words) == 3 and words[0] == "progress":
+            on_progress(WriteProgress(streamed=int(words[1]), written=int(words[2])))
+        elif words and words[0] == "result":
+            result[:] = words[1:]
+
+    script = _write_script(url, device, stall_seconds, progress_seconds)
+    run(ssh, script, seconds=seconds, what="the write", on_line=line)
+    if len(result) != 4:
+        raise RemoteCommandFailed("the write ended without reporting what it wrote")
+    streamed, size, on_disk, mode = result
+    return Written(sha256=streamed, size=int(size), on_disk_sha256=on_disk, sparse=mode == "sparse")
 
 
-def _write_script(url: str, device: str, stall_seconds: float) -> str:
+def _write_script(url: str, device: str, stall_seconds: float, progress_seconds: float) -> str:
     quoted, source = shlex.quote(device), shlex.quote(url)
     # No curl --retry: a retry after part of the stream went to stdout appends a
     # second copy to the pipe. A failed build is cheap to run again.
     script = f"""set -euo pipefail
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+reporter=
+trap '[ -z "$reporter" ] || kill "$reporter" 2>/dev/null; rm -rf "$work"' EXIT
 mkfifo "$work/hash" "$work/count"
 sha256sum < "$work/hash" > "$work/sha256" &
 hasher=$!
 wc -c < "$work/count" > "$work/size" &
 counter=$!
-blkdiscard -f {quoted} >/dev/null 2>&1 || true
+# Sparse only onto a discarded disk; the read-back digest proves the skipped blocks are zero.
+mode=plain conv=notrunc,fsync
+if blkdiscard -f {quoted} >/dev/null 2>&1; then mode=sparse conv=notrunc,fsync,sparse; fi
+# Multi-threaded where this xz can (5.4+ decompresses multi-block files in parallel).
+threads=
+if xz -T0 --version >/dev/null 2>&1; then threads=-T0; fi
+# Progress: what dd has read and written so far, from its /proc/<pid>/io.
+(
+  while sleep {progress_seconds:g}; do
+    pid=$(cat "$work/pid" 2>/dev/null) || continue
+    io=$(cat /proc/"$pid"/io 2>/dev/null) || continue
+    echo "progress $(sed -n 's/^rchar: //p' <<<"$io") $(sed -n 's/^wchar: //p' <<<"$io")"
+  done
+) &
+reporter=$!
 curl -fsSL --connect-timeout 30 --speed-limit {STALL_BYTES_PER_SECOND} \\
     --speed-time {max(1, math.ceil(stall_seconds))} {source} \\
-  | xz -d | tee "$work/hash" "$work/count" | dd of={quoted} bs=4M conv=notrunc,fsync status=none
+  | xz -d $threads | tee "$work/hash" "$work/count" \\
+  | bash -c 'echo $$ > "$1"; shift; exec dd "$@"' dd "$work/pid" \\
+      of={quoted} bs={WRITE_BLOCK} iflag=fullblock conv=$conv status=none
+kill "$reporter" 2>/dev/null || true
+reporter=
 wait "$hasher" "$counter"
 sync
 size=$(cat "$work/size")
 # Drop the block device's cached pages so the read-back comes from the disk itself.
 blockdev --flushbufs {quoted} >/dev/null 2>&1 || true
 on_disk=$(head -c "$size" {quoted} | sha256sum | cut -d' ' -f1)
-echo "$(cut -d' ' -f1 "$work/sha256") $size $on_disk"
+echo "result $(cut -d' ' -f1 "$work/sha256") $size $on_disk $mode"
 """
     return f"bash -c {shlex.quote(script)}"
 
 
-def run(ssh: paramiko.SSHClient, command: str, *, seconds: float, what: str) -> str:
-    """Run ``command``, at most ``seconds``; returns its stdout, raises with its stderr."""
+def run(
+    ssh: paramiko.SSHClient,
+    command: str,
+    *,
+    seconds: float,
+    what: str,
+    on_line: Callable[[str], None] | None = None,
+) -> str:
+    """Run ``command``, at most ``seconds``; returns its stdout, raises with its stderr.
+
+    ``on_line`` gets each complete line of stdout as it arrives."""
     transport = ssh.get_transport()
     if transport is None or not transport.is_active():
         raise ConnectionError("the SSH connection to the rescue system is closed")
@@ -151,9 +220,12 @@ def run(ssh: paramiko.SSHClient, command: str, *, seconds: float, what: str) -> 
     stdout, stderr = bytearray(), bytearray()
     try:
         channel.exec_command(command)
+        delivered = 0
         while True:
             while channel.recv_ready():
                 stdout += channel.recv(65536)
+            if on_line is not None:
+                delivered = _deliver_lines(stdout, delivered, on_line)
             while channel.recv_stderr_ready():
                 stderr += channel.recv_stderr(65536)
                 del stderr[:-_STDERR_TAIL]
@@ -166,6 +238,8 @@ def run(ssh: paramiko.SSHClient, command: str, *, seconds: float, what: str) -> 
             channel.status_event.wait(0.05)  # wakes at once when the command exits
         stderr += channel.recv_stderr(65536) if channel.recv_stderr_ready() else b""
         status = channel.recv_exit_status()
+        if on_line is not None:
+            _deliver_lines(stdout + b"\n", delivered, on_line)
     finally:
         channel.close()
     if status != 0:
@@ -174,3 +248,15 @@ def run(ssh: paramiko.SSHClient, command: str, *, seconds: float, what: str) -> 
             message = f"the download stalled ({message})"
         raise RemoteCommandFailed(f"{what} exited with {status}: {message or 'no output'}")
     return stdout.decode("utf-8", "replace").strip()
+
+
+def _deliver_lines(
+    output: bytearray | bytes, delivered: int, on_line: Callable[[str], None]
+) -> int:
+    """Hand complete lines after offset ``delivered`` to ``on_line``; returns the new offset."""
+    end = output.rfind(b"\n") + 1
+    if end > delivered:
+        for text in bytes(output[delivered:end]).decode("utf-8", "replace").splitlines():
+            if text:
+                on_line(text)
+    return max(end, delivered)

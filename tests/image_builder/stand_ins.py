@@ -81,6 +81,7 @@ class Action:
     resources: list[dict[str, Any]]
     seconds: float
     fail: bool = False
+    error_code: str = "action_failed"
     on_success: Any = None
     on_failure: Any = None
     started: float = field(default_factory=time.monotonic)
@@ -101,7 +102,7 @@ class Action:
             "started": self.started_at,
             "finished": now_iso() if finished else None,
             "resources": self.resources,
-            "error": {"code": "action_failed", "message": f"{self.command} failed"}
+            "error": {"code": self.error_code, "message": f"{self.command} failed"}
             if finished and self.fail
             else None,
         }
@@ -127,6 +128,11 @@ class Faults:
     #: (``locked``) and finishes the snapshot, so the next try succeeds. Tests of a build that
     #: stops mid-snapshot wait for the build's own request instead of racing a timer.
     snapshot_runs_until_deleted: bool = False
+    #: (server type, location) -> the error code ``POST /servers`` answers there (no capacity).
+    refused_placements: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: (server type, location) whose server create is accepted, then its action fails with
+    #: ``placement_error`` (Hetzner's asynchronous placement failure).
+    failed_placements: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass
@@ -517,6 +523,9 @@ class HetznerEmulator(LoopbackServer):
             return _error(422, "invalid_input", "server type not found")
         if any(server["name"] == body["name"] for server in self.state.servers.values()):
             return _error(409, "uniqueness_error", "server name is already used")
+        refusal = self._placement_refusal(body)
+        if refusal is not None:
+            return refusal
         server_id = next(self._ids)
         server = {
             "id": server_id,
@@ -530,13 +539,36 @@ class HetznerEmulator(LoopbackServer):
         }
         self.state.servers[server_id] = server
         self.state.peak_servers = max(self.state.peak_servers, len(self.state.servers))
-        action = self._action("create_server", ("server", server_id))
+        action = self._action("create_server", ("server", server_id), **self._placement(body))
         return 201, {
             "server": self._server_json(server),
             "action": action.as_json(),
             "next_actions": [],
             "root_password": None,
         }
+
+    def _placement_refusal(self, body: dict[str, Any]) -> tuple[int, Any] | None:
+        """What Hetzner answers a create it cannot place (capacity, type not sold there)."""
+        where = (body["server_type"], body.get("location") or "")
+        code = self.faults.refused_placements.get(where)
+        if code is not None:
+            return _error(503 if code == "resource_unavailable" else 422, code, "no capacity")
+        if where[1] and where[1] not in self.orderable.get(where[0], set()):
+            return _error(422, "invalid_input", "unsupported location for server type")
+        return None
+
+    def _placement(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The create action's outcome: a failed placement, or success."""
+        if (body["server_type"], body.get("location") or "") in self.faults.failed_placements:
+            return {"fail": True, "error_code": "placement_error"}
+        return {}
+
+    def finish_actions(self, command: str) -> None:
+        """End every running action of ``command`` now (one started with a long duration)."""
+        with self._lock:
+            for action in self.state.actions.values():
+                if action.command == command and not action.finished:
+                    action.seconds = time.monotonic() - action.started
 
     def _get_servers(self, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
         if parts:
@@ -941,6 +973,10 @@ class ImageFactory(LoopbackServer):
         self.known_schematics: set[str] = set()
         self.downloads: list[str] = []
         self.stall_after: int | None = None
+        #: With this set, a download trickles (``trickle`` bytes every 50 ms) and holds its
+        #: last bytes until the event is set: a slow download whose end the test decides.
+        self.throttled_until: threading.Event | None = None
+        self.trickle = 32 * 1024
         #: Set once a download has stalled (the build is mid-write).
         self.stalled = threading.Event()
         self._released = threading.Event()
@@ -964,6 +1000,9 @@ class ImageFactory(LoopbackServer):
                     self._send(404, b"not found")
                     return
                 factory.downloads.append(self.path)
+                if factory.throttled_until is not None:
+                    self._throttled(factory.compressed, factory.throttled_until)
+                    return
                 if factory.stall_after is None:
                     self._send(200, factory.compressed)
                     return
@@ -975,6 +1014,18 @@ class ImageFactory(LoopbackServer):
                 factory.stalled.set()
                 factory._released.wait()
                 self.close_connection = True
+
+            def _throttled(self, data: bytes, release: threading.Event) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                held = len(data) - 1024
+                for offset in range(0, held, factory.trickle):
+                    self.wfile.write(data[offset : min(held, offset + factory.trickle)])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                release.wait(timeout=120)
+                self.wfile.write(data[held:])
 
             def _send(self, status: int, data: bytes) -> None:
                 self.send_response(status)
@@ -1047,6 +1098,22 @@ def generated_raw_image(size: int = 3 * 1024 * 1024, seed: int = 11) -> bytes:
     return b"".join(chunks)
 
 
+def talos_shaped_raw_image(size: int = 3 * 1024 * 1024, seed: int = 11) -> bytes:
+    """A raw image shaped like Talos's: data in its first MiB (boot partitions), then MiBs of
+    zeros with a 256 KiB block of data every 8 MiB, and data in its last MiB; about a
+    tenth of a large image is data, so a sparse write skips whole MiB blocks."""
+    import random
+
+    rng = random.Random(seed)
+    mib, block = 1024 * 1024, 256 * 1024
+    image = bytearray(size)
+    image[:mib] = rng.randbytes(min(mib, size))
+    for offset in range(8 * mib, size - mib, 8 * mib):
+        image[offset : offset + block] = rng.randbytes(block)
+    image[size - mib :] = rng.randbytes(mib)
+    return bytes(image)
+
+
 def blank_disk(path: Path, size: int) -> Path:
     """A file standing for the builder's disk: ``size`` bytes of 0xff (never an image byte
     pattern), written a MiB at a time."""
@@ -1093,6 +1160,31 @@ class RescueSshd:
             'done\n[ -n "$out" ] || exec /usr/bin/dd "$@"\n' + writes[fault] + "\n"
         )
         shim.chmod(0o755)
+
+    def discarding_disk(self, leave_nonzero_at: int | None = None) -> None:
+        """Make ``blkdiscard`` work on the file standing for the disk as on a real disk that
+        reads back zeros once discarded: its blocks are deallocated (a hole punched over the
+        whole file). With ``leave_nonzero_at``, a few old bytes stay at that offset: a disk
+        whose discard does not zero everything."""
+        leave = (
+            f'printf LEFTOVER | /usr/bin/dd of="$dev" bs=1 seek={leave_nonzero_at} '
+            "conv=notrunc status=none\n"
+            if leave_nonzero_at is not None
+            else ""
+        )
+        shim = self.shims / "blkdiscard"
+        shim.write_text(
+            '#!/bin/bash\nset -e\ndev=${!#}\n[ -f "$dev" ] || exit 1\n'
+            'fallocate --punch-hole --offset 0 --length "$(stat -c %s "$dev")" "$dev"\n'
+            + leave
+            + f"touch {self.home / 'discarded'}\n"
+        )
+        shim.chmod(0o755)
+
+    @property
+    def discarded(self) -> bool:
+        """Whether the build discarded the disk (through ``discarding_disk``'s blkdiscard)."""
+        return (self.home / "discarded").exists()
 
     def start(self, timeout: float = 60) -> RescueSshd:
         if not SSHD.exists():
