@@ -3,7 +3,7 @@
     python -m components.image_builder build --talos-version v1.11.6 --arch amd64 \\
         --location fsn1 [--location nbg1 ...] [--server-type cx23 --server-type cpx22 ...] \\
         (--schematic-id ID | --extension siderolabs/qemu-guest-agent ...)
-    python -m components.image_builder cleanup [--older-than MINUTES | --all]
+    python -m components.image_builder cleanup [--older-than MINUTES | --all] [--dry-run]
 
 The token comes from HCLOUD_TOKEN and the API endpoint from HCLOUD_ENDPOINT. The
 result is one JSON object on stdout; progress goes to stderr. SIGTERM stops a
@@ -42,7 +42,7 @@ from core.config import (
 )
 from core.errors import EXIT_BAD_INPUT, EXIT_RUNTIME_FAILURE
 from core.image_builder.api import DEFAULT_ENDPOINT, ApiClient, api_endpoint
-from core.image_builder.builder_resources import STALE_AFTER, remove_stale
+from core.image_builder.builder_resources import STALE_AFTER, find_stale, remove_stale
 from core.image_builder.pipeline import BuildError, BuildRequest, Limits, build_image
 from core.image_builder.schematic import register_schematic
 from core.waits import Interrupted
@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         client = ApiClient(str(token), endpoint)
         if args.command == "build":
             return _build(client, args)
-        return _cleanup(client, timedelta(0) if args.all else timedelta(minutes=args.older_than))
+        older_than = timedelta(0) if args.all else timedelta(minutes=args.older_than)
+        if args.dry_run:
+            return _cleanup_dry_run(client, older_than)
+        return _cleanup(client, older_than)
     except BadArguments as error:
         print(f"error: bad input:\n{error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -206,6 +209,15 @@ def _cleanup(client: ApiClient, older_than: timedelta) -> int:
     return 0
 
 
+def _cleanup_dry_run(client: ApiClient, older_than: timedelta) -> int:
+    """What ``cleanup`` would delete, with each one's labels' scope and age; deletes nothing."""
+    stale = find_stale(client, scope=None, older_than=older_than)
+    for item in stale:
+        print(f"would delete {item} (created {item.created})", file=sys.stderr)
+    print(json.dumps({"would_remove": [str(item) for item in stale]}))
+    return 0
+
+
 def _write_timeout(text: str) -> int:
     try:
         return check_write_timeout(int(text))
@@ -257,6 +269,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     age.add_argument(
         "--all", action="store_true", help="also those of builds that may still be running"
+    )
+    cleanup.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted; delete nothing"
     )
     return parser
 

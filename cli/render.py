@@ -12,6 +12,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from cli.destroy_preview import add_parser as add_destroy_preview
+from cli.destroy_preview import destroy_preview
 from core.config import ConfigError, Problem, stack_file
 from core.errors import EXIT_BAD_INPUT, EXIT_RUNTIME_FAILURE, InputError
 from core.render import render_stack
@@ -42,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument(
         "--debug", action="store_true", help="print the traceback of a runtime failure"
     )
+    add_destroy_preview(commands, PROJECT_DIR)
     args = parser.parse_args(argv)
 
     try:
-        return _render(args)
+        return destroy_preview(args) if args.command == "destroy-preview" else _render(args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         detail = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
         hint = "" if args.debug else " (run with --debug for the traceback)"
-        print(f"error: render failed: {detail}{hint}", file=sys.stderr)
+        print(f"error: {args.command} failed: {detail}{hint}", file=sys.stderr)
         return EXIT_RUNTIME_FAILURE
 
 

@@ -477,3 +477,76 @@ def _id(server: BoundServer) -> int:
     if server.id is None:
         raise RuntimeError("the Hetzner API answered a server without an id")
     return int(server.id)
+
+
+@dataclass
+class SweepPreview:
+    """What ``sweep_pool`` would delete now for one pool, and why each matched; read only."""
+
+    target: PoolTarget
+    #: (server, why it matches) for the servers the sweep would delete.
+    servers: list[tuple[str, str]] = field(default_factory=list)
+    #: (Node, why it matches) for the Nodes of those servers.
+    nodes: list[tuple[str, str]] = field(default_factory=list)
+    #: (server, why it stays) for pool-labelled servers the sweep leaves alone.
+    kept: list[tuple[str, str]] = field(default_factory=list)
+    #: Why the Nodes could not be looked at ("" when they were).
+    nodes_problem: str = ""
+
+    def lines(self) -> list[str]:
+        pool = f"pool {self.target.pool}"
+        lines = [
+            f"{pool}: would delete {len(self.servers)} server(s) and {len(self.nodes)} Node(s)"
+        ]
+        lines += [f"  server {server}: {why}" for server, why in self.servers]
+        lines += [f"  Node {node}: {why}" for node, why in self.nodes]
+        if self.nodes_problem:
+            lines.append(f"  Nodes not looked at: {self.nodes_problem}")
+        lines += [f"  left alone: server {server}: {why}" for server, why in self.kept]
+        return lines
+
+
+def preview_pool(
+    client: Client,
+    target: PoolTarget,
+    kubernetes: KubernetesApi | None,
+    kubernetes_problem: str = "",
+) -> SweepPreview:
+    """The servers and Nodes ``sweep_pool`` would delete for ``target`` now: the same matching
+    (label, network; providerID, or name and address), without deleting anything."""
+    preview = SweepPreview(target)
+    ours: list[Server] = []
+    for server in client.servers.get_all(label_selector=target.selector):
+        networks = sorted(int(private.network.id or 0) for private in server.private_net or [])
+        shown = f"{server.name} ({_id(server)}, {server.status})"
+        if target.network_id in networks:
+            ours.append(_as_server(server))
+            preview.servers.append(
+                (shown, f"labelled {target.selector} and attached to network {target.network_id}")
+            )
+        elif networks:
+            where = ", ".join(map(str, networks))
+            preview.kept.append((shown, f"attached to other network(s) {where}"))
+        else:
+            preview.kept.append((shown, "attached to no network (reported, never deleted)"))
+    if not ours:
+        return preview
+    if kubernetes is None:
+        preview.nodes_problem = kubernetes_problem
+        return preview
+    try:
+        nodes = kubernetes.nodes()
+    except ApiError as error:
+        preview.nodes_problem = f"the Nodes could not be listed: {error}"
+        return preview
+    by_id = {f"{PROVIDER_ID_PREFIX}{server.id}": server for server in ours}
+    by_name = {server.name: server for server in ours}
+    for node in nodes:
+        if node.provider_id:
+            if node.provider_id in by_id:
+                preview.nodes.append((node.name, f"providerID {node.provider_id}"))
+        elif (matched := match(node, by_name)) is not None:
+            preview.nodes.append(
+                (node.name, f"no providerID; name and address of server {matched.id}")
+            )
+    return preview

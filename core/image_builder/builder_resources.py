@@ -120,16 +120,21 @@ def remove_stale(
     client: ApiClient, *, scope: str | None, older_than: timedelta, seconds: float, log: Log
 ) -> tuple[list[Leftover], list[Leftover]]:
     """Remove builders (of ``scope``, or of every scope) created more than ``older_than`` ago."""
+    stale = find_stale(client, scope=scope, older_than=older_than)
+    if not stale:
+        return [], []
+    return remove(client, stale, seconds, log)
+
+
+def find_stale(client: ApiClient, *, scope: str | None, older_than: timedelta) -> list[Leftover]:
+    """The builders ``remove_stale`` would delete (of ``scope``, or of every scope)."""
     selector = BUILDER_LABEL if scope is None else f"{BUILDER_LABEL},{SCOPE_LABEL}={scope}"
     cutoff = datetime.now(UTC) - older_than
-    stale = [
+    return [
         item
         for item in find(client, selector)
         if not older_than or (item.created is not None and item.created <= cutoff)
     ]
-    if not stale:
-        return [], []
-    return remove(client, stale, seconds, log)
 
 
 def _delete(client: ApiClient, item: Leftover) -> bool:

@@ -375,6 +375,13 @@ def test_cleanup_keeps_builders_that_may_still_run_unless_told_all(
     }
     finished = {("image", hetzner.add_snapshot({"os": "talos"}, description="a finished one"))}
 
+    for dry_run in (["--dry-run"], ["--all", "--dry-run"]):
+        previewed = cli("cleanup", *dry_run, hetzner=hetzner)
+        assert previewed.returncode == 0, previewed.stderr
+        assert len(json.loads(previewed.stdout)["would_remove"]) == 3 + 2 * ("--all" in dry_run)
+        assert hetzner.surviving(old | recent | finished) == old | recent | finished
+    assert ("DELETE" in {method for method, _ in hetzner.state.requests}) is False
+
     cleaned = cli("cleanup", hetzner=hetzner)
     assert cleaned.returncode == 0, cleaned.stderr
     assert sorted(json.loads(cleaned.stdout)["removed"]) == sorted(
