@@ -486,7 +486,7 @@ class ImageSettings(ConfigModel):
             for server_type in self.server_types(arch):
                 if hetzner.architecture_of(server_type) != arch:
                     raise ValueError(
-                        f"builderServerTypes.{arch} has {server_type!r}, an "
+                        f"builderServerTypes.{arch} is {server_type!r}, an "
                         f"{hetzner.architecture_of(server_type)} server type; a {arch} image "
                         "must be written from a server of the same architecture"
                     )
