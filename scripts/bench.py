@@ -14,7 +14,10 @@
    realistic size: time per step, the throughput of the streamed write, the
    API requests it makes and the longest wait between two of them (actions run
    for assumed durations, scaled down, as do the build's poll intervals).
-4. The bound of every wait, and the longest possible build.
+4. The write step (sparse onto a discarded disk, xz -T0, with hashing and the read-back)
+   against the plain ``curl | xz -d | dd`` pipeline, on the same bytes of a Talos-shaped
+   image (mostly zeros), in one run: the time ratio and the bytes each put on the disk.
+5. The bound of every wait, and the longest possible build.
    Only loopback is contacted.
 """
 
@@ -46,6 +49,7 @@ from image_builder.stand_ins import (  # noqa: E402
     RescueSshd,
     blank_disk,
     generated_raw_image,
+    talos_shaped_raw_image,
 )
 
 from core import autoscaler_values as values  # noqa: E402
@@ -56,6 +60,7 @@ from core.config import (  # noqa: E402
     parse_stack_config,
 )
 from core.hetzner import Architecture  # noqa: E402
+from core.image_builder import rescue  # noqa: E402
 from core.image_builder.api import ACTION_POLL, REQUEST_TIMEOUT, ApiClient  # noqa: E402
 from core.image_builder.builder_resources import STALE_AFTER  # noqa: E402
 from core.image_builder.pipeline import BuildRequest, Limits, build_image  # noqa: E402
@@ -326,6 +331,79 @@ def bench_bounds() -> None:
     )
 
 
+def bench_write_step(image_mib: int, rounds: int = 2) -> None:
+    """Our write step against the plain pipeline on the same served bytes, alternating."""
+    raw_image = talos_shaped_raw_image(image_mib * MIB, data_per_8mib=2 * MIB)
+    data = sum(
+        1 for offset in range(0, len(raw_image), MIB) if any(raw_image[offset : offset + MIB])
+    )
+    factory = ImageFactory(raw_image)
+    schematic = schematic_id_for(["siderolabs/qemu-guest-agent"])
+    factory.known_schematics.add(schematic)
+    print(
+        f"\nwrite step against the plain pipeline ({image_mib} MiB Talos-shaped raw image, "
+        f"{data} MiB blocks hold data, {len(factory.compressed) / MIB:.1f} MiB xz; "
+        f"best of {rounds})"
+    )
+    url = f"{factory.url}/image/{schematic}/v1.11.6/hcloud-amd64.raw.xz"
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch, ExitStack() as running:
+        sshd = RescueSshd(Path(scratch) / "sshd").start()
+        running.callback(sshd.stop)
+        running.callback(factory.start().stop)
+        sshd.discarding_disk()
+        key, public = rescue.ephemeral_key()
+        sshd.authorized_keys.write_text(public + "\n")
+        ssh = rescue.connect("127.0.0.1", sshd.port, key, 30, lambda _: 0.2)
+        running.callback(ssh.close)
+        disk = Path(scratch) / "disk.img"
+        timings: dict[str, list[float]] = {"plain": [], "sparse": [], "ours": []}
+        on_disk: dict[str, int] = {}
+        plain = (
+            f"bash -c 'set -o pipefail; curl -fsSL {url} | xz -d "
+            f"| dd of={disk} bs=4M conv=notrunc,fsync status=none'"
+        )
+        sparse = (
+            f"bash -c 'set -o pipefail; curl -fsSL {url} | xz -d -T0 "
+            f"| dd of={disk} bs=1M iflag=fullblock conv=notrunc,fsync,sparse status=none'"
+        )
+        for _ in range(rounds):
+            for name in ("plain", "sparse", "ours"):
+                disk.unlink(missing_ok=True)
+                subprocess.run(
+                    ["truncate", "-s", str((image_mib + 1) * MIB), str(disk)], check=True
+                )
+                started = time.perf_counter()
+                if name != "ours":
+                    command = plain if name == "plain" else sparse
+                    rescue.run(ssh, command, seconds=1800, what=f"the {name} pipeline")
+                else:
+                    written = rescue.write_image(
+                        ssh, url, str(disk), stall_seconds=60, seconds=1800
+                    )
+                    assert written.sparse and written.sha256 == written.on_disk_sha256
+                timings[name].append(time.perf_counter() - started)
+                on_disk[name] = disk.stat().st_blocks * 512
+                with disk.open("rb") as written_disk:
+                    intact = written_disk.read(len(raw_image)) == raw_image
+                assert intact, f"the {name} write did not put the image on the disk"
+    labels = {
+        "plain": "plain curl | xz -d | dd bs=4M",
+        "sparse": "the same, xz -T0 and dd conv=sparse",
+        "ours": "write step (sparse + hash + read-back)",
+    }
+    best = {name: min(seconds) for name, seconds in timings.items()}
+    for name, label in labels.items():
+        print(
+            f"  {label:<40} {best[name]:7.2f} s {image_mib / best[name]:7.1f} MiB/s "
+            f"{on_disk[name] / MIB:8.1f} MiB written to the disk"
+        )
+    print(
+        f"  ratio, plain time / write-step time: {best['plain'] / best['ours']:.2f}x "
+        f"(plain / sparse pipeline alone: {best['plain'] / best['sparse']:.2f}x); bytes on the "
+        f"disk: {on_disk['ours'] / max(on_disk['plain'], 1):.2f} of the plain write's"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-mib", type=int, default=512, help="raw image size (MiB)")
@@ -335,6 +413,7 @@ def main() -> None:
     bench_program()
     bench_sizes(args.stacks)
     bench_image_build(args.image_mib)
+    bench_write_step(args.image_mib)
     bench_bounds()
 
 

@@ -1098,14 +1098,16 @@ def generated_raw_image(size: int = 3 * 1024 * 1024, seed: int = 11) -> bytes:
     return b"".join(chunks)
 
 
-def talos_shaped_raw_image(size: int = 3 * 1024 * 1024, seed: int = 11) -> bytes:
+def talos_shaped_raw_image(
+    size: int = 3 * 1024 * 1024, seed: int = 11, data_per_8mib: int = 256 * 1024
+) -> bytes:
     """A raw image shaped like Talos's: data in its first MiB (boot partitions), then MiBs of
-    zeros with a 256 KiB block of data every 8 MiB, and data in its last MiB; about a
-    tenth of a large image is data, so a sparse write skips whole MiB blocks."""
+    zeros with ``data_per_8mib`` bytes of data every 8 MiB, and data in its last MiB; so a
+    sparse write skips whole MiB blocks."""
     import random
 
     rng = random.Random(seed)
-    mib, block = 1024 * 1024, 256 * 1024
+    mib, block = 1024 * 1024, data_per_8mib
     image = bytearray(size)
     image[:mib] = rng.randbytes(min(mib, size))
     for offset in range(8 * mib, size - mib, 8 * mib):
