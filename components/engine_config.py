@@ -8,6 +8,7 @@ prints) without a traceback; nothing is registered after it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -15,8 +16,12 @@ from typing import ParamSpec, TypeVar
 import pulumi
 from pulumi.runtime import config as runtime_config
 
+from core.config import ConfigError, Problem, StackConfig, reveal
 from core.config.parse import hcloud_endpoint, read_engine_config
 from core.errors import InputError
+from core.hetzner import Architecture
+from core.image_builder.api import ApiClient
+from core.image_builder.existing import find_existing
 from core.plan import StackPlan, plan_stack
 
 Parameters = ParamSpec("Parameters")
@@ -48,9 +53,28 @@ def read_stack_plan(project_dir: Path) -> StackPlan:
             stack_name=pulumi.get_stack(),
             project_dir=project_dir,
         )
-        return plan_stack(stack, warnings, hcloud_endpoint=hcloud_endpoint(flat))
+        existing = _existing_images(stack, hcloud_endpoint(flat))
+        return plan_stack(
+            stack, warnings, hcloud_endpoint=hcloud_endpoint(flat), existing_images=existing
+        )
 
     plan = read()
     for warning in plan.warnings:
         pulumi.log.warn(warning)
     return plan
+
+
+def _existing_images(stack: StackConfig, endpoint: str | None) -> dict[Architecture, int]:
+    """The ids of ``image.existing``, looked up in preview and update alike."""
+    if not stack.image.existing:
+        return {}
+    token = reveal(stack.hcloud_token) if stack.hcloud_token is not None else None
+    token = token or os.environ.get("HCLOUD_TOKEN")
+    if not token:
+        raise ConfigError(
+            [Problem("image.existing", "needs the Hetzner token to look the snapshots up")]
+        )
+    found, problems = find_existing(ApiClient(str(token), endpoint), stack.image.existing)
+    if problems:
+        raise ConfigError(problems)
+    return found

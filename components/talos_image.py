@@ -53,7 +53,13 @@ class TalosImage(pulumi.ComponentResource):
             )
             for snapshot in args.plan.snapshots
         }
-        self.image_ids = pulumi.Output.all(
-            **{arch: snapshot.image_id for arch, snapshot in snapshots.items()}
-        ).apply(lambda ids: {arch: str(image_id) for arch, image_id in ids.items()})
+        existing = args.plan.existing_ids  # image.existing: read, never managed
+        built = {arch: snapshot.image_id for arch, snapshot in snapshots.items()}
+        self.image_ids = (
+            pulumi.Output.all(**built).apply(
+                lambda ids: {**existing, **{arch: str(image_id) for arch, image_id in ids.items()}}
+            )
+            if built
+            else pulumi.Output.from_input(existing)
+        )
         self.register_outputs({"imageIds": self.image_ids})

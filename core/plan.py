@@ -144,11 +144,32 @@ class SnapshotPlan:
 
 
 @dataclass(frozen=True)
+class ExistingSnapshot:
+    """``image.existing``: a snapshot made elsewhere; its id once looked up (None offline)."""
+
+    architecture: Architecture
+    #: The id or label selector of the stack config.
+    reference: int | str
+    image_id: int | None = None
+
+
+@dataclass(frozen=True)
 class ImagePlan:
     schematic_id: str
     #: Where the schematic comes from, for render.
     schematic_source: str
+    #: The snapshots this stack builds (the architectures without ``image.existing``).
     snapshots: tuple[SnapshotPlan, ...]
+    existing: tuple[ExistingSnapshot, ...] = ()
+
+    @property
+    def existing_ids(self) -> dict[str, str]:
+        """The looked-up ids of ``image.existing`` (``imageIds`` beside the built ones)."""
+        return {
+            item.architecture: str(item.image_id)
+            for item in self.existing
+            if item.image_id is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -288,7 +309,11 @@ class StackPlan:
 
 
 def plan_stack(
-    stack: StackConfig, warnings: Sequence[str] = (), *, hcloud_endpoint: str | None = None
+    stack: StackConfig,
+    warnings: Sequence[str] = (),
+    *,
+    hcloud_endpoint: str | None = None,
+    existing_images: Mapping[Architecture, int] | None = None,
 ) -> StackPlan:
     """The plan of a validated stack; ``warnings`` are its source's (plain-text secrets, ...).
 
@@ -324,7 +349,7 @@ def plan_stack(
         chart_repository=settings.chart_repository or DEFAULT_CHART_REPOSITORY,
         image=stack.autoscaler_image,
     )
-    image = _image_plan(stack)
+    image = _image_plan(stack, existing_images or {})
     secrets = SecretsPlan(
         namespace=settings.namespace,
         talos_config_key=values.LEGACY_CLOUD_INIT_KEY if legacy else values.CLUSTER_CONFIG_KEY,
@@ -356,7 +381,7 @@ def plan_stack(
     )
 
 
-def _image_plan(stack: StackConfig) -> ImagePlan:
+def _image_plan(stack: StackConfig, existing_ids: Mapping[Architecture, int]) -> ImagePlan:
     talos = stack.talos
     schematic_id = talos.schematic_id or schematic_id_for(talos.extensions)
     instance_types = sorted({group.instance_type for group in stack.autoscaler.node_groups})
@@ -385,6 +410,12 @@ def _image_plan(stack: StackConfig) -> ImagePlan:
                 write_timeout=stack.image.write_timeout,
             )
             for arch in stack.architectures
+            if arch not in stack.image.existing
+        ),
+        existing=tuple(
+            ExistingSnapshot(arch, stack.image.existing[arch], existing_ids.get(arch))
+            for arch in stack.architectures
+            if arch in stack.image.existing
         ),
     )
 

@@ -112,6 +112,12 @@ def _images(plan: StackPlan, rendered: Rendered) -> None:
             types = ", ".join((snapshot.server_type, *snapshot.fallback_server_types))
             locations = ", ".join((snapshot.location, *snapshot.fallback_locations))
             rendered.line(f"                  when Hetzner has no capacity: {types} in {locations}")
+    for existing in plan.image.existing:
+        rendered.line(
+            f"  snapshot {existing.architecture:<6} image.existing {existing.reference} (not "
+            "built, never deleted; looked up at preview: must be available and "
+            f"{existing.architecture})"
+        )
         rendered.line(f"                  labels {labels}")
 
 
@@ -159,6 +165,12 @@ def _secrets_and_autoscaler(
     image_ids = {
         snapshot.architecture: image_id_placeholder(snapshot.architecture)
         for snapshot in plan.image.snapshots
+    }
+    image_ids |= {
+        existing.architecture: str(existing.reference)
+        if isinstance(existing.reference, int)
+        else image_id_placeholder(existing.architecture)
+        for existing in plan.image.existing
     }
     as_file = False
     if configs is not None:

@@ -419,6 +419,20 @@ def _preferences(value: str | list[str]) -> str | list[str]:
     return value
 
 
+def _existing_snapshot(value: int | str) -> int | str:
+    """A snapshot id (a positive number), or a Hetzner label selector."""
+    if isinstance(value, int) or value.strip().isdigit():
+        if int(value) <= 0:
+            raise ValueError(f"{value} is not a snapshot id; give its id or a label selector")
+        return int(value)
+    if not value.strip() or any(character.isspace() for character in value.strip(" ,")):
+        raise ValueError(
+            f"{shown(value)} is neither a snapshot id nor a label selector like "
+            "os=talos,talos-version=v1.11.6"
+        )
+    return value.strip()
+
+
 def preferences(value: str | list[str]) -> tuple[str, ...]:
     """``image.location`` or a builder type entry as the ordered tuple of candidates."""
     return (value,) if isinstance(value, str) else tuple(value)
@@ -434,6 +448,11 @@ class ImageSettings(ConfigModel):
     ] = Field(default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES), validate_default=True)
     labels: HetznerLabels = Field(default_factory=dict)
     write_timeout: int = WRITE_TIMEOUT_MINUTES
+    #: Per architecture a snapshot made elsewhere (its id, or a label selector): not built,
+    #: never deleted by this stack.
+    existing: dict[Architecture, Annotated[int | str, AfterValidator(_existing_snapshot)]] = Field(
+        default_factory=dict
+    )
 
     @property
     def locations(self) -> tuple[str, ...]:

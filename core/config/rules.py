@@ -43,7 +43,7 @@ def cross_section_problems(stack: StackConfig) -> list[Problem]:
         )
 
     for arch in stack.architectures:
-        if arch not in stack.image.builder_server_types:
+        if arch not in stack.image.builder_server_types and arch not in stack.image.existing:
             pools = ", ".join(g.name for g in groups if g.architecture == arch)
             problems.append(
                 Problem(
@@ -205,7 +205,12 @@ def server_type_warnings(stack: StackConfig, catalogue: hetzner.Catalogue | None
     """Server types that still exist but are being retired: new servers may soon be refused."""
     catalogue = catalogue or hetzner.BUILT_IN_CATALOGUE
     used = {group.instance_type for group in stack.autoscaler.node_groups}
-    used |= {name for arch in stack.architectures for name in stack.image.server_types(arch)}
+    used |= {
+        name
+        for arch in stack.architectures
+        if arch not in stack.image.existing
+        for name in stack.image.server_types(arch)
+    }
     return [
         f"server type {name} is being retired by Hetzner ({catalogue.source}); move to a current "
         "type (`hcloud server-type list`) before it can no longer be ordered"
