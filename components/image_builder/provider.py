@@ -9,11 +9,13 @@ state; the builder server and key live and die inside ``create``.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Any
 
 import pulumi
+import requests
 from hcloud import APIException
-from hcloud.images import Image
+from hcloud.images import BoundImage, Image
 from pulumi.dynamic import (
     CreateResult,
     DiffResult,
@@ -25,15 +27,24 @@ from pulumi.dynamic import (
 from components.configured_provider import ConfiguredProvider
 from core.config import WRITE_TIMEOUT_MINUTES
 from core.hetzner_access import current_hetzner_access
-from core.image_builder.api import ApiClient
+from core.image_builder.api import ApiClient, describe
 from core.image_builder.builder_resources import CLI_SCOPE
 from core.image_builder.pipeline import (
+    HETZNER_ARCHITECTURE,
     BuildRequest,
     Limits,
     build_image,
     snapshot_labels,
 )
 from core.image_builder.schematic import register_schematic
+from core.image_builder.sharing import (
+    IDENTITY_LABEL,
+    identity,
+    is_sharing_label,
+    sharing_labels,
+    user_label,
+    users,
+)
 
 #: A different image: build a new snapshot, then delete the old one.
 REPLACE_ON = ("talos_version", "schematic_id", "architecture", "factory_url")
@@ -75,18 +86,29 @@ class TalosSnapshotProvider(ConfiguredProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         request = request_from(props)
-        if props.get("extensions"):
-            register_schematic(request.factory_url, props["extensions"])
         client = self._client(props)
-        result = build_image(client, request, log=lambda line: print(line, file=sys.stderr))
+        try:
+            image = _shared_snapshot(client, request)
+        except (APIException, requests.RequestException) as error:
+            raise RuntimeError(
+                f"could not look for a snapshot to share: {describe(error)}"
+            ) from error
+        if image is not None:
+            image_id, disk_size = _id(image.id), float(image.disk_size or 0)
+        else:
+            if props.get("extensions"):
+                register_schematic(request.factory_url, props["extensions"])
+            shared = sharing_labels(request, request.builder_scope)
+            sharable = replace(request, extra_labels={**request.extra_labels, **shared})
+            result = build_image(client, sharable, log=_log)
+            image_id, disk_size = result.image_id, result.disk_size
         outs = {
             **props,
-            "image_id": str(result.image_id),
-            "labels": result.labels,
-            "description": result.description,
-            "disk_size": result.disk_size,
+            "image_id": str(image_id),
+            **_wanted(props),
+            "disk_size": disk_size,
         }
-        return CreateResult(id_=str(result.image_id), outs=outs)
+        return CreateResult(id_=str(image_id), outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [key for key in REPLACE_ON if olds.get(key) != news.get(key)]
@@ -101,8 +123,21 @@ class TalosSnapshotProvider(ConfiguredProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         wanted = _wanted(news)
-        self._client(news).images.update(
-            Image(id=int(_id)), description=wanted["description"], labels=wanted["labels"]
+        client = self._client(news)
+        request = request_from(news)
+        current = client.images.get_by_id(int(_id))
+        # Other stacks' user labels stay; this stack's and the identity are (re)set.
+        kept = {
+            key: value for key, value in (current.labels or {}).items() if is_sharing_label(key)
+        }
+        client.images.update(
+            Image(id=int(_id)),
+            description=wanted["description"],
+            labels={
+                **wanted["labels"],
+                **kept,
+                **sharing_labels(request, request.builder_scope),
+            },
         )
         kept = {key: value for key, value in olds.items() if key not in RETIRED}
         return UpdateResult(outs={**kept, **news, **wanted})
@@ -118,18 +153,69 @@ class TalosSnapshotProvider(ConfiguredProvider):
             id_=id_,
             outs={
                 **props,
-                "labels": dict(image.labels or {}),
+                "labels": {
+                    key: value
+                    for key, value in (image.labels or {}).items()
+                    if not is_sharing_label(key)
+                },
                 "description": image.description,
                 "disk_size": image.disk_size,
             },
         )
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
+        """Delete the snapshot unless another stack still uses it; then drop only our label."""
+        client = self._client(props)
         try:
-            self._client(props).images.delete(Image(id=int(_id)))
+            image = client.images.get_by_id(int(_id))
+            mine, _ = user_label(props.get("builder_scope") or CLI_SCOPE)
+            labels = dict(image.labels or {})
+            others = {key: scope for key, scope in users(labels).items() if key != mine}
+            if others:
+                labels.pop(mine, None)
+                client.images.update(Image(id=int(_id)), labels=labels)
+                _log(
+                    f"snapshot {_id} kept: still used by {', '.join(sorted(others.values()))}; "
+                    "only this stack's user label was removed"
+                )
+                return
+            client.images.delete(Image(id=int(_id)))
         except APIException as error:
             if error.code != "not_found":
                 raise
+
+
+def _shared_snapshot(client: ApiClient, request: BuildRequest) -> BoundImage | None:
+    """An available snapshot of the same identity (another stack's build), now also ours."""
+    candidates = [
+        image
+        for image in client.images.get_all(
+            label_selector=f"{IDENTITY_LABEL}={identity(request)}", type=["snapshot"]
+        )
+        if image.status == "available"
+        and image.architecture == HETZNER_ARCHITECTURE[request.architecture]
+    ]
+    if not candidates:
+        return None
+    image = max(candidates, key=lambda found: (found.created, found.id or 0))
+    labels = {**(image.labels or {}), **sharing_labels(request, request.builder_scope)}
+    updated = client.images.update(image, labels=labels)
+    users_now = ", ".join(sorted(users(dict(updated.labels or {})).values()))
+    _log(
+        f"snapshot {image.id} with the same Talos version, schematic, architecture and factory "
+        f"exists: shared instead of building (used by {users_now})"
+    )
+    return updated
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _id(value: int | None) -> int:
+    if value is None:
+        raise RuntimeError("the Hetzner API answered without an id")
+    return value
 
 
 def _wanted(props: dict[str, Any]) -> dict[str, Any]:

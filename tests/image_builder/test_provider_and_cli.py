@@ -34,7 +34,6 @@ from core.image_builder.builder_resources import BUILDER_LABEL
 from core.image_builder.pipeline import (
     SSH_PORT_ENV,
     TARGET_DEVICE_ENV,
-    BuildError,
     snapshot_labels,
 )
 from core.image_builder.schematic import schematic_id_for, schematic_yaml
@@ -292,8 +291,14 @@ def test_state_written_by_the_previous_version_keeps_its_snapshot(
     assert "ssh_port" not in updated and "target_device" not in updated
     assert updated["builder_scope"] == props["builder_scope"]
 
-    provider.delete(str(image_id), previous_outs)
+    # The engine deletes with the state the update wrote (now with this stack's user label).
+    provider.delete(str(image_id), updated)
     assert image_id not in hetzner.state.images
+
+    # Never updated: an old state deletes its snapshot, which has no user labels, as before.
+    untouched = hetzner.add_snapshot(snapshot_labels(request), request.description)
+    provider.delete(str(untouched), {**previous_outs, "image_id": str(untouched)})
+    assert untouched not in hetzner.state.images
 
 
 @pytest.mark.parametrize("source", ["hcloud:endpoint", "HCLOUD_ENDPOINT"])
@@ -335,9 +340,9 @@ def test_the_provider_and_cleanup_fail_instead_of_hanging_on_a_silent_api(
             provider.read("123", state)
         with pytest.raises(requests.exceptions.Timeout):
             provider.delete("123", state)
-        with pytest.raises(BuildError, match="did not answer in time") as caught:
+        # Before any build: the look for a snapshot another stack built (sharing).
+        with pytest.raises(RuntimeError, match="snapshot to share: the Hetzner API did not answer"):
             provider.create(state)
-        assert caught.value.step == "remove stale builders"
         assert cli_module.main(["cleanup"]) == 1  # a runtime failure, reported without traceback
     finally:
         signal.signal(signal.SIGTERM, sigterm)
