@@ -14,7 +14,7 @@ from conftest import REPO, MockRuntime, shipped_config
 from image_builder.fixtures import fast_client
 from image_builder.stand_ins import HetznerEmulator
 
-from core.config import Problem
+from core.hetzner import Architecture
 from core.image_builder.existing import find_existing
 
 MAIN = REPO / "__main__.py"
@@ -37,7 +37,7 @@ def snapshot(
     return image_id
 
 
-def problems(hetzner: HetznerEmulator, existing: dict[str, Any]) -> list[str]:
+def problems(hetzner: HetznerEmulator, existing: dict[Architecture, int | str]) -> list[str]:
     _, found = find_existing(fast_client(hetzner.endpoint), existing)
     return [str(problem) for problem in found]
 
@@ -126,4 +126,3 @@ def test_a_bad_reference_is_refused_offline(value: Any, expected: str) -> None:
 
     found = problems_of(changed("image", {"existing": {"amd64": value}}))
     assert any(expected in problem for problem in found), found
-    assert Problem  # the type the lookup reports with

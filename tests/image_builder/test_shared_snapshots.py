@@ -79,7 +79,8 @@ def test_two_stacks_share_one_snapshot_and_destroy_in_either_order(
         assert refreshed.outs is not None
         assert not provider.diff(result.id, refreshed.outs, props_of(scope)).changes
 
-    outs = {DEV: dev.outs, PROD: prod.outs}
+    assert dev.outs is not None and prod.outs is not None
+    outs: dict[str, dict[str, Any]] = {DEV: dev.outs, PROD: prod.outs}
     last = PROD if first_gone == DEV else DEV
     provider.delete(dev.id, outs[first_gone])
     assert int(dev.id) in hetzner.state.images  # the other stack still uses it
