@@ -75,6 +75,38 @@ CLUSTER_NETWORK_FIELDS = ("podSubnets", "serviceSubnets")
 LIST_PATHS = tuple(f"cluster.network.{field}" for field in CLUSTER_NETWORK_FIELDS)
 #: Names a node's pool, like the autoscaler's own node templates do.
 NODE_GROUP_LABEL = "hcloud/node-group"
+#: The autoscaler's scale-from-zero template carries it (FACTS §1.5): real nodes must too.
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+#: ``cloud-provider=external``: the providerID comes from the setter or a CCM, not the kubelet.
+OWNED_KUBELET_ARGS = {"cloud-provider": "external"}
+#: Volume documents that place a volume on a disk chosen by ``provisioning.diskSelector``.
+VOLUME_DOCUMENTS = ("VolumeConfig", "UserVolumeConfig", "RawVolumeConfig", "SwapVolumeConfig")
+#: CEL disk attributes that name one machine's disk: a Hetzner cloud server has one virtio
+#: SCSI disk (``/dev/sda``), not the disk of the machine the base config was generated on.
+MACHINE_DISK_ATTRIBUTES = re.compile(
+    r"\bdisk\.(dev_path|serial|wwid|model|modalias|uuid|symlinks)\b"
+)
+#: Booleans Talos's YAML decoder (go-yaml v3, ``decode.go`` ``scalar``) reads from strings.
+YAML_BOOLEAN_WORDS = frozenset(
+    [
+        "y",
+        "Y",
+        "yes",
+        "Yes",
+        "YES",
+        "on",
+        "On",
+        "ON",
+        "n",
+        "N",
+        "no",
+        "No",
+        "NO",
+        "off",
+        "Off",
+        "OFF",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -182,13 +214,13 @@ def build_worker_config(
             for taint in spec.taints
         ]
     kubelet["nodeIP"] = {"validSubnets": [spec.subnet]}
-    extra_args = {key: str(value) for key, value in (kubelet.get("extraArgs") or {}).items()}
-    extra_args["cloud-provider"] = "external"
-    kubelet["extraArgs"] = extra_args
+    # Values as given: Talos decodes scalars into its string args, and lists (1.13 ``Args``).
+    kubelet["extraArgs"] = {**(kubelet.get("extraArgs") or {}), **OWNED_KUBELET_ARGS}
     if spec.kubernetes_version:
         kubernetes = talos_versions.parse_kubernetes_version(spec.kubernetes_version)
         kubelet["image"] = talos_versions.kubelet_image(kubernetes)
-    documents = [doc for doc in documents if not _is_static_hostname_document(doc)]
+    dropped = [doc for doc in documents if _is_network_document(doc, spec.talos)]
+    documents = [doc for doc in documents if not any(doc is gone for gone in dropped)]
     documents = _place_registry_mirrors(documents, main, spec)
 
     problems = validate_worker_documents(documents, spec)
@@ -200,9 +232,19 @@ def build_worker_config(
         "does: they describe the machine it was generated on (disk, interfaces, hostname), "
         "not a cloud server booting the snapshot"
     ] * bool(removed)
+    if dropped:
+        warnings.append(
+            f"network documents {', '.join(map(_document_name, dropped))} removed from the "
+            f"worker config {source}: they describe the links, addresses and resolvers of "
+            "the site the config was generated on; any link document turns off Talos's "
+            "default DHCP, the only way a Hetzner server's private NIC gets its address (so "
+            "the kubelet would find no IP in the private subnet and never start), and the "
+            "site's resolvers and hosts are not reachable from Hetzner"
+        )
     warnings += [
         f"{problem} (worker config {source})" for problem in deprecated_keys(documents, spec.talos)
     ]
+    warnings += [f"{warning} (worker config {source})" for warning in volume_warnings(documents)]
     return WorkerConfig(
         yaml=text,
         user_data=encode_user_data(text, spec.talos, source),
@@ -324,6 +366,7 @@ def validate_worker_documents(
     shape = _shape_problems(main)
     if shape:
         return problems + shape
+    problems.extend(value_type_problems(documents, talos))
     machine = main.get("machine") or {}
 
     for key in machine.get("nodeLabels") or {}:
@@ -463,11 +506,24 @@ class DeprecatedField:
 
 
 @dataclass(frozen=True)
+class ValueRules:
+    """What one document kind's values must be: JSON types and enums by path pattern."""
+
+    types: dict[str, frozenset[str]]
+    enums: dict[str, tuple[Any, ...]]
+    #: Every pattern with a rule at or below it (where the walk must go on).
+    reaching: frozenset[str]
+
+
+@dataclass(frozen=True)
 class TalosKeys:
-    """What a Talos minor accepts: key paths per document kind, and deprecated fields."""
+    """What a Talos minor accepts: key paths per document kind, deprecated fields, value
+    types, and which network documents worker configs lose."""
 
     documents: dict[str, frozenset[str]]
     deprecated: tuple[DeprecatedField, ...]
+    values: dict[str, ValueRules] = field(default_factory=dict)
+    removed_network_kinds: frozenset[str] = frozenset()
 
     def allowed(self, kind: str) -> frozenset[str] | None:
         paths = self.documents.get(kind)
@@ -518,9 +574,130 @@ def _talos_keys_table() -> dict[str, TalosKeys]:
                 DeprecatedField(path, entry["instead"], frozenset(entry["paths"]))
                 for path, entry in table["deprecated"].items()
             ),
+            values={kind: _value_rules(rules) for kind, rules in table["values"].items()},
+            removed_network_kinds=frozenset(table["network_documents"]["removed"]),
         )
         for minor, table in json.loads(text).items()
     }
+
+
+def _value_rules(rules: dict[str, dict[str, list[Any]]]) -> ValueRules:
+    patterns = {*rules["types"], *rules["enums"]}
+    reaching = {
+        pattern[:end]
+        for pattern in patterns
+        for end in [match.start() for match in re.finditer(r"[.\[]", pattern)] + [len(pattern)]
+    }
+    return ValueRules(
+        types={path: frozenset(types) for path, types in rules["types"].items()},
+        enums={path: tuple(values) for path, values in rules["enums"].items()},
+        reaching=frozenset(reaching),
+    )
+
+
+#: How a type is named in problems.
+TYPE_NAMES = {
+    "object": "a mapping (key: value)",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+}
+#: Enums whose values another rule already judges (``machine.type``: the worker rule).
+ENUMS_CHECKED_ELSEWHERE = frozenset({"machine.type"})
+
+
+def value_type_problems(
+    documents: list[dict[str, Any]], talos: talos_versions.Version
+) -> list[TalosProblem]:
+    """Values of the wrong type (Talos decodes strictly and refuses the whole config at
+    boot) or outside an enum, per the JSON schema of the Talos minor."""
+    keys = talos_keys(talos)
+    problems: list[TalosProblem] = []
+    for document in documents:
+        kind = str(document.get("kind", MAIN_DOCUMENT))
+        rules = keys.values.get(kind)
+        if rules is None:
+            continue
+        prefix = "" if kind == MAIN_DOCUMENT else f"{kind}: "
+        for key, value in document.items():
+            _check_value(value, _path_part(key), str(key), rules, prefix, problems)
+    return problems
+
+
+def _check_value(
+    value: Any, path: str, pattern: str, rules: ValueRules, prefix: str, found: list[TalosProblem]
+) -> None:
+    if pattern not in rules.reaching or value is None:
+        return
+    expected = rules.types.get(pattern)
+    if expected is not None and not _decodes_as(value, expected):
+        wanted = " or ".join(TYPE_NAMES[name] for name in sorted(expected))
+        found.append(
+            TalosProblem(
+                f"{prefix}{path}",
+                f"must be {wanted}, got {shown(value, path)} (Talos would refuse the whole "
+                "config when decoding it)",
+            )
+        )
+        return
+    allowed = rules.enums.get(pattern)
+    if allowed is not None and pattern not in ENUMS_CHECKED_ELSEWHERE and value not in allowed:
+        found.append(
+            TalosProblem(
+                f"{prefix}{path}",
+                f"is {shown(value, path)}; Talos accepts only "
+                f"{', '.join(json.dumps(option) for option in allowed)}",
+            )
+        )
+        return
+    if isinstance(value, dict):
+        for key, child in value.items():
+            named = f"{pattern}.{key}"
+            child_pattern = named if named in rules.reaching else f"{pattern}.*"
+            _check_value(child, f"{path}.{_path_part(key)}", child_pattern, rules, prefix, found)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            _check_value(child, f"{path}[{index}]", f"{pattern}[]", rules, prefix, found)
+
+
+def _decodes_as(value: Any, expected: frozenset[str]) -> bool:
+    """Whether Talos's YAML decoder (go-yaml v3, ``decode.go`` ``scalar``) takes the value
+    for one of the JSON types: any scalar into a string, a whole or float number into an
+    integer, the YAML 1.1 words into a boolean."""
+    if isinstance(value, dict):
+        return "object" in expected
+    if isinstance(value, list):
+        return "array" in expected
+    if "string" in expected:
+        return True
+    if isinstance(value, bool):
+        return "boolean" in expected
+    if isinstance(value, int | float):
+        return bool(expected & {"integer", "number"})
+    return "boolean" in expected and value in YAML_BOOLEAN_WORDS
+
+
+def volume_warnings(documents: list[dict[str, Any]]) -> list[str]:
+    """Volume documents whose disk selector names a disk of the generating machine.
+
+    They are kept (they carry the user's sizes and volumes), but a selector that matches no
+    disk of the cloud server leaves the volume unprovisioned: for ``EPHEMERAL`` the kubelet
+    never starts.
+    """
+    warnings = []
+    for document in documents:
+        if document.get("kind") not in VOLUME_DOCUMENTS:
+            continue
+        match = _get(document, "provisioning.diskSelector.match")
+        if isinstance(match, str) and MACHINE_DISK_ATTRIBUTES.search(match):
+            warnings.append(
+                f"{_document_name(document)}: provisioning.diskSelector.match {shown(match)} "
+                "names one machine's disk; a Hetzner cloud server has a single virtio disk "
+                "(/dev/sda, matched by `system_disk`), so the volume may never be created"
+            )
+    return warnings
 
 
 def deprecated_keys(documents: list[dict[str, Any]], talos: talos_versions.Version) -> list[str]:
@@ -631,9 +808,19 @@ def _main_document(documents: list[dict[str, Any]], source: str) -> dict[str, An
     )
 
 
-def _is_static_hostname_document(document: dict[str, Any]) -> bool:
-    """A HostnameConfig with a fixed name would give every autoscaled node the same name."""
-    return document.get("kind") == "HostnameConfig" and "hostname" in document
+def _is_network_document(document: dict[str, Any], talos: talos_versions.Version) -> bool:
+    """A network document of the machine the config came from (``talos_config_keys.json``
+    lists them per minor, read from Talos's machinery). A HostnameConfig goes only with a
+    fixed name (every autoscaled node would get it); ``auto`` names each node itself."""
+    kind = document.get("kind")
+    if kind == "HostnameConfig":
+        return "hostname" in document
+    return kind in talos_keys(talos).removed_network_kinds
+
+
+def _document_name(document: dict[str, Any]) -> str:
+    name = document.get("name")
+    return f"{document.get('kind')} {shown(name)}" if name else str(document.get("kind"))
 
 
 def _place_registry_mirrors(
@@ -706,11 +893,13 @@ def pool_node_labels(group: NodeGroup) -> dict[str, str]:
 
     The same labels go into the Talos config (so real nodes have them) and into
     the autoscaler's node templates (so scale-from-zero simulation matches):
-    the pool name, its region (pods select on it), and the pool's own labels.
+    the pool name, its region and server type (pods select on them), and the pool's own
+    labels.
     """
     return {
         NODE_GROUP_LABEL: group.name,
         "topology.kubernetes.io/region": group.region,
+        INSTANCE_TYPE_LABEL: group.instance_type,
         **group.labels,
     }
 

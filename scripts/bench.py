@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from image_builder.stand_ins import (  # noqa: E402
+    TEST_TOKEN,
     HetznerEmulator,
     ImageFactory,
     RescueSshd,
@@ -256,7 +257,7 @@ def bench_image_build(image_mib: int) -> None:
         running.callback(factory.start().stop)
         disk = blank_disk(Path(scratch) / "disk.img", (image_mib + 1) * MIB)
         client = ApiClient(
-            "test-token", hetzner.endpoint, poll=lambda tries: ACTION_POLL(tries) / TIME_SCALE
+            TEST_TOKEN, hetzner.endpoint, poll=lambda tries: ACTION_POLL(tries) / TIME_SCALE
         )
         result = build_image(
             client,

@@ -151,6 +151,59 @@ _SINCE_1_13 = (
     ),
 )
 
+#: The release whose ``pkg/machinery/config/types/network`` (``*Kind`` constants) was read for
+#: each minor with multi-document network config; the oracle suite checks the two lists
+#: below against that package of the release its loader is built from.
+NETWORK_KINDS_READ = {"1.12": "v1.12.7", "1.13": "v1.13.9"}
+_LINKS_1_12 = (
+    # Each is a NetworkCommonLinkConfig (or a DHCP config): one of them turns off the default
+    # DHCP on every unconfigured link (container.go RunDefaultDHCPOperators).
+    "LinkConfig",
+    "LinkAliasConfig",
+    "BondConfig",
+    "BridgeConfig",
+    "VLANConfig",
+    "DummyLinkConfig",
+    "WireguardConfig",
+    "DHCPv4Config",
+    "DHCPv6Config",
+    # Addresses, names and resolvers of the site the config was generated on.
+    "Layer2VIPConfig",
+    "HCloudVIPConfig",
+    "ResolverConfig",
+    "StaticHostConfig",
+    "HostnameConfig",
+)
+#: Network documents removed from worker configs (a ``HostnameConfig`` only with a fixed
+#: ``hostname``: ``auto`` names each node itself) ...
+REMOVED_NETWORK_KINDS = {
+    "1.12": _LINKS_1_12,
+    "1.13": (*_LINKS_1_12, "VRFConfig", "BlackholeRouteConfig", "RoutingRuleConfig"),
+}
+_KEPT_1_12 = (
+    # Cluster-wide policy, not one machine's setup: firewall, KubeSpan, time sync, NIC tuning.
+    "NetworkRuleConfig",
+    "NetworkDefaultActionConfig",
+    "KubeSpanEndpointsConfig",
+    "TimeSyncConfig",
+    "EthernetConfig",
+)
+#: ... and those kept.
+KEPT_NETWORK_KINDS = {"1.12": _KEPT_1_12, "1.13": (*_KEPT_1_12, "KubeSpanConfig", "TCPProbeConfig")}
+
+
+def network_documents(minor: str) -> dict[str, Any]:
+    """The network document kinds removed and kept (both empty before multi-document network)."""
+    if minor not in NETWORK_KINDS_READ:
+        return {"removed": [], "kept": [], "source": ""}
+    return {
+        "removed": sorted(REMOVED_NETWORK_KINDS[minor]),
+        "kept": sorted(KEPT_NETWORK_KINDS[minor]),
+        "source": f"siderolabs/talos {NETWORK_KINDS_READ[minor]} "
+        "pkg/machinery/config/types/network (*Kind constants)",
+    }
+
+
 #: Per Talos minor: the v1alpha1 fields its Go types decode and its JSON schema omits.
 DECODED_OUTSIDE_SCHEMA: dict[str, tuple[DecodedField, ...]] = {
     "1.8": _SINCE_1_8,
@@ -210,6 +263,79 @@ def _walk(
         paths.add(f"{prefix}.*")
 
 
+#: JSON schema types as Talos's YAML decoder sees them (``number`` takes integers too).
+JSON_TYPES = ("object", "array", "string", "integer", "number", "boolean")
+
+
+def value_types(schema: dict[str, Any]) -> dict[str, dict[str, dict[str, list[Any]]]]:
+    """Document kind -> ``types`` (path -> JSON types allowed there) and ``enums`` (path ->
+    allowed values); paths as in ``key_paths``, ``a.*`` being each value of a free-form map.
+
+    A path reached through several schema branches takes the union of their types; a
+    recursive type, or a node without a type, constrains nothing below it.
+    """
+    definitions = schema["$defs"]
+    tables: dict[str, dict[str, dict[str, list[Any]]]] = {}
+    for choice in schema["oneOf"]:
+        name = choice["$ref"].rsplit("/", 1)[-1]
+        definition = definitions[name]
+        kind_enum = definition.get("properties", {}).get("kind", {}).get("enum")
+        kind = kind_enum[0] if kind_enum else MAIN_DOCUMENT
+        types: dict[str, set[str]] = {}
+        enums: dict[str, list[Any]] = {}
+        for key, child in definition.get("properties", {}).items():
+            _walk_types(child, key, definitions, types, enums, seen=(name,))
+        tables[kind] = {
+            "types": {path: sorted(types[path]) for path in sorted(types)},
+            "enums": {path: enums[path] for path in sorted(enums)},
+        }
+    return dict(sorted(tables.items()))
+
+
+def _walk_types(
+    node: dict[str, Any],
+    path: str,
+    definitions: dict[str, Any],
+    types: dict[str, set[str]],
+    enums: dict[str, list[Any]],
+    seen: tuple[str, ...],
+) -> None:
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name not in seen:
+            _walk_types(definitions[name], path, definitions, types, enums, (*seen, name))
+        return
+    options = [option for key in ("oneOf", "anyOf") for option in node.get(key, [])]
+    for option in options:
+        _walk_types(option, path, definitions, types, enums, seen)
+    declared = node.get("type")
+    found = [declared] if isinstance(declared, str) else list(declared or [])
+    if "enum" in node and not found:
+        found = sorted({_json_type(value) for value in node["enum"]})
+    if "enum" in node:
+        enums[path] = list(node["enum"])
+    if found and all(name in JSON_TYPES for name in found):
+        types.setdefault(path, set()).update(found)
+    items = node.get("items")
+    if isinstance(items, dict):
+        _walk_types(items, f"{path}[]", definitions, types, enums, seen)
+    for key, child in (node.get("properties") or {}).items():
+        _walk_types(child, f"{path}.{key}", definitions, types, enums, seen)
+    free = node.get("additionalProperties")
+    values = [free] if isinstance(free, dict) else []
+    values += list((node.get("patternProperties") or {}).values())
+    for value in values:
+        _walk_types(value, f"{path}.*", definitions, types, enums, seen)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    return "number" if isinstance(value, float) else "string"
+
+
 def decoded_outside_schema(
     minor: str, documents_by_minor: dict[str, dict[str, list[str]]]
 ) -> dict[str, dict[str, Any]]:
@@ -233,18 +359,24 @@ def decoded_outside_schema(
 
 
 def generate(schema_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per Talos minor: ``documents`` (kind -> key paths) and ``deprecated`` fields."""
+    """Per Talos minor: ``documents`` (kind -> key paths), ``deprecated`` fields and
+    ``values`` (kind -> value types and enums)."""
     documents: dict[str, dict[str, list[str]]] = {}
+    values: dict[str, dict[str, dict[str, dict[str, list[Any]]]]] = {}
     for path in sorted(schema_dir.glob("config.schema.v*.json")):
         match = SCHEMA_NAME.search(path.name)
         if match:
             minor = f"{match.group(1)}.{match.group(2)}"
-            documents[minor] = key_paths(json.loads(path.read_text(encoding="utf-8")))
+            schema = json.loads(path.read_text(encoding="utf-8"))
+            documents[minor] = key_paths(schema)
+            values[minor] = value_types(schema)
     minors = sorted(documents, key=lambda minor: tuple(map(int, minor.split("."))))
     return {
         minor: {
             "documents": documents[minor],
             "deprecated": decoded_outside_schema(minor, documents),
+            "values": values[minor],
+            "network_documents": network_documents(minor),
         }
         for minor in minors
     }

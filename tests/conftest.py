@@ -26,7 +26,7 @@ import pulumi
 import pytest
 import yaml
 from google.protobuf import json_format
-from image_builder.stand_ins import HetznerEmulator
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 from kubernetes_stand_in import KubernetesApiStandIn
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
@@ -87,7 +87,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
-def shipped_config(stack: str, token: str | None = "test-token") -> dict[str, Any]:
+def shipped_config(stack: str, token: str | None = TEST_TOKEN) -> dict[str, Any]:
     """The config of the shipped ``Pulumi.<stack>.yaml`` (a fresh copy), and a token as
     `pulumi config set --secret hcloud:token` adds it (None: no token)."""
     config: dict[str, Any] = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
@@ -305,7 +305,7 @@ def pulumi_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockRuntime]:
 
 @pytest.fixture
 def hetzner_api(tmp_path: Path) -> Iterator[HetznerEmulator]:
-    """The Hetzner Cloud API emulator alone (no rescue system), token ``test-token``."""
+    """The Hetzner Cloud API emulator alone (no rescue system), token ``TEST_TOKEN``."""
     with HetznerEmulator(tmp_path / "authorized_keys") as emulator:
         yield emulator
 

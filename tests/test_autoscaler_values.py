@@ -319,6 +319,7 @@ def test_cluster_config_decodes_like_the_autoscaler_reads_it() -> None:
             "topology.kubernetes.io/zone": "hetzner-cloud",
             "hcloud/node-group": "arm",
             "topology.kubernetes.io/region": "nbg1",
+            "node.kubernetes.io/instance-type": "cax21",
             "tier": "arm",
         },
         "taints": [{"key": "arch", "value": "arm64", "effect": "NoSchedule"}],

@@ -19,6 +19,7 @@ import pulumi
 import pytest
 import yaml
 from conftest import REPO, MockRuntime, set_path, shipped_config
+from image_builder.stand_ins import TEST_TOKEN
 
 from cli.render import main as render_main
 
@@ -408,7 +409,7 @@ def test_a_preview_stops_with_the_same_problems_as_render(
     _, err = render(project(tmp_path, config), capsys)
     config[f"{P}:talos"]["workerConfigFile"] = str(tmp_path / "examples" / "worker.yaml")
     with pytest.raises(pulumi.RunError) as caught:
-        pulumi_preview.run(MAIN, {**config, "hcloud:token": "test-token"}, ["hcloud:token"])
+        pulumi_preview.run(MAIN, {**config, "hcloud:token": TEST_TOKEN}, ["hcloud:token"])
     assert problem_lines(str(caught.value)) == problem_lines(err)
     assert problem_lines(err)
     assert pulumi_preview.resources == []
@@ -427,7 +428,7 @@ def test_a_token_the_api_refuses_fails_the_preview_with_the_key(
 
 
 def _run_program(runtime: MockRuntime, mutate: Callable[[dict[str, Any]], None]) -> str:
-    config = {**dev_config(), "hcloud:token": "test-token"}
+    config = {**dev_config(), "hcloud:token": TEST_TOKEN}
     mutate(config)
     with pytest.raises(pulumi.RunError) as caught:
         runtime.run(MAIN, config, ["hcloud:token"])

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import set_path
+from image_builder.stand_ins import TEST_TOKEN
 
 from core.config import (
     ConfigError,
@@ -42,11 +43,11 @@ VALID: dict[str, Any] = {
 }
 
 
-def parse(sections: dict[str, Any], token: Any = "token") -> Any:
+def parse(sections: dict[str, Any], token: Any = TEST_TOKEN) -> Any:
     return parse_stack_config(sections, token, REPO)
 
 
-def problems_of(sections: dict[str, Any], token: Any = "token") -> list[str]:
+def problems_of(sections: dict[str, Any], token: Any = TEST_TOKEN) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         parse(sections, token)
     return [str(problem) for problem in caught.value.problems]
@@ -68,7 +69,11 @@ def test_valid_minimal_stack_gets_the_documented_defaults() -> None:
     assert stack.image.location == "fsn1"
     assert stack.image.builder_server_types == {"amd64": "cx23", "arm64": "cax11"}
     assert stack.image.write_timeout == 30
-    assert stack.talos.extensions == ["siderolabs/qemu-guest-agent"]
+    assert stack.talos.extensions == [
+        "siderolabs/qemu-guest-agent",
+        "siderolabs/drbd",
+        "siderolabs/zfs",
+    ]
     assert stack.talos.image_factory_url == "https://factory.talos.dev"
     assert stack.autoscaler.deploy == "package"
     assert stack.autoscaler.namespace == "cozy-cluster-autoscaler-hetzner"
@@ -336,9 +341,12 @@ def test_engine_json_values_are_parsed() -> None:
     assert token is None
 
 
+OWN_TOKEN = "own-" + "0" * 60
+
+
 def test_autoscaler_token_overrides_the_provider_token() -> None:
-    assert parse(VALID).autoscaler_token == Secret("token")
-    assert parse(changed("autoscaler.token", "own")).autoscaler_token == Secret("own")
+    assert parse(VALID).autoscaler_token == Secret(TEST_TOKEN)
+    assert parse(changed("autoscaler.token", OWN_TOKEN)).autoscaler_token == Secret(OWN_TOKEN)
 
 
 # ---- labels a node can set on itself (FACTS 4.1, 6) ---------------------------------

@@ -19,6 +19,7 @@ import yaml
 from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from image_builder.stand_ins import TEST_TOKEN
 
 from cli.render import main as render_main
 from core.config import ConfigError, parse_stack_config, sections_from_flat_config
@@ -193,7 +194,7 @@ def test_random_bytes_in_the_files_never_crash(
 def test_mutated_engine_config_raises_only_config_errors(data: st.DataObject) -> None:
     """What ``pulumi preview`` hands the program: every value as JSON text."""
     flat = yaml.safe_load(STACKS["dev"])["config"]
-    flat["hcloud:token"] = "test-token"
+    flat["hcloud:token"] = TEST_TOKEN
     changed = data.draw(mutated(flat))
     engine = {
         str(key): value if isinstance(value, str) else json.dumps(value, default=str)

@@ -15,12 +15,12 @@ import urllib.request
 import pytest
 from hcloud import APIException, Client
 from hcloud.networks import Network, NetworkSubnet
-from image_builder.stand_ins import HetznerEmulator
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 
 
 @pytest.fixture
 def client(hetzner_api: HetznerEmulator) -> Client:
-    return Client("test-token", api_endpoint=hetzner_api.endpoint, poll_interval=0.01)
+    return Client(TEST_TOKEN, api_endpoint=hetzner_api.endpoint, poll_interval=0.01)
 
 
 def cloud_subnet(ip_range: str) -> NetworkSubnet:
@@ -132,7 +132,7 @@ def test_a_network_changing_is_a_conflict(hetzner_api: HetznerEmulator, client: 
         data=json.dumps(
             {"type": "cloud", "ip_range": "10.100.2.0/24", "network_zone": "eu-central"}
         ).encode(),
-        headers={"Authorization": "Bearer test-token", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {TEST_TOKEN}", "Content-Type": "application/json"},
         method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as busy:

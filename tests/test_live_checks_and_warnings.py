@@ -13,7 +13,7 @@ import pulumi
 import pytest
 import yaml
 from conftest import REPO, MockRuntime
-from image_builder.stand_ins import HetznerEmulator
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 
 from cli.render import main as render_main
 from core.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
@@ -22,10 +22,14 @@ MAIN = REPO / "__main__.py"
 P = "hcloud-talos-autoscaler"
 
 
+#: A readable autoscaler token (64 characters, as Hetzner tokens are).
+PLAIN_AUTOSCALER_TOKEN = "plain-autoscaler-token-" + "0" * 41
+
+
 def dev_config(**pool: Any) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
     config[f"{P}:autoscaler"]["nodeGroups"][0].update(pool)
-    return {**config, "hcloud:token": "test-token"}
+    return {**config, "hcloud:token": TEST_TOKEN}
 
 
 def preview_error(runtime: MockRuntime, config: dict[str, Any]) -> str:
@@ -168,7 +172,7 @@ def test_a_plain_text_token_in_the_stack_is_a_warning_in_the_preview(
         "replaces the value with `secure: ...`), then rotate the secret, since the plain text "
         "stays in the history"
     ]
-    assert "test-token" not in " ".join(pulumi_runtime.warnings)
+    assert TEST_TOKEN not in " ".join(pulumi_runtime.warnings)
     pulumi_runtime.run(MAIN, config, ["hcloud:token"])
     assert not [w for w in pulumi_runtime.warnings if "stored in plain text" in w]
 
@@ -178,10 +182,10 @@ def test_a_token_from_the_environment_is_no_plain_text_warning(
 ) -> None:
     config = dev_config()
     del config["hcloud:token"]
-    monkeypatch.setenv("HCLOUD_TOKEN", "from-env")
+    monkeypatch.setenv("HCLOUD_TOKEN", TEST_TOKEN)
     pulumi_runtime.run(MAIN, config, [])
     assert not [w for w in pulumi_runtime.warnings if "plain text" in w]
-    config[f"{P}:autoscaler"]["token"] = "plain-autoscaler-token"
+    config[f"{P}:autoscaler"]["token"] = PLAIN_AUTOSCALER_TOKEN
     pulumi_runtime.run(MAIN, config, [])
     assert [w.split(" is stored")[0] for w in pulumi_runtime.warnings if "plain text" in w] == [
         "autoscaler.token"
@@ -195,7 +199,7 @@ def test_plain_text_secrets_in_a_stack_file_are_a_warning_in_render(
 ) -> None:
     (tmp_path / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
     config = dev_config()
-    config[f"{P}:autoscaler"]["token"] = "plain-autoscaler-token"
+    config[f"{P}:autoscaler"]["token"] = PLAIN_AUTOSCALER_TOKEN
     config[f"{P}:talos"].pop("workerConfigFile")
     config[f"{P}:talos"]["workerConfig"] = (REPO / "examples" / "worker.yaml").read_text()
     (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": config}))
@@ -211,7 +215,7 @@ def test_plain_text_secrets_in_a_stack_file_are_a_warning_in_render(
     ]:
         assert f"warning: {key} is stored in plain text in Pulumi.dev.yaml" in captured.err
         assert f"Encrypt it with `{command}`" in captured.err
-    for secret in ("test-token", "plain-autoscaler-token", "7x1m9q.0sample0token00"):
+    for secret in (TEST_TOKEN, PLAIN_AUTOSCALER_TOKEN, "7x1m9q.0sample0token00"):
         assert secret not in captured.out + captured.err
 
 

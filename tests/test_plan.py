@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO, shipped_config
+from image_builder.stand_ins import TEST_TOKEN
 
 from core import safe_yaml
 from core.autoscaler_values import decode_cluster_config
@@ -193,7 +194,7 @@ def test_secrets_servers_autoscaler_and_outputs() -> None:
         "deployment/cluster-autoscaler-hetzner-hetzner-cluster-autoscaler -f"
     )
     assert "smokeTestWatch" not in plan.outputs
-    assert plan.hcloud_token == "test-token" and "test-token" not in repr(plan)
+    assert plan.hcloud_token == TEST_TOKEN and TEST_TOKEN not in repr(plan)
 
 
 def test_the_legacy_format_and_the_smoke_test() -> None:

@@ -11,6 +11,7 @@ import pulumi
 import pytest
 import yaml
 from conftest import REPO, MockRuntime, shipped_config
+from image_builder.stand_ins import TEST_TOKEN
 from manifest_paths import package_values, pod_spec, required_node_terms
 
 from core.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
@@ -118,7 +119,7 @@ def test_token_can_come_from_the_environment(
     del config["hcloud:token"]
     with pytest.raises(pulumi.RunError, match="hcloud:token: is not set"):
         pulumi_runtime.run(MAIN, config)
-    monkeypatch.setenv("HCLOUD_TOKEN", "from-env")
+    monkeypatch.setenv("HCLOUD_TOKEN", TEST_TOKEN)
     exports = pulumi_runtime.run(MAIN, config)
     assert exports["networkName"].value == "cozystack-vswitch"
 
@@ -174,7 +175,7 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
     )
     assert snapshot.inputs["extensions"] == ["siderolabs/qemu-guest-agent"]
     assert snapshot.inputs["must_fit_server_types"] == ["cpx22"]
-    assert snapshot.inputs["hcloud_token"] == "test-token"
+    assert snapshot.inputs["hcloud_token"] == TEST_TOKEN
     assert snapshot.is_secret("hcloud_token")
     assert snapshot.inputs["hcloud_endpoint"] == "https://api.hetzner.cloud/v1"
     assert snapshot.inputs["builder_scope"] == "hcloud-talos-autoscaler.dev"
@@ -204,7 +205,7 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
     )
     assert decoded["nodeConfigs"]["workers-fsn1"]["labels"]["hcloud/node-group"] == "workers-fsn1"
     credentials = secret_named(pulumi_runtime, "hetzner-credentials")
-    assert credentials.inputs["stringData"] == {"token": "test-token"}
+    assert credentials.inputs["stringData"] == {"token": TEST_TOKEN}
     assert credentials.is_secret("stringData")
 
     assert exports["imageIds"].value == {"amd64": snapshot.id}
@@ -243,7 +244,7 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
 def test_no_export_or_resource_name_carries_secret_material(pulumi_runtime: MockRuntime) -> None:
     exports = pulumi_runtime.run(MAIN, dev_config())
     worker = (REPO / "examples" / "worker.yaml").read_text()
-    secrets = ["test-token", "7x1m9q.0sample0token00", "3f9k2p.0sample0cluster0", worker[-200:]]
+    secrets = [TEST_TOKEN, "7x1m9q.0sample0token00", "3f9k2p.0sample0cluster0", worker[-200:]]
     text = json.dumps({name: export.value for name, export in exports.items()})
     names = " ".join(r.name for r in pulumi_runtime.resources)
     for secret in secrets:
@@ -254,7 +255,7 @@ def test_no_export_or_resource_name_carries_secret_material(pulumi_runtime: Mock
 
 def test_mixed_helm_stack_builds_two_snapshots_and_both_images(pulumi_runtime: MockRuntime) -> None:
     flat = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
-    pulumi_runtime.run(MAIN, {**flat, "hcloud:token": "t"})
+    pulumi_runtime.run(MAIN, {**flat, "hcloud:token": TEST_TOKEN})
 
     snapshots = {s.inputs["architecture"]: s for s in pulumi_runtime.by_type(SNAPSHOT)}
     assert set(snapshots) == {"amd64", "arm64"}
@@ -576,7 +577,7 @@ def test_an_existing_network_with_an_older_autoscaler_is_warned_not_pinned(
 
 def test_every_pools_template_carries_the_linux_label(pulumi_runtime: MockRuntime) -> None:
     flat = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
-    pulumi_runtime.run(MAIN, {**flat, "hcloud:token": "t"})
+    pulumi_runtime.run(MAIN, {**flat, "hcloud:token": TEST_TOKEN})
     node_configs = talos_config_json(pulumi_runtime)["nodeConfigs"]
     assert {pool: c["labels"]["kubernetes.io/os"] for pool, c in node_configs.items()} == {
         "general-fsn1": "linux",
@@ -642,12 +643,12 @@ def test_destroy_order_is_autoscaler_then_servers_then_network(
 def test_the_token_is_stored_only_as_a_secret(pulumi_runtime: MockRuntime) -> None:
     pulumi_runtime.run(MAIN, dev_config())
     record = pulumi_runtime.one(POOL_SERVERS)
-    assert record.inputs["hcloud_token"] == "test-token"
+    assert record.inputs["hcloud_token"] == TEST_TOKEN
     assert record.is_secret("hcloud_token")
     assert record.additional_secret_outputs == {"hcloud_token"}
     plain = {key: value for key, value in record.inputs.items() if key != "hcloud_token"}
-    assert "test-token" not in json.dumps(plain)
-    assert b"test-token" not in base64.b64decode(record.inputs["__provider"])
+    assert TEST_TOKEN not in json.dumps(plain)
+    assert TEST_TOKEN.encode() not in base64.b64decode(record.inputs["__provider"])
 
 
 def test_keep_servers_on_destroy_is_recorded(pulumi_runtime: MockRuntime) -> None:

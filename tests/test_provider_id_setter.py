@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from image_builder.stand_ins import HetznerEmulator
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 from kubernetes_stand_in import PROVIDER_ID_FORBIDDEN, KubernetesApiStandIn
 
 from core import provider_id_setter as setter_module
@@ -34,7 +34,7 @@ def make_setter(
     hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
 ) -> ProviderIdSetter:
     return ProviderIdSetter(
-        HetznerApi(hetzner_api.endpoint, "test-token"),
+        HetznerApi(hetzner_api.endpoint, TEST_TOKEN),
         KubernetesApi.in_cluster(kubernetes_api.url, kubernetes_api.service_account_dir),
     )
 
@@ -300,7 +300,7 @@ def run_script(
     """The script as the Deployment runs it: one file, isolated mode, nothing of the project."""
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "HCLOUD_TOKEN": "test-token",
+        "HCLOUD_TOKEN": TEST_TOKEN,
         "HCLOUD_ENDPOINT": hetzner_api.endpoint,
         "KUBERNETES_SERVICE_HOST": kubernetes_api.host,
         "KUBERNETES_SERVICE_PORT": str(kubernetes_api.port),

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO, MockRuntime, Registered, shipped_config
+from image_builder.stand_ins import TEST_TOKEN
 from manifest_paths import package_values
 
 from core.config.parse import read_stack_file
@@ -117,7 +118,7 @@ def test_render_shows_what_the_program_registers(
     pulumi_runtime.mocks.snapshot_ids = {
         f"talos-image-{arch}": image_id for arch, image_id in SNAPSHOT_IDS.items()
     }
-    exports = pulumi_runtime.run(MAIN, {**config, "hcloud:token": "test-token"}, ["hcloud:token"])
+    exports = pulumi_runtime.run(MAIN, {**config, "hcloud:token": TEST_TOKEN}, ["hcloud:token"])
     runtime = pulumi_runtime
 
     # The same resources: type, name and parent.

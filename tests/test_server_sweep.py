@@ -17,7 +17,7 @@ import pytest
 from dynamic_host import DynamicHost
 from hcloud import Client
 from image_builder.fixtures import fast_client
-from image_builder.stand_ins import HetznerEmulator, SilentApi
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator, SilentApi
 from kubernetes_stand_in import KubernetesApiStandIn
 from pulumi.dynamic import Config, ConfigureRequest
 
@@ -464,7 +464,7 @@ def record(*, keep: bool = False, pool: str = POOL) -> dict[str, Any]:
 def stack_config(hetzner_api: HetznerEmulator, kubeconfig: Path) -> dict[str, str]:
     """The stack config the engine hands the provider process (current token, endpoint)."""
     return {
-        "hcloud:token": "test-token",
+        "hcloud:token": TEST_TOKEN,
         "hcloud:endpoint": hetzner_api.endpoint,
         "kubernetes:kubeconfig": str(kubeconfig),
     }
@@ -581,7 +581,7 @@ def test_deleting_a_removed_pools_record_sweeps_that_pool_only(
     )
     kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
     # HCLOUD_TOKEN serves when the stack config has no token (CI), before the stored one.
-    monkeypatch.setenv("HCLOUD_TOKEN", "test-token")
+    monkeypatch.setenv("HCLOUD_TOKEN", TEST_TOKEN)
     monkeypatch.setenv("HCLOUD_ENDPOINT", hetzner_api.endpoint)
     configured({"kubernetes:kubeconfig": str(kubeconfig)}).delete(f"{NETWORK}/{POOL}", record())
 
@@ -633,7 +633,7 @@ def test_pulumi_dynamic_host_sweeps_on_delete_with_the_stack_config(
         assert kubernetes_api.state.nodes == {}
     stderr = host.stderr
     assert f"pool {POOL}: deleted 3 server(s) attached to network {NETWORK}" in stderr
-    assert "test-token" not in stderr
+    assert TEST_TOKEN not in stderr
 
 
 def test_an_api_that_never_answers_fails_the_delete_instead_of_hanging(
@@ -647,7 +647,7 @@ def test_an_api_that_never_answers_fails_the_delete_instead_of_hanging(
     )
     kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
     config = {
-        "hcloud:token": "test-token",
+        "hcloud:token": TEST_TOKEN,
         "hcloud:endpoint": silent.endpoint,
         "kubernetes:kubeconfig": str(kubeconfig),
     }

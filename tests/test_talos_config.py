@@ -154,17 +154,21 @@ def test_builder_places_every_key_where_talos_expects_it() -> None:
     assert machine["ca"] == base["machine"]["ca"]
 
 
-def test_extra_args_values_become_strings() -> None:
+def test_extra_args_values_keep_their_yaml_types() -> None:
+    """Talos decodes ``512`` and ``true`` into its string args as written; Python's
+    ``str(True)`` would hand the kubelet ``True``."""
     base = base_for(11).replace(
         "    disableManifestsDirectory: true\n",
         "    disableManifestsDirectory: true\n    extraArgs:\n      max-pods: 512\n      rotate-server-certificates: true\n",
     )
-    kubelet = load_documents(build_worker_config(base, spec(11)).yaml)[0]["machine"]["kubelet"]
+    config = build_worker_config(base, spec(11))
+    kubelet = load_documents(config.yaml)[0]["machine"]["kubelet"]
     assert kubelet["extraArgs"] == {
-        "max-pods": "512",
-        "rotate-server-certificates": "True",
+        "max-pods": 512,
+        "rotate-server-certificates": True,
         "cloud-provider": "external",
     }
+    assert "rotate-server-certificates: true\n" in config.yaml
 
 
 def test_from_talos_1_12_mirrors_are_documents_never_both() -> None:

@@ -43,7 +43,9 @@ __all__ = ["PROJECT"]
 
 #: Top-level keys of the project namespace (``hcloud-talos-autoscaler:<key>``).
 SECTIONS = ("talos", "network", "image", "autoscaler")
-DEFAULT_EXTENSIONS = ("siderolabs/qemu-guest-agent",)
+#: The guest agent Hetzner needs, and the extensions whose kernel modules Cozystack's worker
+#: template always loads (``drbd``, ``zfs``, ``spl``; ``core.talos_extensions``).
+DEFAULT_EXTENSIONS = ("siderolabs/qemu-guest-agent", "siderolabs/drbd", "siderolabs/zfs")
 POOL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 #: Server names are ``<pool>-<16 hex>``; hostnames stop at 63 characters.
 POOL_NAME_MAX_LENGTH = 46

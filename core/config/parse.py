@@ -34,7 +34,9 @@ from core.config.problems import (
 )
 from core.config.rules import (
     cross_section_problems,
+    extension_warnings,
     plaintext_secret_warnings,
+    pool_size_warnings,
     server_type_warnings,
 )
 from core.config.secrets import SecretValue, as_secret
@@ -169,6 +171,7 @@ def read_stack_file(project_dir: Path, stack_name: str) -> tuple[StackConfig, li
     source = stack_file(project_dir, stack_name).name
     warnings += plaintext_secret_warnings(stack, lambda _key: False, source)
     warnings += server_type_warnings(stack, None)
+    warnings += extension_warnings(stack) + pool_size_warnings(stack)
     return stack, warnings
 
 
@@ -211,6 +214,7 @@ def read_engine_config(
 
     warnings += plaintext_secret_warnings(stack, is_encrypted, f"Pulumi.{stack_name}.yaml")
     warnings += server_type_warnings(stack, catalogue)
+    warnings += extension_warnings(stack) + pool_size_warnings(stack)
     return stack, warnings
 
 

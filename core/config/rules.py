@@ -14,6 +14,11 @@ from core.config.problems import Problem
 from core.config.secrets import Secret
 from core.redaction import shown
 from core.talos_config import cluster_subnet_conflicts
+from core.talos_extensions import needed_extensions
+
+#: Hetzner Cloud API tokens are 64 characters; the hcloud provider refuses any other length
+#: ("entered token is invalid (must be exactly 64 characters long)", hcloud/provider.go).
+HCLOUD_TOKEN_LENGTH = 64
 
 
 def cross_section_problems(stack: StackConfig) -> list[Problem]:
@@ -101,7 +106,73 @@ def cross_section_problems(stack: StackConfig) -> list[Problem]:
 
     problems.extend(_cluster_network_problems(stack))
     problems.extend(_autoscaler_image_problems(stack))
+    problems.extend(_token_problems(stack))
+    problems.extend(_extension_problems(stack))
     return problems
+
+
+def _token_problems(stack: StackConfig) -> list[Problem]:
+    """A readable token of the wrong length: the provider would refuse it at ``pulumi up``."""
+    return [
+        Problem(
+            key,
+            f"is {len(token.reveal())} characters long; a Hetzner Cloud API token has "
+            f"{HCLOUD_TOKEN_LENGTH} (Cloud Console > Security > API tokens): set the whole "
+            f"token with `{command}`",
+        )
+        for key, token, command in (
+            ("hcloud:token", stack.hcloud_token, "pulumi config set --secret hcloud:token"),
+            (
+                "autoscaler.token",
+                stack.autoscaler.token,
+                "pulumi config set --secret --path autoscaler.token",
+            ),
+        )
+        if isinstance(token, Secret) and len(token.reveal()) != HCLOUD_TOKEN_LENGTH
+    ]
+
+
+def _extension_problems(stack: StackConfig) -> list[Problem]:
+    """Kernel modules the base config loads that the image's extensions do not provide."""
+    if stack.talos.schematic_id is not None:
+        return []  # unknown offline: ``extension_warnings``
+    have = set(stack.talos.extensions)
+    return [
+        Problem(
+            "talos.extensions",
+            f"the base worker config ({stack.worker_config_key}) loads kernel module {module}, "
+            f"which only the {extension} extension provides, and talos.extensions lacks it: "
+            f"add {extension} to talos.extensions (or remove {module} from "
+            "machine.kernel.modules); without it Talos retries the load forever and what "
+            "needs the module cannot run on the node",
+        )
+        for module, extension in needed_extensions(stack.base_documents or ()).items()
+        if extension not in have
+    ]
+
+
+def extension_warnings(stack: StackConfig) -> list[str]:
+    """With ``talos.schematicId`` the extensions are unknown offline: name what it must hold."""
+    if stack.talos.schematic_id is None:
+        return []
+    needed = needed_extensions(stack.base_documents or ())
+    return [
+        f"the base worker config ({stack.worker_config_key}) loads kernel module {module}, "
+        f"which only the {extension} extension provides: make sure schematic "
+        f"{stack.talos.schematic_id[:12]}… includes it (factory.talos.dev shows a schematic's "
+        "extensions)"
+        for module, extension in needed.items()
+    ]
+
+
+def pool_size_warnings(stack: StackConfig) -> list[str]:
+    """A pool that may never have a node is almost always a typo for a larger maxSize."""
+    return [
+        f"autoscaler.nodeGroups[{index}] (pool {group.name}) has maxSize 0: the autoscaler "
+        "never creates a server in it; raise maxSize, or remove the pool"
+        for index, group in enumerate(stack.autoscaler.node_groups)
+        if group.max_size == 0
+    ]
 
 
 def _autoscaler_image_problems(stack: StackConfig) -> list[Problem]:

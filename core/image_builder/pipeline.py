@@ -369,6 +369,15 @@ class _Build:
 
     def create_server(self) -> None:
         """The first candidate Hetzner can place; each refusal is logged and kept for the error."""
+        # By name and architecture, as Hetzner's Terraform provider and Packer plugin do: a
+        # name alone names one image per architecture.
+        architecture = HETZNER_ARCHITECTURE[self.request.architecture]
+        base = self.client.images.get_by_name_and_architecture(BUILDER_BASE_IMAGE, architecture)
+        if base is None:
+            raise ValueError(
+                f"Hetzner has no {BUILDER_BASE_IMAGE} image for {self.request.architecture} "
+                f"({architecture}); the builder server needs it"
+            )
         refusals: list[str] = []
         for attempt, (server_type, location) in enumerate(self.request.candidates()):
             where = f"{server_type} in {location}"
@@ -376,7 +385,7 @@ class _Build:
             try:
                 if problem is not None:
                     raise CapacityRefused(problem)
-                self._create_server_in(server_type, location, attempt)
+                self._create_server_in(server_type, location, attempt, Image(id=base.id))
             except CapacityRefused as refused:
                 refusals.append(f"{where}: {refused}")
                 self.log(f"builder {where} refused ({refused}); trying the next candidate")
@@ -387,13 +396,15 @@ class _Build:
             "locations to image.location or types to image.builderServerTypes, or retry later"
         )
 
-    def _create_server_in(self, server_type: str, location: str, attempt: int) -> None:
+    def _create_server_in(
+        self, server_type: str, location: str, attempt: int, image: Image
+    ) -> None:
         suffix = f"-{attempt}" if attempt else ""
         try:
             created = self.client.servers.create(
                 name=f"talos-builder-{self.request.architecture}-{self.run_id}{suffix}",
                 server_type=ServerType(name=server_type),
-                image=Image(name=BUILDER_BASE_IMAGE),
+                image=image,
                 location=Location(name=location),
                 ssh_keys=[self._ssh_key()],
                 start_after_create=False,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from image_builder.stand_ins import (
     SSHD,
+    TEST_TOKEN,
     HetznerEmulator,
     ImageFactory,
     RescueSshd,
@@ -86,7 +87,7 @@ def factory() -> Iterator[ImageFactory]:
 def fast_client(endpoint: str, request_timeout: tuple[float, float] = (2.0, 5.0)) -> ApiClient:
     """Polls and the library's retries in hundredths of a second."""
     return ApiClient(
-        "test-token",
+        TEST_TOKEN,
         endpoint,
         poll=exponential(first=0.01, cap=0.05),
         request_timeout=request_timeout,
@@ -129,7 +130,7 @@ def cli_env(hetzner: HetznerEmulator | None = None, **more: str) -> dict[str, st
     """The command's environment: PATH, and the emulator's token and endpoint if given."""
     env = {"PATH": os.environ["PATH"], **more}
     if hetzner is not None:
-        env.update(HCLOUD_TOKEN="test-token", HCLOUD_ENDPOINT=hetzner.endpoint)
+        env.update(HCLOUD_TOKEN=TEST_TOKEN, HCLOUD_ENDPOINT=hetzner.endpoint)
     return env
 
 

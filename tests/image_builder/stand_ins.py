@@ -71,6 +71,16 @@ SERVER_TYPES: dict[str, dict[str, Any]] = {
     ]
 }
 
+#: System images by (name, architecture): one image per architecture, as Hetzner lists them.
+SYSTEM_IMAGES: dict[tuple[str, str], int] = {
+    ("ubuntu-24.04", "x86"): 161547269,
+    ("ubuntu-24.04", "arm"): 161547270,
+}
+
+#: The token the emulator accepts: 64 characters, as Hetzner Cloud tokens are (the hcloud
+#: provider refuses any other length, and so does the stack config).
+TEST_TOKEN = "test-token-" + "0" * 53
+
 
 @dataclass
 class Action:
@@ -145,6 +155,8 @@ class HetznerState:
     networks: dict[int, dict[str, Any]] = field(default_factory=dict)
     actions: dict[int, Action] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    #: The ``image`` of each ``POST /servers`` (an id, or a name the API resolves).
+    server_images: list[Any] = field(default_factory=list)
     #: When each request arrived (``time.monotonic()``).
     request_times: list[float] = field(default_factory=list)
     #: Most servers that existed at once (concurrent builds show as 2).
@@ -159,7 +171,7 @@ class HetznerEmulator(LoopbackServer):
         authorized_keys: Path,
         action_seconds: float = 0.02,
         page_size: int = 2,
-        token: str = "test-token",
+        token: str = TEST_TOKEN,
     ) -> None:
         self.state = HetznerState()
         #: Bearer tokens the API accepts; replace to revoke or rotate.
@@ -523,9 +535,18 @@ class HetznerEmulator(LoopbackServer):
             return _error(422, "invalid_input", "server type not found")
         if any(server["name"] == body["name"] for server in self.state.servers.values()):
             return _error(409, "uniqueness_error", "server name is already used")
+        architecture = SERVER_TYPES[body["server_type"]]["architecture"]
+        image = body.get("image")
+        by_name = SYSTEM_IMAGES.get((str(image), architecture))  # the API picks the type's arch
+        known = {image_id: arch for (_, arch), image_id in SYSTEM_IMAGES.items()}
+        if by_name is None and image not in known and image not in self.state.images:
+            return _error(422, "invalid_input", "image not found")
+        if image in known and known[image] != architecture:
+            return _error(422, "invalid_input", "image architecture does not match server type")
         refusal = self._placement_refusal(body)
         if refusal is not None:
             return refusal
+        self.state.server_images.append(image)
         server_id = next(self._ids)
         server = {
             "id": server_id,
@@ -815,8 +836,13 @@ class HetznerEmulator(LoopbackServer):
             return 200, {"image": image}
         items = [
             image
-            for image in _select(self.state.images.values(), params.get("label_selector"))
+            for image in _select(
+                [*self.state.images.values(), *map(_system_image, SYSTEM_IMAGES.items())],
+                params.get("label_selector"),
+            )
             if params.get("type") in (None, image["type"])
+            and params.get("name") in (None, image["name"])
+            and params.get("architecture") in (None, image["architecture"])
         ]
         return 200, self._page("images", items, params)
 
@@ -936,6 +962,30 @@ def _unquote(value: str) -> str:
     from urllib.parse import unquote_plus
 
     return unquote_plus(value)
+
+
+def _system_image(entry: tuple[tuple[str, str], int]) -> dict[str, Any]:
+    (name, architecture), image_id = entry
+    return {
+        "id": image_id,
+        "type": "system",
+        "status": "available",
+        "name": name,
+        "description": name.replace("-", " ").title(),
+        "image_size": None,
+        "disk_size": 5.0,
+        "created": "2024-04-25T00:00:00+00:00",
+        "created_from": None,
+        "bound_to": None,
+        "os_flavor": "ubuntu",
+        "os_version": name.partition("-")[2],
+        "rapid_deploy": True,
+        "protection": {"delete": False},
+        "deprecated": None,
+        "deleted": None,
+        "labels": {},
+        "architecture": architecture,
+    }
 
 
 def _select(items: Any, selector: str | None) -> list[dict[str, Any]]:

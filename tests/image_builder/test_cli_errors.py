@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from image_builder.fixtures import SCHEMATIC
-from image_builder.stand_ins import HetznerEmulator
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 from loopback import LoopbackServer
 
 from cli.image_builder import main
@@ -60,7 +60,7 @@ def run(
     args: list[str],
     *,
     endpoint: str,
-    token: str = "test-token",
+    token: str = TEST_TOKEN,
 ) -> tuple[int, str, str]:
     monkeypatch.setenv("HCLOUD_TOKEN", token)
     monkeypatch.setenv("HCLOUD_ENDPOINT", endpoint)

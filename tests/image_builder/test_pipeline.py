@@ -9,9 +9,10 @@ from dataclasses import replace
 import pytest
 from conftest import REPO
 from image_builder.fixtures import RAW_IMAGE, RescueSystem
-from image_builder.stand_ins import HetznerEmulator, ImageFactory
+from image_builder.stand_ins import SYSTEM_IMAGES, HetznerEmulator, ImageFactory
 
 from core.config import WRITE_TIMEOUT_MAX_MINUTES
+from core.hetzner import Architecture
 from core.image_builder.api import ApiClient
 from core.image_builder.builder_resources import (
     BUILDER_LABEL,
@@ -63,6 +64,27 @@ def test_build_writes_the_image_byte_for_byte_and_leaves_only_the_snapshot(
     assert result.disk_size == 40.0
     assert factory.downloads == [f"/image/{request_for.schematic_id}/v1.11.6/hcloud-amd64.raw.xz"]
     assert set(result.timings) >= {"create server", "write image", "create snapshot", "total"}
+
+
+@pytest.mark.parametrize(
+    ("architecture", "server_type", "hetzner_architecture"),
+    [("amd64", "cx23", "x86"), ("arm64", "cax11", "arm")],
+)
+def test_builder_server_boots_the_base_image_of_its_architecture(
+    client: ApiClient,
+    hetzner: HetznerEmulator,
+    request_for: BuildRequest,
+    architecture: Architecture,
+    server_type: str,
+    hetzner_architecture: str,
+) -> None:
+    """Resolved by name and architecture first (the API lists one image per architecture)."""
+    request = replace(
+        request_for, architecture=architecture, server_type=server_type, must_fit_server_types=[]
+    )
+    build_image(client, request)
+    assert hetzner.state.server_images == [SYSTEM_IMAGES[("ubuntu-24.04", hetzner_architecture)]]
+    assert_nothing_left(hetzner)
 
 
 def test_builders_and_unfinished_snapshots_never_carry_snapshot_labels(

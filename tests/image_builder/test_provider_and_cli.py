@@ -22,7 +22,7 @@ from image_builder.fixtures import (
     cli_env,
     run_cli,
 )
-from image_builder.stand_ins import HetznerEmulator, ImageFactory, SilentApi
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator, ImageFactory, SilentApi
 from pulumi.dynamic import Config, ConfigureRequest
 from pulumi.runtime.proto import provider_pb2
 
@@ -70,7 +70,7 @@ def props(
         "hcloud_endpoint": hetzner.endpoint,
         "write_timeout": 30,
         "builder_scope": "hcloud-talos-autoscaler.test",
-        "hcloud_token": "test-token",
+        "hcloud_token": TEST_TOKEN,
     }
 
 
@@ -149,7 +149,7 @@ def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
     hetzner: HetznerEmulator, factory: ImageFactory, rescue_env: dict[str, str]
 ) -> None:
     hetzner.default_action_seconds = 0
-    env = {"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env}
+    env = {"HCLOUD_TOKEN": TEST_TOKEN, "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env}
     result = cli(
         *build_arguments(
             factory.url, "--extension", "siderolabs/qemu-guest-agent", "--label", "team=platform"
@@ -163,7 +163,7 @@ def test_cli_build_prints_one_json_object_and_cleanup_removes_leaks(
     assert output["labels"]["team"] == "platform"
     assert output["disk_size"] == 40.0
     assert "write image" in output["timings"]
-    assert "test-token" not in result.stderr + result.stdout
+    assert TEST_TOKEN not in result.stderr + result.stdout
 
     # A leaked builder (as after a killed process) is found by label and removed.
     leaked = hetzner.add_server(
@@ -187,7 +187,7 @@ def test_cli_failure_names_the_step(
     hetzner.faults.server_create_status = 503
     result = cli(
         *build_arguments(factory.url, "--schematic-id", SCHEMATIC),
-        env={"HCLOUD_TOKEN": "test-token", "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env},
+        env={"HCLOUD_TOKEN": TEST_TOKEN, "HCLOUD_ENDPOINT": hetzner.endpoint, **rescue_env},
     )
     assert result.returncode == 1
     assert "image build failed at step 'create server'" in result.stderr
@@ -308,7 +308,7 @@ def test_refresh_and_destroy_use_the_stacks_api_endpoint(
     """The endpoint reaches the snapshot resource as it reaches the hcloud provider."""
     image_id = hetzner.add_snapshot({"os": "talos"})
     state = {**props, "hcloud_endpoint": "http://127.0.0.1:9/v1"}  # nothing listens there
-    config = {"hcloud:token": "test-token"}
+    config = {"hcloud:token": TEST_TOKEN}
     monkeypatch.delenv("HCLOUD_ENDPOINT", raising=False)
     if source == "hcloud:endpoint":
         config[source] = hetzner.endpoint
@@ -330,7 +330,7 @@ def test_the_provider_and_cleanup_fail_instead_of_hanging_on_a_silent_api(
     quick = functools.partial(ApiClient, request_timeout=(1.0, 0.1), retry_backoff=lambda _: 0.02)
     monkeypatch.setattr(provider_module, "ApiClient", quick)
     monkeypatch.setattr(cli_module, "ApiClient", quick)
-    monkeypatch.setenv("HCLOUD_TOKEN", "test-token")
+    monkeypatch.setenv("HCLOUD_TOKEN", TEST_TOKEN)
     monkeypatch.setenv("HCLOUD_ENDPOINT", silent.endpoint)
     state = {**props, "extensions": [], "hcloud_endpoint": silent.endpoint}
     provider = TalosSnapshotProvider()

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO, MockRuntime
+from image_builder.stand_ins import TEST_TOKEN
 from oracle_tools import PACKAGE_SOURCE, UPSTREAM_CHART, WRAPPER_CHART, helm_template, reference
 from test_program import HELM, K8S_SECRET, MAIN, PACKAGE, dev_config
 
@@ -32,7 +33,7 @@ AUTOSCALER = "hcloud-talos-autoscaler:autoscaler"
 
 def prod_config() -> dict[str, Any]:
     flat = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
-    return {**flat, "hcloud:token": "test-token"}
+    return {**flat, "hcloud:token": TEST_TOKEN}
 
 
 def many_pools(count: int) -> dict[str, Any]:
