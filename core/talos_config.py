@@ -604,8 +604,9 @@ TYPE_NAMES = {
     "number": "a number",
     "boolean": "true or false",
 }
-#: Enums whose values another rule already judges (``machine.type``: the worker rule).
-ENUMS_CHECKED_ELSEWHERE = frozenset({"machine.type"})
+#: Enums not judged here: ``machine.type`` has its own worker rule; a worker ignores its CNI
+#: (Talos validates ``cluster.network.cni`` on control planes only, v1alpha1_validation.go).
+ENUMS_NOT_CHECKED = frozenset({"machine.type", "cluster.network.cni.name"})
 
 
 def value_type_problems(
@@ -643,7 +644,7 @@ def _check_value(
         )
         return
     allowed = rules.enums.get(pattern)
-    if allowed is not None and pattern not in ENUMS_CHECKED_ELSEWHERE and value not in allowed:
+    if allowed is not None and pattern not in ENUMS_NOT_CHECKED and value not in allowed:
         found.append(
             TalosProblem(
                 f"{prefix}{path}",

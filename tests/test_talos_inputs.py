@@ -166,7 +166,11 @@ TYPE_ERRORS = [
     ("machine.features.kubePrism.port", "7445", "kubePrism.port: must be an integer"),
     ("machine.features.kubePrism.enabled", 1, "kubePrism.enabled: must be true or false"),
     ("machine.sysctls", {"vm.max_map_count": {"value": 1}}, "vm.max_map_count: must be a string"),
-    ("cluster.network.cni", {"name": "calico"}, "cni.name: is 'calico'; Talos accepts only"),
+    (
+        "machine.files",
+        [{"path": "/var/f", "permissions": 420, "op": "replace", "content": "x"}],
+        "machine.files[0].op: is 'replace'; Talos accepts only",
+    ),
 ]
 
 
