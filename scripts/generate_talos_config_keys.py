@@ -26,6 +26,11 @@ SCHEMA_NAME = re.compile(r"config\.schema\.v(\d+)\.(\d+)\.json$")
 #: The legacy single document has no ``kind``; it is keyed by its version.
 MAIN_DOCUMENT = "v1alpha1"
 
+#: Kinds the official schemas (1.8-1.13) name differently from what Talos registers:
+#: ``types/network/kubespan_endpoints.go`` ``KubespanEndpointsKind = "KubeSpanEndpointsConfig"``;
+#: every loader refuses ``KubeSpanEndpoints`` as "not registered" (``make oracles`` checks both).
+SCHEMA_KIND_FIXES = {"KubeSpanEndpoints": "KubeSpanEndpointsConfig"}
+
 #: The release whose ``pkg/machinery/config/types/v1alpha1/v1alpha1_types.go``
 #: (siderolabs/talos) was read for each minor; fields are named by their Go identifier.
 RELEASE_READ = {
@@ -223,7 +228,7 @@ def key_paths(schema: dict[str, Any]) -> dict[str, list[str]]:
         name = choice["$ref"].rsplit("/", 1)[-1]
         definition = definitions[name]
         kind_enum = definition.get("properties", {}).get("kind", {}).get("enum")
-        kind = kind_enum[0] if kind_enum else MAIN_DOCUMENT
+        kind = SCHEMA_KIND_FIXES.get(kind_enum[0], kind_enum[0]) if kind_enum else MAIN_DOCUMENT
         paths: set[str] = set()
         _walk(definition, "", definitions, paths, seen=())
         tables[kind] = sorted(paths)
@@ -280,11 +285,12 @@ def value_types(schema: dict[str, Any]) -> dict[str, dict[str, dict[str, list[An
         name = choice["$ref"].rsplit("/", 1)[-1]
         definition = definitions[name]
         kind_enum = definition.get("properties", {}).get("kind", {}).get("enum")
-        kind = kind_enum[0] if kind_enum else MAIN_DOCUMENT
+        kind = SCHEMA_KIND_FIXES.get(kind_enum[0], kind_enum[0]) if kind_enum else MAIN_DOCUMENT
         types: dict[str, set[str]] = {}
         enums: dict[str, list[Any]] = {}
         for key, child in definition.get("properties", {}).items():
-            _walk_types(child, key, definitions, types, enums, seen=(name,))
+            if key != "kind":  # chooses the rules; SCHEMA_KIND_FIXES corrects the schemas' own
+                _walk_types(child, key, definitions, types, enums, seen=(name,))
         tables[kind] = {
             "types": {path: sorted(types[path]) for path in sorted(types)},
             "enums": {path: enums[path] for path in sorted(enums)},
