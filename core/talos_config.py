@@ -88,24 +88,9 @@ MACHINE_DISK_ATTRIBUTES = re.compile(
 )
 #: Booleans Talos's YAML decoder (go-yaml v3, ``decode.go`` ``scalar``) reads from strings.
 YAML_BOOLEAN_WORDS = frozenset(
-    [
-        "y",
-        "Y",
-        "yes",
-        "Yes",
-        "YES",
-        "on",
-        "On",
-        "ON",
-        "n",
-        "N",
-        "no",
-        "No",
-        "NO",
-        "off",
-        "Off",
-        "OFF",
-    ]
+    form
+    for word in ("y", "yes", "on", "n", "no", "off")
+    for form in (word, word.title(), word.upper())
 )
 
 
@@ -220,7 +205,7 @@ def build_worker_config(
         kubernetes = talos_versions.parse_kubernetes_version(spec.kubernetes_version)
         kubelet["image"] = talos_versions.kubelet_image(kubernetes)
     dropped = [doc for doc in documents if _is_network_document(doc, spec.talos)]
-    documents = [doc for doc in documents if not any(doc is gone for gone in dropped)]
+    documents = [doc for doc in documents if not _is_network_document(doc, spec.talos)]
     documents = _place_registry_mirrors(documents, main, spec)
 
     problems = validate_worker_documents(documents, spec)

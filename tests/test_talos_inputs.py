@@ -14,6 +14,7 @@ from image_builder.stand_ins import TEST_TOKEN
 from core.autoscaler_values import template_labels
 from core.config import ConfigError, parse_stack_config
 from core.config.parse import read_stack_file
+from core.config.rules import extension_warnings
 from core.talos_config import (
     WorkerConfigError,
     WorkerConfigSpec,
@@ -337,8 +338,6 @@ def test_the_default_extensions_carry_cozystacks_modules(tmp_path: Path) -> None
 
 def test_with_a_schematic_id_the_modules_are_a_warning(tmp_path: Path) -> None:
     stack = stack_with_base(tmp_path, with_modules("drbd"), schematicId="a" * 64)
-    from core.config.rules import extension_warnings
-
     (warning,) = extension_warnings(stack)
     assert "drbd" in warning and "siderolabs/drbd" in warning and "aaaaaaaaaaaa" in warning
 
