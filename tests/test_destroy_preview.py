@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import REPO
 from image_builder.fixtures import fast_client
-from image_builder.stand_ins import HetznerEmulator
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 from kubernetes_stand_in import KubernetesApiStandIn
 
 from core.provider_id_setter import KubernetesApi
@@ -71,7 +71,7 @@ def test_the_command_previews_every_pool_of_the_stack_and_deletes_nothing(
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(tmp_path),
-        "HCLOUD_TOKEN": "test-token",
+        "HCLOUD_TOKEN": TEST_TOKEN,
         "HCLOUD_ENDPOINT": hetzner_api.endpoint,
         "KUBECONFIG": str(kubeconfig),
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from image_builder.fixtures import SCHEMATIC, RescueSystem
-from image_builder.stand_ins import HetznerEmulator, ImageFactory
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator, ImageFactory
 
 from components.image_builder.provider import TalosSnapshotProvider
 from core.image_builder.pipeline import SSH_PORT_ENV, TARGET_DEVICE_ENV
@@ -42,7 +42,7 @@ def props_of(
             "hcloud_endpoint": hetzner.endpoint,
             "write_timeout": 30,
             "builder_scope": scope,
-            "hcloud_token": "test-token",
+            "hcloud_token": TEST_TOKEN,
             **changes,
         }
 
