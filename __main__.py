@@ -11,6 +11,7 @@ from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.autoscaler_config import AutoscalerConfig
 from components.engine_config import read_stack_plan
 from components.network import PrivateNetwork
+from components.placement_groups import PlacementGroups
 from components.provider_id import ProviderIdSetter, ProviderIdSetterArgs
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
 from components.smoke_test import SmokeTest, SmokeTestArgs
@@ -20,12 +21,25 @@ from core import resources as names
 plan = read_stack_plan(Path(__file__).parent)
 network = PrivateNetwork(names.NETWORK.name, plan.network)
 images = TalosImage(names.TALOS_IMAGE.name, TalosImageArgs.from_plan(plan))
-config = AutoscalerConfig(plan, subnet=network.subnet_ip_range, image_ids=images.image_ids)
+groups = (
+    PlacementGroups(names.PLACEMENT_GROUPS.name, plan.servers.placement_groups)
+    if plan.servers.placement_groups
+    else None
+)
+config = AutoscalerConfig(
+    plan,
+    subnet=network.subnet_ip_range,
+    image_ids=images.image_ids,
+    placement_group_ids=groups.ids if groups else None,
+)
 secrets_args = AutoscalerSecretsArgs.from_plan(plan, config.talos_config_value)
 secrets = AutoscalerSecrets(names.AUTOSCALER_SECRETS.name, secrets_args)
 # Destroy follows the dependencies: the autoscaler goes first, then each pool's servers
-# (their records depend on the network), then the network and its subnets.
-servers_args = AutoscaledServersArgs.from_plan(plan, network.network_id, secrets.namespace)
+# (their records depend on the network and their placement groups), then the placement
+# groups, the network and its subnets.
+servers_args = AutoscaledServersArgs.from_plan(
+    plan, network.network_id, secrets.namespace, groups.groups if groups else None
+)
 after_network = pulumi.ResourceOptions(depends_on=[network])
 servers = AutoscaledServers(names.AUTOSCALED_SERVERS.name, servers_args, after_network)
 values = config.chart_values(network.network_name, secrets)

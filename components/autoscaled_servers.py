@@ -10,7 +10,8 @@ destroy deletes the autoscaler first, then the servers, then the network and its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -28,12 +29,18 @@ class AutoscaledServersArgs:
     namespace: pulumi.Input[str]
     #: ``hcloud:token``, stored as a secret for a destroy run without the stack's config.
     hcloud_token: pulumi.Input[str]
+    #: Each spread pool's placement group: its record depends on it (deleted after the sweep).
+    placement_groups: Mapping[str, pulumi.Resource] = field(default_factory=dict)
 
     @classmethod
     def from_plan(
-        cls, plan: StackPlan, network_id: pulumi.Input[str], namespace: pulumi.Input[str]
+        cls,
+        plan: StackPlan,
+        network_id: pulumi.Input[str],
+        namespace: pulumi.Input[str],
+        placement_groups: Mapping[str, pulumi.Resource] | None = None,
     ) -> AutoscaledServersArgs:
-        return cls(plan.servers, network_id, namespace, plan.hcloud_token)
+        return cls(plan.servers, network_id, namespace, plan.hcloud_token, placement_groups or {})
 
 
 class AutoscaledServers(pulumi.ComponentResource):
@@ -54,6 +61,11 @@ class AutoscaledServers(pulumi.ComponentResource):
                     "keep_servers": args.plan.keep_servers,
                     "hcloud_token": token,
                 },
-                pulumi.ResourceOptions(parent=self),
+                pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[args.placement_groups[pool]]
+                    if pool in args.placement_groups
+                    else None,
+                ),
             )
         self.register_outputs({})

@@ -38,6 +38,7 @@ class AutoscalerConfig:
         *,
         subnet: pulumi.Input[str],
         image_ids: pulumi.Input[dict[str, str]],
+        placement_group_ids: pulumi.Input[dict[str, str]] | None = None,
     ) -> None:
         self._plan = plan
         self._image_ids = pulumi.Output.from_input(image_ids)
@@ -48,7 +49,10 @@ class AutoscalerConfig:
             worker_configs.apply(worker_configs_sha256)
         )
         talos_config = pulumi.Output.all(
-            worker_configs=worker_configs, image_ids=self._image_ids, subnet=subnet
+            worker_configs=worker_configs,
+            image_ids=self._image_ids,
+            subnet=subnet,
+            placement_groups=placement_group_ids or {},
         ).apply(stops_cleanly(lambda resolved: plan.talos_config(**resolved)))
         self.talos_config_value = pulumi.Output.secret(talos_config.apply(lambda c: c.value))
         self.talos_config_as_file = pulumi.Output.unsecret(talos_config.apply(lambda c: c.as_file))

@@ -28,7 +28,7 @@ class ProviderIdSetterArgs:
     @classmethod
     def from_secrets(cls, secrets: AutoscalerSecrets) -> ProviderIdSetterArgs:
         return cls(
-            secrets.namespace, secrets.credentials_secret_name, secrets.credentials_secret_key
+            secrets.namespace, secrets.credentials_secret_name, secrets.setter_credentials_key
         )
 
 

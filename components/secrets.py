@@ -25,6 +25,9 @@ class AutoscalerSecretsArgs:
     talos_config_value: pulumi.Input[str]
     #: Cozystack's operator also manages the namespace; keep it when this stack is destroyed.
     retain_namespace: bool = True
+    #: ``autoscaler.providerIdToken`` (read-only), stored under ``setter_credentials_key``.
+    setter_token: pulumi.Input[str] | None = None
+    setter_credentials_key: str = CREDENTIALS_KEY
 
     @classmethod
     def from_plan(
@@ -36,6 +39,8 @@ class AutoscalerSecretsArgs:
             talos_config_key=plan.secrets.talos_config_key,
             talos_config_value=talos_config_value,
             retain_namespace=plan.secrets.retain_namespace,
+            setter_token=plan.setter_token,
+            setter_credentials_key=plan.secrets.setter_credentials_key,
         )
 
 
@@ -49,6 +54,8 @@ class AutoscalerSecrets(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     credentials_secret_name: pulumi.Output[str]
     credentials_secret_key: pulumi.Output[str]
+    #: The key of the providerID setter's token in the credentials Secret.
+    setter_credentials_key: pulumi.Output[str]
     talos_config_secret_name: pulumi.Output[str]
     talos_config_secret_key: pulumi.Output[str]
     #: ``{namespace, name, key}`` of each Secret (the ``*Secret`` stack outputs).
@@ -69,7 +76,14 @@ class AutoscalerSecrets(pulumi.ComponentResource):
             resources.CREDENTIALS_SECRET.name(name),
             metadata={"name": CREDENTIALS_SECRET, "namespace": namespace.metadata["name"]},
             type="Opaque",
-            string_data={CREDENTIALS_KEY: pulumi.Output.secret(args.hcloud_token)},
+            string_data={
+                CREDENTIALS_KEY: pulumi.Output.secret(args.hcloud_token),
+                **(
+                    {args.setter_credentials_key: pulumi.Output.secret(args.setter_token)}
+                    if args.setter_token is not None
+                    else {}
+                ),
+            },
             opts=in_namespace,
         )
         talos_config = k8s.core.v1.Secret(
@@ -82,6 +96,7 @@ class AutoscalerSecrets(pulumi.ComponentResource):
         self.namespace = namespace.metadata["name"]
         self.credentials_secret_name = credentials.metadata["name"]
         self.credentials_secret_key = pulumi.Output.from_input(CREDENTIALS_KEY)
+        self.setter_credentials_key = pulumi.Output.from_input(args.setter_credentials_key)
         self.talos_config_secret_name = talos_config.metadata["name"]
         self.talos_config_secret_key = pulumi.Output.from_input(args.talos_config_key)
         self.credentials_reference = pulumi.Output.all(

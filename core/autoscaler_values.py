@@ -20,8 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.autoscaler_versions import DEFAULT_CHART_VERSION, AutoscalerImage
-from core.config.model import AutoscalerSettings, NodeGroup
+from core.autoscaler_versions import COZYSTACK_CHART_VERSION, DEFAULT_CHART_VERSION, AutoscalerImage
+from core.config.model import (
+    DEFAULT_PRIORITY_CLASS,
+    NODE_GROUP_SERVER_LABEL,
+    AutoscalerSettings,
+    NodeGroup,
+)
 from core.config.problems import ConfigError, Problem
 from core.hetzner import Architecture
 from core.talos_config import pool_node_labels
@@ -34,11 +39,13 @@ RELEASE_NAME = "cluster-autoscaler-hetzner"
 #: the Helm release takes Cozystack's release name so both modes share one name.
 DEPLOYMENT_NAME = f"{RELEASE_NAME}-hetzner-cluster-autoscaler"
 CHART_NAME = "cluster-autoscaler"
-__all__ = ["DEFAULT_CHART_VERSION"]
+__all__ = ["DEFAULT_CHART_VERSION", "NODE_GROUP_SERVER_LABEL"]
 
 #: The Secrets the autoscaler reads (and the providerID setter reads the token from).
 CREDENTIALS_SECRET = "hetzner-credentials"
 CREDENTIALS_KEY = "token"
+#: The key of ``autoscaler.providerIdToken`` (read-only) in the same Secret.
+SETTER_CREDENTIALS_KEY = "read-token"
 TALOS_CONFIG_SECRET = "talos-config"
 #: The ``talos-config`` Secret's key: ``cluster-config``, or ``cloud-init`` (legacy).
 CLUSTER_CONFIG_KEY = "cluster-config"
@@ -60,6 +67,38 @@ CONFIG_HASH_ANNOTATION = "hcloud-talos-autoscaler/config-sha256"
 LEASE_NAME = "cluster-autoscaler"
 LEASE_NAME_FLAG = "leader-elect-resource-name"
 DEFAULT_EXTRA_ARGS: dict[str, str | int | bool] = {"enforce-node-group-min-size": True}
+#: The chart's pod labels (``cluster-autoscaler.instance-name``): the same in both modes,
+#: since the Package's release has the same name and the subchart the same name.
+POD_SELECTOR = {
+    "app.kubernetes.io/instance": RELEASE_NAME,
+    "app.kubernetes.io/name": "hetzner-cluster-autoscaler",
+}
+#: ``expander: priority``: what a pool without ``priority`` gets (the lowest).
+LOWEST_PRIORITY = 0
+#: Top-level keys of the chart's ``values.yaml``, the same in 9.55.0 (Cozystack's) and
+#: 9.56.0; Helm ignores any other key (``tests/oracles`` compares both charts).
+CHART_VALUE_KEYS = frozenset(
+    {
+        "additionalLabels", "affinity", "autoDiscovery", "autoscalingGroups",
+        "autoscalingGroupsnamePrefix", "awsAccessKeyID", "awsRegion", "awsSecretAccessKey",
+        "azureClientID", "azureClientSecret", "azureEnableForceDelete", "azureResourceGroup",
+        "azureSubscriptionID", "azureTenantID", "azureUseManagedIdentityExtension",
+        "azureUseWorkloadIdentityExtension", "azureUserAssignedIdentityID", "azureVMType",
+        "civoApiKey", "civoApiUrl", "civoClusterID", "civoRegion", "cloudConfigPath",
+        "cloudProvider", "clusterAPICloudConfigPath", "clusterAPIConfigMapsNamespace",
+        "clusterAPIKubeconfigSecret", "clusterAPIMode", "clusterAPIWorkloadKubeconfigPath",
+        "containerSecurityContext", "customArgs", "deployment", "dnsConfig", "dnsPolicy",
+        "envFromConfigMap", "envFromSecret", "expanderPriorities", "extraArgs", "extraEnv",
+        "extraEnvConfigMaps", "extraEnvSecrets", "extraObjects", "extraVolumeMounts",
+        "extraVolumeSecrets", "extraVolumes", "fullnameOverride", "hostNetwork", "image",
+        "initContainers", "kubeTargetVersionOverride", "kwokConfigMapName",
+        "magnumCABundlePath", "magnumClusterName", "nameOverride", "nodeSelector",
+        "podAnnotations", "podDisruptionBudget", "podLabels", "priorityClassName",
+        "priorityConfigMapAnnotations", "prometheusRule", "rbac", "replicaCount", "resources",
+        "revisionHistoryLimit", "secretKeyRefNameOverride", "securityContext", "service",
+        "serviceMonitor", "tolerations", "topologySpreadConstraints", "updateStrategy", "vpa",
+    }
+)  # fmt: skip
 #: Pods that select Linux nodes must find the label in the scale-from-zero template too;
 #: the provider's template has no ``kubernetes.io/os`` (hetzner_node_group.go).
 TEMPLATE_OS_LABELS = {"kubernetes.io/os": "linux"}
@@ -87,13 +126,26 @@ def cluster_config(
     image_ids: dict[Architecture, str],
     user_data_by_pool: dict[str, str],
     pinned_subnet: str | None = None,
+    placement_groups: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ``HCLOUD_CLUSTER_CONFIG`` object: an image per architecture, a config per pool.
 
     ``imagesForArch`` is set for every architecture in use: an empty entry makes
     the provider pick the newest snapshot of the whole project. ``pinned_subnet``
     (``defaultSubnetIPRange``) attaches new servers to that cloud subnet of the network.
+    ``placement_groups`` names each spread pool's placement group (ID or name; the
+    provider exits at start when it does not exist). ``placementGroup`` and
+    ``serverLabels`` appear only for pools that use them (the config layer refuses
+    them for images that cannot read them).
     """
+    groups_by_pool = placement_groups or {}
+    missing_groups = [
+        group.name
+        for group in node_groups
+        if group.placement_group and not groups_by_pool.get(group.name)
+    ]
+    if missing_groups:
+        raise ValueError(f"no placement group for pool(s) {', '.join(missing_groups)}")
     architectures = sorted({group.architecture for group in node_groups})
     missing = [arch for arch in architectures if not image_ids.get(arch)]
     if missing:
@@ -110,6 +162,8 @@ def cluster_config(
                     {"key": taint.key, "value": taint.value, "effect": taint.effect}
                     for taint in group.taints
                 ],
+                **({"placementGroup": groups_by_pool[group.name]} if group.placement_group else {}),
+                **({"serverLabels": dict(group.server_labels)} if group.server_labels else {}),
             }
             for group in node_groups
         },
@@ -173,6 +227,7 @@ def talos_config_secret(
     image_ids: dict[Architecture, str],
     user_data_by_pool: dict[str, str],
     subnet_pin: str | None = None,
+    placement_groups: Mapping[str, str] | None = None,
 ) -> TalosConfigSecret:
     """The ``talos-config`` Secret of either format, from each pool's user data and the images."""
     if settings.config_format == "legacy":
@@ -181,7 +236,14 @@ def talos_config_secret(
         value = legacy_cloud_init(next(iter(user_data_by_pool.values())))
         return TalosConfigSecret(value, False, None, config_fingerprint(value, image_ids))
     secret = cluster_config_secret(
-        cluster_config(settings.node_groups, node_labels, image_ids, user_data_by_pool, subnet_pin)
+        cluster_config(
+            settings.node_groups,
+            node_labels,
+            image_ids,
+            user_data_by_pool,
+            subnet_pin,
+            placement_groups,
+        )
     )
     return TalosConfigSecret(
         secret.value,
@@ -296,7 +358,11 @@ def autoscaler_values(inputs: ValuesInputs) -> dict[str, Any]:
             "autoscalingGroups": [autoscaling_group(group) for group in settings.node_groups],
             "extraEnv": env,
             "extraEnvSecrets": secrets,
-            "extraArgs": {**DEFAULT_EXTRA_ARGS, **settings.extra_args},
+            "extraArgs": {
+                **DEFAULT_EXTRA_ARGS,
+                **settings.extra_args,
+                **({"expander": "priority"} if settings.expander == "priority" else {}),
+            },
             **rbac_values(settings),
             "podAnnotations": {CONFIG_HASH_ANNOTATION: inputs.config_hash},
         }
@@ -315,7 +381,81 @@ def autoscaler_values(inputs: ValuesInputs) -> dict[str, Any]:
         )
     if inputs.image.tag is not None:
         values["image"] = {"tag": inputs.image.tag}
-    return values
+    return merge_values({**values, **release_values(settings)}, settings.values)
+
+
+def release_values(settings: AutoscalerSettings) -> dict[str, Any]:
+    """How the autoscaler's pods run: replicas, placement, resources, priorities.
+
+    Only what differs from the chart's defaults (one replica, ``system-cluster-critical``),
+    so a stack that sets none of it keeps its values. With several replicas leader
+    election (on in the chart) keeps one active; a PodDisruptionBudget lets a drain take
+    one at a time and a spread over nodes keeps a node loss from taking them all.
+    """
+    found: dict[str, Any] = {}
+    if settings.replicas > 1:
+        found["replicaCount"] = settings.replicas
+        found["podDisruptionBudget"] = {"maxUnavailable": 1}
+        found["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": dict(POD_SELECTOR)},
+            }
+        ]
+    if settings.resources is not None:
+        found["resources"] = settings.resources.model_dump(exclude_defaults=True)
+    if settings.node_selector:
+        found["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        found["tolerations"] = [dict(toleration) for toleration in settings.tolerations]
+    if settings.priority_class_name != DEFAULT_PRIORITY_CLASS:
+        found["priorityClassName"] = settings.priority_class_name
+    if settings.expander == "priority":
+        found["expanderPriorities"] = expander_priorities(settings.node_groups)
+    return found
+
+
+def expander_priorities(node_groups: list[NodeGroup]) -> dict[str, list[str]]:
+    """The chart's ``expanderPriorities``: priority -> anchored pool-name regexes.
+
+    The chart writes them into the ``cluster-autoscaler-priority-expander`` ConfigMap;
+    a pool without a priority gets the lowest, ``LOWEST_PRIORITY``.
+    """
+    found: dict[int, list[str]] = {}
+    for group in node_groups:
+        priority = LOWEST_PRIORITY if group.priority is None else group.priority
+        found.setdefault(priority, []).append(f"^{group.name}$")
+    return {str(priority): found[priority] for priority in sorted(found, reverse=True)}
+
+
+def merge_values(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``autoscaler.values`` over ours: maps merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_values(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def ignored_values_warning(settings: AutoscalerSettings) -> str | None:
+    """``autoscaler.values`` keys no chart reads (Cozystack's vendored 9.55.0 or upstream's)."""
+    unknown = sorted(set(settings.values) - CHART_VALUE_KEYS)
+    if not unknown:
+        return None
+    where = (
+        "the Package passes autoscaler.values to the upstream chart Cozystack vendors "
+        f"({COZYSTACK_CHART_VERSION}, the wrapper's cluster-autoscaler subchart)"
+        if settings.deploy == "package"
+        else "the upstream chart"
+    )
+    return (
+        f"autoscaler.values: {', '.join(unknown)} is not a value of the cluster-autoscaler "
+        f"chart; {where}, which ignores it. Check the spelling against the chart's values.yaml"
+    )
 
 
 def helm_values(values: dict[str, Any]) -> dict[str, Any]:

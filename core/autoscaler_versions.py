@@ -22,6 +22,10 @@ FEATURE_SINCE: dict[str, tuple[int, int]] = {
     "HCLOUD_CLUSTER_CONFIG": (1, 29),
     "HCLOUD_CLUSTER_CONFIG_FILE": (1, 33),
     "defaultSubnetIPRange": (1, 35),
+    # ``nodeConfigs.<pool>`` fields (``NodeConfig`` in hetzner_manager.go, absent in the
+    # tag of the minor before; cluster-autoscaler-1.31.5 and 1.35.2 lack the later ones).
+    "placementGroup": (1, 32),
+    "serverLabels": (1, 36),
 }
 #: The image each upstream chart version runs when ``image.tag`` is not set.
 CHART_DEFAULT_IMAGE: dict[str, str] = {

@@ -37,12 +37,13 @@ HEALTH_PORT = 8080
 #: system is read-only), unbuffered logs.
 SETTER_COMMAND = ["python", "-I", "-B", "-u", f"{SCRIPT_DIR}/{SCRIPT_FILE}"]
 SCRIPT_HASH_ANNOTATION = f"{PROJECT}/script-sha256"
-#: What the setter may do: read Nodes and patch them (the API server itself refuses to
-#: change a providerID that is already set).
+#: What the setter does, and nothing more: list Nodes and patch them (the API server
+#: itself refuses to change a providerID that is already set). Its script makes no other
+#: call (``tests/test_provider_id_setter.py`` compares both).
 NODE_RULE: dict[str, list[str]] = {
     "apiGroups": [""],
     "resources": ["nodes"],
-    "verbs": ["get", "list", "watch", "patch"],
+    "verbs": ["list", "patch"],
 }
 
 

@@ -182,6 +182,19 @@ class SecretsPlan:
     credentials_secret: str = values.CREDENTIALS_SECRET
     credentials_key: str = values.CREDENTIALS_KEY
     talos_config_secret: str = values.TALOS_CONFIG_SECRET
+    #: The key of the providerID setter's token: ``autoscaler.providerIdToken`` if set.
+    setter_credentials_key: str = values.CREDENTIALS_KEY
+
+
+@dataclass(frozen=True)
+class PlacementGroupPlan:
+    """A pool's spread placement group (``placementGroup: spread``)."""
+
+    pool: str
+    #: Its Hetzner name (unique in the project, like the pool's name the servers carry).
+    name: str
+    labels: dict[str, str]
+    type: str = "spread"
 
 
 @dataclass(frozen=True)
@@ -191,6 +204,8 @@ class ServersPlan:
     pools: tuple[str, ...]
     #: ``autoscaler.keepServersOnDestroy``: record only, delete nothing.
     keep_servers: bool
+    #: The pools' placement groups, deleted after the pool's servers.
+    placement_groups: tuple[PlacementGroupPlan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +273,12 @@ class StackPlan:
     def autoscaler_token(self) -> str:
         return reveal(self.stack.autoscaler_token)
 
+    @property
+    def setter_token(self) -> str | None:
+        """``autoscaler.providerIdToken`` in plain text, if set (read-only Hetzner access)."""
+        token = self.stack.autoscaler.provider_id_token
+        return None if token is None else reveal(token)
+
     def worker_configs(self, subnet: str) -> dict[str, WorkerConfig]:
         """Every pool's Talos worker config for nodes in ``subnet``; built once per subnet.
 
@@ -272,8 +293,10 @@ class StackPlan:
         worker_configs: Mapping[str, WorkerConfig],
         image_ids: Mapping[Architecture, str],
         subnet: str,
+        placement_groups: Mapping[str, str] | None = None,
     ) -> values.TalosConfigSecret:
-        """The ``talos-config`` Secret: each pool's user data and the snapshots' ids."""
+        """The ``talos-config`` Secret: each pool's user data, the snapshots' ids and the
+        placement groups' ids."""
         stack = self.stack
         return values.talos_config_secret(
             stack.autoscaler,
@@ -281,6 +304,7 @@ class StackPlan:
             dict(image_ids),
             {pool: config.user_data.text for pool, config in worker_configs.items()},
             values.pinned_subnet(stack.network.existing, subnet, self.autoscaler.image),
+            placement_groups,
         )
 
     def chart_values(
@@ -354,8 +378,25 @@ def plan_stack(
         namespace=settings.namespace,
         talos_config_key=values.LEGACY_CLOUD_INIT_KEY if legacy else values.CLUSTER_CONFIG_KEY,
         retain_namespace=settings.deploy == "package",
+        **(
+            {"setter_credentials_key": values.SETTER_CREDENTIALS_KEY}
+            if settings.provider_id_token is not None
+            else {}
+        ),
     )
-    servers = ServersPlan(pools=tuple(pools), keep_servers=settings.keep_servers_on_destroy)
+    servers = ServersPlan(
+        pools=tuple(pools),
+        keep_servers=settings.keep_servers_on_destroy,
+        placement_groups=tuple(
+            PlacementGroupPlan(
+                pool=group.name,
+                name=f"{group.name}-{group.placement_group}",
+                labels={**network.labels, values.NODE_GROUP_SERVER_LABEL: group.name},
+            )
+            for group in settings.node_groups
+            if group.placement_group is not None
+        ),
+    )
     setter = settings.provider_id == "setter"
     # Built and checked now, so that a bad worker config stops the program before any
     # resource exists; the components get them again from the subnet's output (cached).
@@ -432,6 +473,7 @@ def _stack_warnings(
                 stack.network.existing, stack.autoscaler.config_format, autoscaler.image
             ),
             values.node_registration_warning(stack.autoscaler.provider_id),
+            values.ignored_values_warning(stack.autoscaler),
         )
         if warning
     ]
@@ -472,6 +514,11 @@ def _resources(
         resources.CREDENTIALS_SECRET,
         resources.TALOS_CONFIG_SECRET,
     )
+    if servers.placement_groups:
+        found += component(
+            resources.PLACEMENT_GROUPS,
+            *(resources.placement_group(group.pool) for group in servers.placement_groups),
+        )
     found += component(
         resources.AUTOSCALED_SERVERS, *(resources.pool_record(pool) for pool in servers.pools)
     )

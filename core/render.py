@@ -61,6 +61,7 @@ def render_stack(project_dir: Path, stack_name: str, *, show_secrets: bool = Fal
     _network(plan, rendered)
     _images(plan, rendered)
     configs = _worker_configs(plan, rendered, show_secrets=show_secrets)
+    _placement_groups(plan, rendered)
     _secrets_and_autoscaler(plan, configs, rendered)
     if plan.provider_id_setter:
         _provider_id_setter(plan, rendered)
@@ -144,6 +145,24 @@ def _worker_configs(
     return configs
 
 
+def placement_group_placeholder(name: str) -> str:
+    return f"<id of placement group {name}>"
+
+
+def _placement_groups(plan: StackPlan, rendered: Rendered) -> None:
+    if not plan.servers.placement_groups:
+        return
+    component = resources.PLACEMENT_GROUPS.name
+    rendered.line()
+    rendered.line(f'{resources.PLACEMENT_GROUPS.kind} "{component}" (deleted after the servers)')
+    for group in plan.servers.placement_groups:
+        labels = ",".join(f"{key}={value}" for key, value in group.labels.items())
+        rendered.line(
+            f"  hcloud.PlacementGroup {resources.placement_group(group.pool).name(component)}: "
+            f"{group.name} type={group.type} labels={labels} (pool {group.pool})"
+        )
+
+
 def _secrets_and_autoscaler(
     plan: StackPlan, configs: dict[str, WorkerConfig] | None, rendered: Rendered
 ) -> None:
@@ -161,6 +180,11 @@ def _secrets_and_autoscaler(
         f"  Secret {secrets.talos_config_secret:<20} key {secrets.talos_config_key:<14} "
         "= Talos config [secret]"
     )
+    if secrets.setter_credentials_key != secrets.credentials_key:
+        rendered.line(
+            f"  Secret {secrets.credentials_secret:<20} key {secrets.setter_credentials_key:<14} "
+            "= the providerID setter's read-only token [secret]"
+        )
 
     image_ids = {
         snapshot.architecture: image_id_placeholder(snapshot.architecture)
@@ -174,7 +198,11 @@ def _secrets_and_autoscaler(
     }
     as_file = False
     if configs is not None:
-        talos_config = plan.talos_config(configs, image_ids, plan.network.subnet)
+        placement_groups = {
+            group.pool: placement_group_placeholder(group.name)
+            for group in plan.servers.placement_groups
+        }
+        talos_config = plan.talos_config(configs, image_ids, plan.network.subnet, placement_groups)
         as_file = talos_config.as_file
         if talos_config.cluster_config is not None:
             shown = copy.deepcopy(talos_config.cluster_config)
@@ -209,10 +237,26 @@ def _secrets_and_autoscaler(
     image = autoscaler.image
     running = f"v{image.version}" if image.version else "unknown"
     rendered.line(f"  image {IMAGE_REPOSITORY}:{image.tag or running} ({image.origin})")
-    for group in plan.stack.autoscaler.node_groups:
+    settings = plan.stack.autoscaler
+    if settings.replicas > 1:
+        rendered.line(
+            f"  {settings.replicas} replicas (leader election), PodDisruptionBudget "
+            "maxUnavailable 1, spread over nodes (kubernetes.io/hostname)"
+        )
+    for group in settings.node_groups:
+        priority = ""
+        if settings.expander == "priority":
+            priority = (
+                f" priority {values.LOWEST_PRIORITY if group.priority is None else group.priority}"
+            )
         rendered.line(
             f"  pool {group.name:<20} {group.instance_type:<7} {group.region:<5} "
-            f"{group.min_size}..{group.max_size} ({group.architecture})"
+            f"{group.min_size}..{group.max_size} ({group.architecture}){priority}"
+        )
+    if settings.expander == "priority":
+        rendered.line(
+            "  expander priority: the chart's ConfigMap cluster-autoscaler-priority-expander "
+            "holds the pools' priorities (expanderPriorities)"
         )
     rendered.line()
 
@@ -220,7 +264,7 @@ def _secrets_and_autoscaler(
 def _provider_id_setter(plan: StackPlan, rendered: Rendered) -> None:
     secrets = plan.secrets
     manifests = provider_id_setter_manifests(
-        secrets.namespace, secrets.credentials_secret, secrets.credentials_key
+        secrets.namespace, secrets.credentials_secret, secrets.setter_credentials_key
     )
     rendered.line(
         f'{resources.PROVIDER_ID_SETTER.kind} "{resources.PROVIDER_ID_SETTER.name}" '
@@ -231,7 +275,8 @@ def _provider_id_setter(plan: StackPlan, rendered: Rendered) -> None:
     container = manifests[-1]["spec"]["template"]["spec"]["containers"][0]
     rendered.line(f"  runs {' '.join(container['command'])} in {container['image']}")
     rendered.line(
-        f"  Hetzner token from Secret {secrets.credentials_secret} key {secrets.credentials_key}"
+        f"  Hetzner token from Secret {secrets.credentials_secret} key "
+        f"{secrets.setter_credentials_key}"
     )
     rendered.files["provider-id-setter.yaml"] = manifests_yaml(manifests)
 

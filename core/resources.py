@@ -55,6 +55,10 @@ AUTOSCALED_SERVERS = Component("AutoscaledServers", "autoscaled-servers")
 #: ``PoolServers`` (``components/server_sweep/provider.py``), one per pool.
 POOL_RECORD_TYPE = "pulumi-python:dynamic/autoscaler:PoolServers"
 
+#: Only in stacks with a ``placementGroup: spread`` pool: a group per such pool.
+PLACEMENT_GROUPS = Component("PlacementGroups", "placement-groups")
+PLACEMENT_GROUP_TYPE = "hcloud:index/placementGroup:PlacementGroup"
+
 CLUSTER_AUTOSCALER = Component("ClusterAutoscaler", "autoscaler")
 PACKAGE = Child("kubernetes:cozystack.io/v1alpha1:Package", "package")
 HELM_RELEASE = Child("kubernetes:helm.sh/v3:Release", "release")
@@ -76,3 +80,7 @@ def snapshot(architecture: str) -> Child:
 
 def pool_record(pool: str) -> Child:
     return Child(POOL_RECORD_TYPE, pool)
+
+
+def placement_group(pool: str) -> Child:
+    return Child(PLACEMENT_GROUP_TYPE, pool)

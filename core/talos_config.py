@@ -868,7 +868,7 @@ def pool_worker_spec(stack: StackConfig, group: NodeGroup, subnet: str) -> Worke
         node_labels=dict(stack.talos.node_labels)
         if legacy
         else {**stack.talos.node_labels, **pool_node_labels(group)},
-        node_annotations=dict(stack.talos.node_annotations),
+        node_annotations={**stack.talos.node_annotations, **group.node_annotations},
         taints=[] if legacy else list(group.taints),
         registry_mirrors=stack.talos.registry_mirrors,
     )

@@ -55,6 +55,18 @@ def dns_label_problem(name: str) -> str | None:
     return None
 
 
+def dns_subdomain_problem(name: str) -> str | None:
+    """RFC 1123 subdomain: what a priority class name must be."""
+    if len(name) > DNS_SUBDOMAIN_MAX:
+        return f"is {len(name)} characters long; a DNS subdomain has at most {DNS_SUBDOMAIN_MAX}"
+    if not _DNS_SUBDOMAIN.match(name):
+        return (
+            f"{shown(name)} is not a DNS subdomain (RFC 1123): use lower-case letters, digits, "
+            "'-' and '.', e.g. system-cluster-critical"
+        )
+    return None
+
+
 def kubernetes_label_key_problem(key: Any) -> str | None:
     """``[prefix/]name``: prefix a DNS subdomain (<= 253), name <= 63 of ``[A-Za-z0-9-_.]``."""
     if not isinstance(key, str):

@@ -28,8 +28,21 @@ CHART_KEYS = {
     "image",
     "podAnnotations",
     "rbac",
+    "replicaCount",
+    "podDisruptionBudget",
+    "topologySpreadConstraints",
+    "resources",
+    "nodeSelector",
+    "tolerations",
+    "priorityClassName",
+    "expanderPriorities",
 }
-CHART_NESTED_KEYS = {"image": {"tag"}, "rbac": {"additionalRules"}}
+CHART_NESTED_KEYS = {
+    "image": {"tag"},
+    "rbac": {"additionalRules"},
+    "podDisruptionBudget": {"maxUnavailable"},
+    "resources": {"requests", "limits"},
+}
 
 
 def settings(**changes: Any) -> AutoscalerSettings:
@@ -148,6 +161,12 @@ def test_helm_values_use_only_keys_the_chart_documents() -> None:
         deploy="helm",
         namespace="autoscaler",
         extraArgs={"leader-elect-resource-name": "renamed"},
+        replicas=2,
+        resources={"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}},
+        nodeSelector={"a": "b"},
+        tolerations=[{"operator": "Exists"}],
+        priorityClassName="x",
+        expander="priority",
     )
     chart = values.helm_values(
         values.autoscaler_values(inputs(config, cluster_config_as_file=True))
@@ -205,6 +224,8 @@ FIRST_RELEASE_READING = {
     "HCLOUD_CLUSTER_CONFIG": "1.29.0",
     "HCLOUD_CLUSTER_CONFIG_FILE": "1.33.0",
     "defaultSubnetIPRange": "1.35.0",
+    "placementGroup": "1.32.0",
+    "serverLabels": "1.36.0",
 }
 
 

@@ -468,7 +468,7 @@ def test_the_provider_id_setter_is_deployed_by_default_and_wired_to_the_secrets(
     namespace = "cozy-cluster-autoscaler-hetzner"
     assert {r.inputs["metadata"].get("namespace") for r in children.values()} == {namespace, None}
     assert children["ClusterRole"].inputs["rules"] == [
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]}
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "patch"]}
     ]
     assert children["ClusterRoleBinding"].inputs["subjects"] == [
         {"kind": "ServiceAccount", "name": "provider-id-setter", "namespace": namespace}

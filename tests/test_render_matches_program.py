@@ -24,7 +24,13 @@ from manifest_paths import package_values
 
 from core.config.parse import read_stack_file
 from core.plan import plan_stack
-from core.render import CONFIG_HASH_PLACEHOLDER, Rendered, image_id_placeholder, render_stack
+from core.render import (
+    CONFIG_HASH_PLACEHOLDER,
+    Rendered,
+    image_id_placeholder,
+    placement_group_placeholder,
+    render_stack,
+)
 from core.talos_config import decode_user_data
 
 MAIN = REPO / "__main__.py"
@@ -81,6 +87,8 @@ def filled_in(document: Any, runtime: MockRuntime) -> Any:
     text = json.dumps(document)
     for arch, image_id in SNAPSHOT_IDS.items():
         text = text.replace(image_id_placeholder(arch), image_id)
+    for group in runtime.by_type("hcloud:index/placementGroup:PlacementGroup"):
+        text = text.replace(placement_group_placeholder(group.inputs["name"]), group.id)
     hashes = {value for resource in runtime.resources for value in _annotations(resource).values()}
     if CONFIG_HASH_PLACEHOLDER in text:
         (config_hash,) = hashes

@@ -63,6 +63,10 @@ URNS: dict[str, list[str]] = {
             f"{RECORD}-general-nbg1",
             f"{C}:ClusterAutoscaler$kubernetes:helm.sh/v3:Release::autoscaler-release",
             f"{C}:TalosImage$pulumi-python:dynamic:Resource::talos-image-arm64",
+            # New with issue 25 (placementGroup: spread); the URNs above are unchanged.
+            f"pulumi:pulumi:Stack${C}:PlacementGroups::placement-groups",
+            f"{C}:PlacementGroups$hcloud:index/placementGroup:PlacementGroup::"
+            "placement-groups-general-fsn1",
         ]
     ),
     "dev with vSwitch and smoke test": sorted(

@@ -66,8 +66,15 @@ COZYSTACK_NAMESPACE = "cozy-cluster-autoscaler-hetzner"
 #: maximum keeps the longest build below the age at which builders count as leftovers.
 WRITE_TIMEOUT_MINUTES = 30
 WRITE_TIMEOUT_MAX_MINUTES = 60
+#: The label the autoscaler gives every server of a pool (``hetzner_node_group.go``).
+NODE_GROUP_SERVER_LABEL = "hcloud/node-group"
 #: Kubernetes counts replicas in int32.
 INT32_MAX = 2**31 - 1
+#: A spread placement group holds at most this many servers (Hetzner; the provider refuses
+#: a group whose pools' maxSize sum is larger, ``hetzner_cloud_provider.go``).
+SPREAD_GROUP_MAX_SERVERS = 10
+#: Kubernetes priority class names are DNS subdomains; the chart's default is this one.
+DEFAULT_PRIORITY_CLASS = "system-cluster-critical"
 #: Hetzner refuses smaller subnets.
 SMALLEST_SUBNET_PREFIX = 30
 #: The autoscaler waits for a new server this many minutes at most (a day).
@@ -191,6 +198,17 @@ def _annotations(annotations: dict[str, str]) -> dict[str, str]:
     return annotations
 
 
+def _label_selector(labels: dict[str, str]) -> dict[str, str]:
+    problems = validators.kubernetes_label_problems(labels)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return labels
+
+
+#: Labels a pod selects nodes by (any valid label, NodeRestriction does not apply).
+NodeLabelSelector = Annotated[dict[str, str], AfterValidator(_label_selector)]
+
+
 #: Annotations of a node: keys follow the label-key rules, values are free text.
 KubernetesAnnotations = Annotated[dict[str, str], AfterValidator(_annotations)]
 
@@ -227,6 +245,14 @@ class NodeGroup(ConfigModel):
     region: Location
     labels: NodeLabels = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
+    #: ``machine.nodeAnnotations`` of this pool, over ``talos.nodeAnnotations`` (Kilo location).
+    node_annotations: KubernetesAnnotations = Field(default_factory=dict)
+    #: ``spread``: a Hetzner placement group of this pool puts its servers on different hosts.
+    placement_group: Literal["spread"] | None = None
+    #: Hetzner labels of the pool's servers (``serverLabels``, cost attribution).
+    server_labels: HetznerLabels = Field(default_factory=dict)
+    #: ``expander: priority``: a higher number is tried first; pools without one come last.
+    priority: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
     @field_validator("name")
     @classmethod
@@ -267,6 +293,26 @@ class NodeGroup(ConfigModel):
                 f"maxSize {max_size} is smaller than minSize {min_size}; set minSize <= maxSize"
             )
         return max_size
+
+    @field_validator("server_labels")
+    @classmethod
+    def _own_server_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        if NODE_GROUP_SERVER_LABEL in labels:
+            raise ValueError(
+                f"{NODE_GROUP_SERVER_LABEL} is set by the autoscaler (it marks the pool's "
+                "servers); use other keys"
+            )
+        return labels
+
+    @model_validator(mode="after")
+    def _spread_group_size(self) -> NodeGroup:
+        if self.placement_group == "spread" and self.max_size > SPREAD_GROUP_MAX_SERVERS:
+            raise ValueError(
+                f"placementGroup spread holds at most {SPREAD_GROUP_MAX_SERVERS} servers but "
+                f"maxSize is {self.max_size}; lower maxSize to {SPREAD_GROUP_MAX_SERVERS} or "
+                "split the pool"
+            )
+        return self
 
     @property
     def architecture(self) -> Architecture:
@@ -528,6 +574,46 @@ class SmokeTestSettings(ConfigModel):
     replicas: int = Field(ge=1, le=INT32_MAX)
 
 
+def _toleration(toleration: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(toleration) - TOLERATION_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"{', '.join(map(shown, unknown))} is not a toleration field; use "
+            f"{', '.join(sorted(TOLERATION_FIELDS))}"
+        )
+    if toleration.get("operator", "Equal") not in ("Equal", "Exists"):
+        raise ValueError(f"operator {shown(str(toleration['operator']))} is not Equal or Exists")
+    effect = toleration.get("effect")
+    if effect is not None and effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+        raise ValueError(
+            f"effect {shown(str(effect))} is not NoSchedule, PreferNoSchedule or NoExecute"
+        )
+    return toleration
+
+
+TOLERATION_FIELDS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
+#: A Kubernetes toleration as the pod spec has it (e.g. to run on control-plane nodes).
+Toleration = Annotated[dict[str, Any], AfterValidator(_toleration)]
+
+
+def _quantity(value: str | int | float) -> str | int | float:
+    if isinstance(value, str) and not QUANTITY.match(value):
+        raise ValueError(f"{shown(value)} is not a Kubernetes quantity like 100m, 300Mi or 1")
+    return value
+
+
+#: Kubernetes resource quantities (``resource.Quantity``).
+QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$")
+Quantity = Annotated[str | int | float, AfterValidator(_quantity)]
+
+
+class ResourceRequirements(ConfigModel):
+    """The autoscaler container's ``resources``."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
 class AutoscalerSettings(ConfigModel):
     deploy: Literal["package", "helm"] = "package"
     namespace: str = COZYSTACK_NAMESPACE
@@ -548,6 +634,41 @@ class AutoscalerSettings(ConfigModel):
     smoke_test: SmokeTestSettings | None = None
     #: Leave the autoscaler's servers (and Nodes) when the stack or a pool is removed.
     keep_servers_on_destroy: bool = False
+    #: A read-only Hetzner token for the providerID setter (it only reads servers).
+    provider_id_token: SecretField | None = None
+    #: Autoscaler pods; leader election keeps one active, the others take over on a node loss.
+    replicas: int = Field(default=1, ge=1, le=INT32_MAX)
+    resources: ResourceRequirements | None = None
+    node_selector: NodeLabelSelector = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    priority_class_name: str = DEFAULT_PRIORITY_CLASS
+    #: ``priority``: the priority expander, from the pools' ``priority``.
+    expander: Literal["priority"] | None = None
+    #: Any chart values, merged last (maps merge key by key, anything else replaces).
+    values: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("priority_class_name")
+    @classmethod
+    def _priority_class(cls, name: str) -> str:
+        problem = validators.dns_subdomain_problem(name)
+        if problem:
+            raise ValueError(f"{problem} (priority class names are DNS subdomains)")
+        return name
+
+    @model_validator(mode="after")
+    def _priorities(self) -> AutoscalerSettings:
+        with_priority = [group.name for group in self.node_groups if group.priority is not None]
+        if with_priority and self.expander != "priority":
+            raise ValueError(
+                f"pools {', '.join(with_priority)} have a priority, which only the priority "
+                "expander reads: set autoscaler.expander: priority, or remove the priorities"
+            )
+        if self.expander == "priority" and "expander" in self.extra_args:
+            raise ValueError(
+                "expander is set twice (autoscaler.expander and extraArgs.expander); keep "
+                "autoscaler.expander: priority and remove extraArgs.expander"
+            )
+        return self
 
     @field_validator("namespace")
     @classmethod

@@ -68,11 +68,13 @@ def cross_section_problems(stack: StackConfig) -> list[Problem]:
                 )
             )
         for index, group in enumerate(groups):
-            if group.labels or group.taints:
+            per_pool = group.node_annotations or group.placement_group or group.server_labels
+            if group.labels or group.taints or per_pool:
                 problems.append(
                     Problem(
                         f"autoscaler.nodeGroups[{index}]",
-                        f"pool {group.name} has labels/taints, which the legacy format cannot "
+                        f"pool {group.name} has labels/taints (or nodeAnnotations, "
+                        "placementGroup, serverLabels), which the legacy format cannot "
                         "carry (one config for all pools); use configFormat cluster-config or "
                         "move the labels to talos.nodeLabels",
                     )
@@ -195,6 +197,21 @@ def _autoscaler_image_problems(stack: StackConfig) -> list[Problem]:
                     "one is chosen)",
                 )
             ]
+    pool_problems = [
+        Problem(
+            f"autoscaler.nodeGroups[{index}].{setting}",
+            f"{image.too_old_for(setting, f'pool {group.name}')}; remove {setting}, or use "
+            "a newer Kubernetes and autoscaler",
+        )
+        for index, group in enumerate(settings.node_groups)
+        for setting, used in (
+            ("placementGroup", group.placement_group is not None),
+            ("serverLabels", bool(group.server_labels)),
+        )
+        if used and image.lacks(setting)
+    ]
+    if pool_problems:
+        return pool_problems
     if settings.config_format == "cluster-config" and image.lacks("HCLOUD_CLUSTER_CONFIG"):
         key = "autoscaler.imageTag" if settings.image_tag else "autoscaler.configFormat"
         return [
@@ -239,6 +256,11 @@ SECRET_SETTINGS = (
         "pulumi config set --secret --path autoscaler.token",
     ),
     (
+        "autoscaler.providerIdToken",
+        f"{PROJECT}:autoscaler",
+        "pulumi config set --secret --path autoscaler.providerIdToken",
+    ),
+    (
         "talos.workerConfig",
         f"{PROJECT}:talos",
         "pulumi config set --secret --path talos.workerConfig < worker.yaml",
@@ -258,6 +280,7 @@ def plaintext_secret_warnings(
     values = {
         "hcloud:token": stack.hcloud_token,
         "autoscaler.token": stack.autoscaler.token,
+        "autoscaler.providerIdToken": stack.autoscaler.provider_id_token,
         "talos.workerConfig": stack.talos.worker_config,
     }
     warnings = []

@@ -37,6 +37,7 @@ import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from hcloud import APIException, Client
 from hcloud.networks import Network, NetworkSubnet
+from hcloud.placement_groups import PlacementGroup
 from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc, plugin_pb2, provider_pb2
 from pulumi.runtime.proto.provider_pb2_grpc import (
     ResourceProviderServicer,
@@ -47,6 +48,7 @@ from pulumi.runtime.proto.provider_pb2_grpc import (
 VERSION = "1.43.3"
 NETWORK = "hcloud:index/network:Network"
 SUBNET = "hcloud:index/networkSubnet:NetworkSubnet"
+PLACEMENT_GROUP = "hcloud:index/placementGroup:PlacementGroup"
 GET_NETWORK = "hcloud:index/getNetwork:getNetwork"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 SECRET_SIG = ("4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270")
@@ -80,6 +82,11 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "networkZone": Field(str, required=True, replaces=True),
         "ipRange": Field(str, required=True, replaces=True),
         "vswitchId": Field(int, replaces=True),
+    },
+    PLACEMENT_GROUP: {
+        "name": Field(str, required=True),
+        "type": Field(str, required=True, replaces=True),
+        "labels": Field(dict),
     },
 }
 
@@ -268,11 +275,17 @@ class HcloudProviderStandIn(ResourceProviderServicer):
 
     def Update(self, request: Any, context: Any) -> provider_pb2.UpdateResponse:
         token, olds, news = type_name(request.urn), plain(request.olds), plain(request.news)
-        if token != NETWORK:
+        if token not in (NETWORK, PLACEMENT_GROUP):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{token} has no updatable inputs")
 
         def update() -> tuple[str, dict[str, Any]]:
             client = self.client()
+            if token == PLACEMENT_GROUP:
+                group = PlacementGroup(id=int(request.id))
+                client.placement_groups.update(
+                    group, name=news.get("name"), labels=news.get("labels") or {}
+                )
+                return self._read_placement_group(client, request.id)
             changes = {
                 api: news.get(name)
                 for name, api in (
@@ -319,6 +332,11 @@ class HcloudProviderStandIn(ResourceProviderServicer):
         client = self.client()
         if inputs.get("deleteProtection"):
             raise LookupError("the hcloud stand-in does not support deleteProtection")
+        if token == PLACEMENT_GROUP:
+            group = client.placement_groups.create(
+                name=inputs["name"], type=inputs["type"], labels=inputs.get("labels") or None
+            ).placement_group
+            return self._read_placement_group(client, str(group.id))
         if token == NETWORK:
             created = client.networks.create(
                 name=inputs["name"],
@@ -345,6 +363,8 @@ class HcloudProviderStandIn(ResourceProviderServicer):
         try:
             if token == NETWORK:
                 return self._read_network(client, resource_id)
+            if token == PLACEMENT_GROUP:
+                return self._read_placement_group(client, resource_id)
             return self._read_subnet(client, resource_id)
         except APIException as error:
             if error.code == "not_found":
@@ -354,6 +374,16 @@ class HcloudProviderStandIn(ResourceProviderServicer):
     def _read_network(self, client: Client, resource_id: str) -> tuple[str, dict[str, Any]]:
         network = client.networks.get_by_id(int(resource_id))
         return str(network.id), _network_outputs(network)
+
+    def _read_placement_group(self, client: Client, resource_id: str) -> tuple[str, dict[str, Any]]:
+        group = client.placement_groups.get_by_id(int(resource_id))
+        outputs = {
+            "name": group.name,
+            "type": group.type,
+            "labels": group.labels or {},
+            "servers": list(group.servers or []),
+        }
+        return str(group.id), outputs
 
     def _read_subnet(self, client: Client, resource_id: str) -> tuple[str, dict[str, Any]] | None:
         network_id, _, ip_range = resource_id.partition("-")
@@ -373,6 +403,13 @@ class HcloudProviderStandIn(ResourceProviderServicer):
 
     def _delete(self, token: str, urn: str, resource_id: str) -> None:
         client = self.client()
+        if token == PLACEMENT_GROUP:
+            try:
+                client.placement_groups.delete(PlacementGroup(id=int(resource_id)))
+            except APIException as error:
+                if error.code != "not_found":
+                    raise
+            return
         if token == NETWORK:
             try:
                 client.networks.delete(Network(id=int(resource_id)))

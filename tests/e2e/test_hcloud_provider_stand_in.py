@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 from e2e import hcloud_provider_stand_in as stand_in
-from e2e.hcloud_provider_stand_in import NETWORK, SUBNET, HcloudProviderStandIn, plain, struct
+from e2e.hcloud_provider_stand_in import (
+    NETWORK,
+    PLACEMENT_GROUP,
+    SUBNET,
+    HcloudProviderStandIn,
+    plain,
+    struct,
+)
 from image_builder.stand_ins import HetznerEmulator
 from pulumi.runtime.proto import provider_pb2
 
@@ -186,4 +193,41 @@ def test_a_vanished_network_is_dropped_at_refresh(
         provider_pb2.ReadRequest(id=network_id, urn=NETWORK_URN, properties=struct(outputs)),
         Context(),
     )
+    assert read.id == ""
+
+
+def test_a_placement_group_replaces_on_type_updates_name_and_labels_and_is_deleted(
+    provider: HcloudProviderStandIn, hetzner: HetznerEmulator
+) -> None:
+    urn = f"urn:pulumi:e2e::p::c${PLACEMENT_GROUP}::group"
+    inputs = {"name": "pool-spread", "type": "spread", "labels": {"managed-by": "x"}}
+    group_id, outputs = create(provider, urn, inputs)
+    assert outputs == {**inputs, "servers": []}
+    assert hetzner.state.placement_groups[int(group_id)]["name"] == "pool-spread"
+
+    changed = {**inputs, "type": "other", "labels": {"managed-by": "y"}}
+    diff = provider.Diff(
+        provider_pb2.DiffRequest(urn=urn, id=group_id, olds=struct(outputs), news=struct(changed)),
+        Context(),
+    )
+    assert list(diff.replaces) == ["type"]
+    assert sorted(diff.diffs) == ["labels", "type"]
+
+    updated = provider.Update(
+        provider_pb2.UpdateRequest(
+            urn=urn,
+            id=group_id,
+            olds=struct(outputs),
+            news=struct({**inputs, "name": "renamed", "labels": {"a": "b"}}),
+        ),
+        Context(),
+    )
+    assert plain(updated.properties)["name"] == "renamed"
+    assert hetzner.state.placement_groups[int(group_id)]["labels"] == {"a": "b"}
+
+    provider.Delete(provider_pb2.DeleteRequest(urn=urn, id=group_id), Context())
+    assert hetzner.state.placement_groups == {}
+    # Gone already (deleted by hand): the delete succeeds, a refresh drops it.
+    provider.Delete(provider_pb2.DeleteRequest(urn=urn, id=group_id), Context())
+    read = provider.Read(provider_pb2.ReadRequest(urn=urn, id=group_id), Context())
     assert read.id == ""

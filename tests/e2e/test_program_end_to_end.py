@@ -288,6 +288,17 @@ def up_creates_the_stack(program: ProgramStack) -> dict[str, Any]:
     assert cluster_config["imagesForArch"] == outputs["imageIds"]
     assert set(cluster_config["nodeConfigs"]) == set(plan.servers.pools)
 
+    # Each spread pool's placement group, created through the engine and named by id.
+    groups = {group["name"]: group for group in hetzner.state.placement_groups.values()}
+    assert set(groups) == {group.name for group in plan.servers.placement_groups}
+    for group in plan.servers.placement_groups:
+        assert (groups[group.name]["type"], groups[group.name]["labels"]) == (
+            "spread",
+            group.labels,
+        )
+        node_config = cluster_config["nodeConfigs"][group.pool]
+        assert node_config["placementGroup"] == str(groups[group.name]["id"])
+
     # The autoscaler: the Package, or the chart's Deployment (one --nodes flag per pool).
     if plan.autoscaler.deploy == "package":
         package = program.get(f"/apis/cozystack.io/v1alpha1/packages/{PACKAGE_NAME}")
@@ -634,6 +645,7 @@ def destroy_leaves_nothing(
     nodes = {node["metadata"]["name"] for node in program.get("/api/v1/nodes")["items"]}
     assert nodes == {f"{pool}-elsewhere", "bare-metal-1", KUBELET_NODE}
     assert list(hetzner.state.networks) == [other_network]
+    assert hetzner.state.placement_groups == {}
     assert hetzner.state.images == {}
     assert hetzner.state.ssh_keys == {}
     namespace = plan.secrets.namespace

@@ -153,6 +153,7 @@ class HetznerState:
     #: Networks as the API stores them (``subnets``); their ``servers`` come from the
     #: servers' ``private_net``.
     networks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    placement_groups: dict[int, dict[str, Any]] = field(default_factory=dict)
     actions: dict[int, Action] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     #: The ``image`` of each ``POST /servers`` (an id, or a name the API resolves).
@@ -766,6 +767,68 @@ class HetznerEmulator(LoopbackServer):
             (server.get("private_net") or {}).pop(network_id, None)
         del self.state.networks[network_id]
         return 204, None
+
+    # placement groups (API reference, "Placement Groups": type spread only, names unique)
+    def _post_placement_groups(
+        self, parts: list[str], params: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        if not body.get("name"):
+            return _error(400, "invalid_input", "invalid input in field 'name'")
+        if body.get("type") != "spread":
+            return _error(400, "invalid_input", "invalid input in field 'type'")
+        groups = self.state.placement_groups.values()
+        if any(group["name"] == body["name"] for group in groups):
+            return _error(409, "uniqueness_error", "placement group name is already used")
+        group_id = next(self._ids)
+        self.state.placement_groups[group_id] = {
+            "id": group_id,
+            "name": body["name"],
+            "type": body["type"],
+            "labels": dict(body.get("labels") or {}),
+            "created": now_iso(),
+        }
+        return 201, {"placement_group": self._placement_group_json(group_id)}
+
+    def _get_placement_groups(
+        self, parts: list[str], params: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        if parts:
+            if int(parts[0]) not in self.state.placement_groups:
+                return _error(404, "not_found", "placement group not found")
+            return 200, {"placement_group": self._placement_group_json(int(parts[0]))}
+        items = [
+            self._placement_group_json(group["id"])
+            for group in _select(self.state.placement_groups.values(), params.get("label_selector"))
+            if params.get("name") in (None, group["name"])
+        ]
+        return 200, self._page("placement_groups", items, params)
+
+    def _put_placement_groups(
+        self, parts: list[str], params: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        group = self.state.placement_groups.get(int(parts[0]))
+        if group is None:
+            return _error(404, "not_found", "placement group not found")
+        if "name" in body:
+            group["name"] = body["name"]
+        if "labels" in body:
+            group["labels"] = dict(body["labels"])
+        return 200, {"placement_group": self._placement_group_json(group["id"])}
+
+    def _delete_placement_groups(
+        self, parts: list[str], params: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
+        if self.state.placement_groups.pop(int(parts[0]), None) is None:
+            return _error(404, "not_found", "placement group not found")
+        return 204, None
+
+    def _placement_group_json(self, group_id: int) -> dict[str, Any]:
+        members = [
+            server_id
+            for server_id, server in self.state.servers.items()
+            if server.get("placement_group") == group_id
+        ]
+        return {**self.state.placement_groups[group_id], "servers": members}
 
     def _network_action(self, network_id: int, command: str, body: Any) -> tuple[int, Any]:
         network = self.state.networks.get(network_id)
