@@ -11,7 +11,8 @@ from core.plan import NetworkPlan
 
 
 class PrivateNetwork(pulumi.ComponentResource):
-    """An ``hcloud.Network`` with a cloud subnet, or a lookup of an existing network.
+    """An ``hcloud.Network`` with a cloud subnet (and one per pool subnet), or a lookup of an
+    existing network (whose cloud subnets the pools' subnets must be).
 
     Outputs feed the Talos config (``validSubnets``) and the autoscaler
     (``HCLOUD_NETWORK``), so both follow the network rather than a copied string.
@@ -50,6 +51,15 @@ class PrivateNetwork(pulumi.ComponentResource):
                 opts=child,
             )
             self.subnet_ip_range = subnet.ip_range
+            for cidr in args.pool_subnets:
+                hcloud.NetworkSubnet(
+                    resources.pool_subnet(cidr).name(name),
+                    network_id=network_id.apply(int),
+                    type="cloud",
+                    network_zone=args.network_zone,
+                    ip_range=cidr,
+                    opts=child,
+                )
         else:
             # network.existing is an ID when it is all digits, else a name.
             by_id = args.existing.isdigit()

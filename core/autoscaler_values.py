@@ -164,6 +164,7 @@ def cluster_config(
                 ],
                 **({"placementGroup": groups_by_pool[group.name]} if group.placement_group else {}),
                 **({"serverLabels": dict(group.server_labels)} if group.server_labels else {}),
+                **({"subnetIPRange": group.subnet} if group.subnet else {}),
             }
             for group in node_groups
         },

@@ -25,6 +25,7 @@ FEATURE_SINCE: dict[str, tuple[int, int]] = {
     # ``nodeConfigs.<pool>`` fields (``NodeConfig`` in hetzner_manager.go, absent in the
     # tag of the minor before; cluster-autoscaler-1.31.5 and 1.35.2 lack the later ones).
     "placementGroup": (1, 32),
+    "subnetIPRange": (1, 35),
     "serverLabels": (1, 36),
 }
 #: The image each upstream chart version runs when ``image.tag`` is not set.

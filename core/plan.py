@@ -63,6 +63,8 @@ class NetworkPlan:
     vswitch_id: int | None = None
     vswitch_subnet: str | None = None
     labels: dict[str, str] = field(default_factory=lambda: {"managed-by": PROJECT})
+    #: The pools' own cloud subnets (``nodeGroups[].subnet`` other than ``subnet``).
+    pool_subnets: tuple[str, ...] = ()
 
     @property
     def shown_name(self) -> str:
@@ -355,6 +357,13 @@ def plan_stack(
         existing=stack.network.existing,
         vswitch_id=stack.network.vswitch_id,
         vswitch_subnet=stack.network.vswitch_subnet,
+        pool_subnets=tuple(
+            dict.fromkeys(
+                group.subnet
+                for group in settings.node_groups
+                if group.subnet is not None and group.subnet != stack.network.subnet
+            )
+        ),
     )
     smoke_test = (
         None
@@ -503,6 +512,10 @@ def _resources(
         resources.NETWORK,
         *([resources.HCLOUD_NETWORK, resources.CLOUD_SUBNET] if network.existing is None else []),
         *([resources.VSWITCH_SUBNET] if network.vswitch_id is not None else []),
+        *(
+            resources.pool_subnet(cidr)
+            for cidr in (network.pool_subnets if network.existing is None else ())
+        ),
     )
     found += component(
         resources.TALOS_IMAGE,

@@ -85,11 +85,18 @@ def _network(plan: StackPlan, rendered: Rendered) -> None:
             f"  hcloud.NetworkSubnet  {resources.CLOUD_SUBNET.name(component):<23} type=cloud "
             f"zone={network.network_zone} ipRange={network.subnet}"
         )
+        for cidr in network.pool_subnets:
+            rendered.line(
+                f"  hcloud.NetworkSubnet  {resources.pool_subnet(cidr).name(component):<23} "
+                f"type=cloud zone={network.network_zone} ipRange={cidr} (pools' own subnet)"
+            )
     else:
         rendered.line(
             f"  (lookup)              existing network {network.existing!r}, subnet "
             f"{network.subnet} in zone {network.network_zone}"
         )
+        for cidr in network.pool_subnets:
+            rendered.line(f"  (must exist)          its cloud subnet {cidr} (pools' own subnet)")
     if network.vswitch_id is not None:
         rendered.line(
             f"  hcloud.NetworkSubnet  {resources.VSWITCH_SUBNET.name(component):<23} "

@@ -42,6 +42,12 @@ HCLOUD_NETWORK = Child("hcloud:index/network:Network", "network")
 CLOUD_SUBNET = Child("hcloud:index/networkSubnet:NetworkSubnet", "subnet")
 VSWITCH_SUBNET = Child("hcloud:index/networkSubnet:NetworkSubnet", "vswitch-subnet")
 
+
+def pool_subnet(cidr: str) -> Child:
+    """A cloud subnet of pools with their own ``subnet``, named after its range."""
+    return Child(CLOUD_SUBNET.type, f"subnet-{cidr.replace('.', '-').replace('/', '-')}")
+
+
 TALOS_IMAGE = Component("TalosImage", "talos-image")
 #: ``TalosSnapshot`` (``components/image_builder/provider.py``), one per architecture.
 SNAPSHOT_TYPE = "pulumi-python:dynamic:Resource"

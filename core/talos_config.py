@@ -863,7 +863,7 @@ def pool_worker_spec(stack: StackConfig, group: NodeGroup, subnet: str) -> Worke
     return WorkerConfigSpec(
         talos_version=stack.talos.version,
         kubernetes_version=stack.talos.kubernetes_version,
-        subnet=subnet,
+        subnet=group.subnet or subnet,
         network_ip_range=stack.network.ip_range,
         node_labels=dict(stack.talos.node_labels)
         if legacy

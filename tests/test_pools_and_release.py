@@ -104,6 +104,11 @@ def _with(config: dict[str, Any], section: str, **keys: Any) -> dict[str, Any]:
             "nodeGroups[0].placementGroup: the autoscaler image v1.31.5",
         ),
         ({"serverLabels": {"team": "a"}}, "1.33.1", "nodeGroups[0].serverLabels: the autoscaler"),
+        (
+            {"subnet": "10.100.1.0/24"},
+            "1.34.2",
+            "nodeGroups[0].subnet: the autoscaler image v1.34.5",
+        ),
     ],
 )
 def test_pool_settings_older_autoscalers_cannot_read_are_refused(
@@ -137,7 +142,12 @@ def test_the_same_pool_settings_pass_from_the_first_release_that_reads_them(
 
 @pytest.mark.parametrize(
     "pool_keys",
-    [{"placementGroup": "spread"}, {"nodeAnnotations": {"a": "b"}}, {"serverLabels": {"a": "b"}}],
+    [
+        {"placementGroup": "spread"},
+        {"nodeAnnotations": {"a": "b"}},
+        {"serverLabels": {"a": "b"}},
+        {"subnet": "10.100.1.0/24"},
+    ],
 )
 def test_the_legacy_format_refuses_per_pool_settings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], pool_keys: dict[str, Any]
@@ -432,9 +442,76 @@ def test_the_readme_table_lists_every_autoscaler_key_with_its_minimum_version() 
     listed = " ".join(rows)
     for field in AutoscalerSettings.model_fields.values():
         assert f"`autoscaler.{field.alias}`" in listed, field.alias
-    for key in ("nodeAnnotations", "placementGroup", "serverLabels", "priority"):
+    for key in ("nodeAnnotations", "placementGroup", "serverLabels", "subnet", "priority"):
         assert f"`autoscaler.nodeGroups[].{key}`" in listed, key
-    for setting in ("placementGroup", "serverLabels"):
+    for key, setting in (
+        ("placementGroup", "placementGroup"),
+        ("serverLabels", "serverLabels"),
+        ("subnet", "subnetIPRange"),
+    ):
         major, minor = FEATURE_SINCE[setting]
-        (row,) = [line for line in table.splitlines() if f"nodeGroups[].{setting}`" in line]
+        (row,) = [line for line in table.splitlines() if f"nodeGroups[].{key}`" in line]
         assert f"Autoscaler ≥ {major}.{minor}" in row
+
+
+# ---- a pool's own subnet ----------------------------------------------------------------------
+
+
+def on_kubernetes_1_35(**pool_keys: Any) -> dict[str, Any]:
+    """The dev stack on an autoscaler that reads subnetIPRange, its pool with ``pool_keys``."""
+    config = _with(changed("talos.version", "v1.12.0"), "talos", kubernetesVersion="1.35.0")
+    config[f"{P}:autoscaler"]["nodeGroups"][0].update(pool_keys)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("subnet", "expected"),
+    [
+        ("10.100.1.0/33", "nodeGroups[0].subnet: '10.100.1.0/33' is not a network in CIDR form"),
+        ("10.200.0.0/24", "nodeGroups[0].subnet: 10.200.0.0/24 is not inside network.ipRange"),
+        ("10.100.0.128/25", "overlaps network.subnet 10.100.0.0/24"),
+        ("10.100.1.0/31", "smaller than Hetzner's minimum subnet size /30"),
+        ("10.100.1.0/29", "the pools in 10.100.1.0/29 may grow to 10 servers"),
+    ],
+)
+def test_a_pools_own_subnet_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], subnet: str, expected: str
+) -> None:
+    code, err = render(project(tmp_path, on_kubernetes_1_35(subnet=subnet)), capsys)
+    assert code == 2
+    assert expected in err, err
+
+
+def test_a_pools_own_subnet_is_created_used_by_its_nodes_and_named_in_its_config(
+    pulumi_runtime: MockRuntime,
+) -> None:
+    config = on_kubernetes_1_35(subnet="10.100.1.0/24")
+    config[f"{P}:autoscaler"]["nodeGroups"].append(
+        {"name": "other", "minSize": 0, "maxSize": 3, "instanceType": "cpx22", "region": "fsn1"}
+    )
+    config["hcloud:token"] = "t" * 64
+    pulumi_runtime.run(MAIN, config)
+    subnets = {
+        s.name: s for s in pulumi_runtime.by_type("hcloud:index/networkSubnet:NetworkSubnet")
+    }
+    assert set(subnets) == {"network-subnet", "network-subnet-10-100-1-0-24"}
+    own = subnets["network-subnet-10-100-1-0-24"]
+    assert (own.inputs["type"], own.inputs["ipRange"]) == ("cloud", "10.100.1.0/24")
+    network = pulumi_runtime.one("hcloud:index/network:Network")
+    assert network.urn in own.dependencies
+
+    talos_config = next(s for s in pulumi_runtime.by_type(K8S_SECRET) if "talos-config" in s.name)
+    node_configs = json.loads(
+        base64.b64decode(talos_config.inputs["stringData"]["cluster-config"])
+    )["nodeConfigs"]
+    assert node_configs["workers-fsn1"]["subnetIPRange"] == "10.100.1.0/24"
+    assert "subnetIPRange" not in node_configs["other"]
+    valid_subnets = {
+        pool: next(
+            doc["machine"]["kubelet"]["nodeIP"]["validSubnets"]
+            for doc in yaml.safe_load_all(node_config["cloudInit"])
+            if doc and "machine" in doc
+        )
+        for pool, node_config in node_configs.items()
+    }
+    assert valid_subnets == {"workers-fsn1": ["10.100.1.0/24"], "other": ["10.100.0.0/24"]}

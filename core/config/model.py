@@ -251,6 +251,8 @@ class NodeGroup(ConfigModel):
     placement_group: Literal["spread"] | None = None
     #: Hetzner labels of the pool's servers (``serverLabels``, cost attribution).
     server_labels: HetznerLabels = Field(default_factory=dict)
+    #: The pool's own cloud subnet of the network (``subnetIPRange``); else ``network.subnet``.
+    subnet: Cidr | None = None
     #: ``expander: priority``: a higher number is tried first; pools without one come last.
     priority: int | None = Field(default=None, ge=1, le=INT32_MAX)
 

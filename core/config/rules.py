@@ -6,10 +6,11 @@ base worker config or the autoscaler image that follows from them.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from core import hetzner, talos_versions, validators
-from core.config.model import PROJECT, StackConfig
+from core.config.model import PROJECT, SMALLEST_SUBNET_PREFIX, StackConfig
 from core.config.problems import Problem
 from core.config.secrets import Secret
 from core.redaction import shown
@@ -68,13 +69,18 @@ def cross_section_problems(stack: StackConfig) -> list[Problem]:
                 )
             )
         for index, group in enumerate(groups):
-            per_pool = group.node_annotations or group.placement_group or group.server_labels
+            per_pool = (
+                group.node_annotations
+                or group.placement_group
+                or group.server_labels
+                or group.subnet
+            )
             if group.labels or group.taints or per_pool:
                 problems.append(
                     Problem(
                         f"autoscaler.nodeGroups[{index}]",
                         f"pool {group.name} has labels/taints (or nodeAnnotations, "
-                        "placementGroup, serverLabels), which the legacy format cannot "
+                        "placementGroup, serverLabels, subnet), which the legacy format cannot "
                         "carry (one config for all pools); use configFormat cluster-config or "
                         "move the labels to talos.nodeLabels",
                     )
@@ -95,7 +101,7 @@ def cross_section_problems(stack: StackConfig) -> list[Problem]:
         )
 
     capacity = validators.usable_addresses(stack.network.subnet)
-    wanted = sum(group.max_size for group in groups)
+    wanted = sum(group.max_size for group in groups if group.subnet in (None, stack.network.subnet))
     if wanted > capacity:
         problems.append(
             Problem(
@@ -106,6 +112,7 @@ def cross_section_problems(stack: StackConfig) -> list[Problem]:
             )
         )
 
+    problems.extend(_pool_subnet_problems(stack))
     problems.extend(_cluster_network_problems(stack))
     problems.extend(_autoscaler_image_problems(stack))
     problems.extend(_token_problems(stack))
@@ -177,6 +184,69 @@ def pool_size_warnings(stack: StackConfig) -> list[str]:
     ]
 
 
+def _pool_subnet_problems(stack: StackConfig) -> list[Problem]:
+    """A pool's own subnet: a cloud subnet inside the network, apart from the others."""
+    network = stack.network
+    ip_range = ipaddress.ip_network(network.ip_range)
+    others = {network.subnet: "network.subnet"}
+    if network.vswitch_subnet is not None:
+        others[network.vswitch_subnet] = "network.vswitchSubnet"
+    problems: list[Problem] = []
+    for index, group in enumerate(stack.autoscaler.node_groups):
+        if group.subnet is None or group.subnet == network.subnet:
+            continue
+        key = f"autoscaler.nodeGroups[{index}].subnet"
+        subnet = ipaddress.ip_network(group.subnet)
+        # A reused network's range is known only at preview (network.ipRange is not used).
+        outside = subnet.version != ip_range.version or not subnet.subnet_of(ip_range)  # type: ignore[arg-type]
+        if network.existing is None and outside:
+            problems.append(
+                Problem(key, f"{group.subnet} is not inside network.ipRange {network.ip_range}")
+            )
+            continue
+        if subnet.prefixlen > SMALLEST_SUBNET_PREFIX:
+            problems.append(
+                Problem(
+                    key,
+                    f"{group.subnet} is smaller than Hetzner's minimum subnet size "
+                    f"/{SMALLEST_SUBNET_PREFIX}",
+                )
+            )
+            continue
+        clash = [
+            f"{name} {other}"
+            for other, name in others.items()
+            if other != group.subnet and subnet.overlaps(ipaddress.ip_network(other))
+        ]
+        if clash:
+            problems.append(
+                Problem(
+                    key,
+                    f"{group.subnet} overlaps {clash[0]}; give the pool a range of its own "
+                    "inside network.ipRange (or the same one)",
+                )
+            )
+            continue
+        if group.subnet in others:
+            continue  # a subnet shared by pools is checked once, at its first pool
+        others[group.subnet] = f"the subnet of pool {group.name}"
+        wanted = sum(g.max_size for g in stack.autoscaler.node_groups if g.subnet == group.subnet)
+        capacity = validators.usable_addresses(group.subnet)
+        if wanted > capacity:
+            problems.append(
+                Problem(
+                    key,
+                    f"the pools in {group.subnet} may grow to {wanted} servers (sum of maxSize) "
+                    f"but it holds {capacity}; lower maxSize or use a larger subnet",
+                )
+            )
+    return problems
+
+
+#: The pool key that needs a provider setting of another name.
+POOL_KEYS = {"subnetIPRange": "subnet"}
+
+
 def _autoscaler_image_problems(stack: StackConfig) -> list[Problem]:
     """The image must be a release, of the cluster's minor, and read the config format."""
     settings = stack.autoscaler
@@ -199,14 +269,16 @@ def _autoscaler_image_problems(stack: StackConfig) -> list[Problem]:
             ]
     pool_problems = [
         Problem(
-            f"autoscaler.nodeGroups[{index}].{setting}",
-            f"{image.too_old_for(setting, f'pool {group.name}')}; remove {setting}, or use "
+            f"autoscaler.nodeGroups[{index}].{POOL_KEYS.get(setting, setting)}",
+            f"{image.too_old_for(setting, f'pool {group.name}')}; remove "
+            f"{POOL_KEYS.get(setting, setting)}, or use "
             "a newer Kubernetes and autoscaler",
         )
         for index, group in enumerate(settings.node_groups)
         for setting, used in (
             ("placementGroup", group.placement_group is not None),
             ("serverLabels", bool(group.server_labels)),
+            ("subnetIPRange", group.subnet is not None),
         )
         if used and image.lacks(setting)
     ]
