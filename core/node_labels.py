@@ -59,7 +59,7 @@ def label_problem(key: str) -> str | None:
         return (
             f"{key!r} is a Kilo annotation, not a label: Kilo reads kilo.squat.ai/location and "
             "kilo.squat.ai/persistent-keepalive from node annotations and ignores labels; "
-            "move it to talos.nodeAnnotations"
+            "move it to talos.nodeAnnotations (or the pool's nodeAnnotations)"
         )
     if not is_kubelet_label(key):
         return (

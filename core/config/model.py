@@ -585,6 +585,14 @@ def _toleration(toleration: dict[str, Any]) -> dict[str, Any]:
         )
     if toleration.get("operator", "Equal") not in ("Equal", "Exists"):
         raise ValueError(f"operator {shown(str(toleration['operator']))} is not Equal or Exists")
+    for field in ("key", "value", "effect", "operator"):
+        if field in toleration and not isinstance(toleration[field], str):
+            raise ValueError(f"{field} must be a string")
+    exists = toleration.get("operator") == "Exists"
+    if exists and toleration.get("value"):
+        raise ValueError("operator Exists takes no value; remove value or use operator Equal")
+    if not toleration.get("key") and not exists:
+        raise ValueError("a toleration without a key must have operator Exists (tolerates all)")
     effect = toleration.get("effect")
     if effect is not None and effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
         raise ValueError(

@@ -91,6 +91,13 @@ def check_release_settings(
     # The autoscaler reads this name in its own namespace (expander/priority).
     assert config_map["metadata"]["namespace"] == deployment["metadata"]["namespace"]
     assert yaml.safe_load(config_map["data"]["priorities"]) == priorities
+    # ... and may read it: the chart's Role names it when the expander is priority.
+    role = one(objects, "Role")
+    assert any(
+        "cluster-autoscaler-priority-expander" in rule.get("resourceNames", [])
+        and "get" in rule["verbs"]
+        for rule in role["rules"]
+    )
 
 
 def test_the_helm_release_renders_the_release_settings(
