@@ -402,7 +402,7 @@ def test_a_kilo_key_given_as_a_label_says_to_use_an_annotation() -> None:
         "hcloud-talos-autoscaler:talos.nodeLabels: 'kilo.squat.ai/location' is a Kilo "
         "annotation, not a label: Kilo reads kilo.squat.ai/location and "
         "kilo.squat.ai/persistent-keepalive from node annotations and ignores labels; move it "
-        "to talos.nodeAnnotations"
+        "to talos.nodeAnnotations (or the pool's nodeAnnotations)"
     ]
     annotations = {"kilo.squat.ai/location": "hetzner", "kilo.squat.ai/persistent-keepalive": "20"}
     stack = parse(changed("talos.nodeAnnotations", annotations))
