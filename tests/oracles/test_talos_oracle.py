@@ -25,6 +25,7 @@ from oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
 from test_chart_oracle import AUTOSCALER, Program, legacy, prod_config, run_program
 from test_program import dev_config
 
+from core.autoscaler_versions import FEATURE_SINCE
 from core.config import parse_stack_config, sections_from_flat_config
 from core.talos_config import (
     WorkerConfigSpec,
@@ -66,7 +67,21 @@ def on_minor(config: dict[str, Any], minor: int, *, mirrors: bool, base: Path) -
         workerConfigFile=str(base),
     )
     talos["registryMirrors"] = {"docker.io": ["https://mirror.gcr.io"]} if mirrors else {}
+    # Pool settings the autoscaler of that Kubernetes minor cannot read are refused: drop them.
+    kubernetes = tuple(int(part) for part in kubernetes_for(minor).split(".")[:2])
+    for group in config[AUTOSCALER]["nodeGroups"]:
+        for key, setting in POOL_SETTINGS.items():
+            if kubernetes < FEATURE_SINCE[setting]:
+                group.pop(key, None)
     return config
+
+
+#: Pool keys and the provider setting each needs (``autoscaler_versions.FEATURE_SINCE``).
+POOL_SETTINGS = {
+    "placementGroup": "placementGroup",
+    "serverLabels": "serverLabels",
+    "subnet": "subnetIPRange",
+}
 
 
 STACKS: dict[str, Callable[[], dict[str, Any]]] = {
