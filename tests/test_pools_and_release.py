@@ -23,6 +23,7 @@ from core.autoscaler_versions import FEATURE_SINCE, AutoscalerImage, parse_image
 from core.config import AutoscalerSettings
 from core.config.rules import SECRET_SETTINGS
 from core.manifests import provider_id_setter_manifests
+from core.render import render_stack
 
 MAIN = Path(__file__).parent.parent / "__main__.py"
 P = "hcloud-talos-autoscaler"
@@ -526,3 +527,22 @@ def test_a_pools_own_subnet_is_created_used_by_its_nodes_and_named_in_its_config
         for pool, node_config in node_configs.items()
     }
     assert valid_subnets == {"workers-fsn1": ["10.100.1.0/24"], "other": ["10.100.0.0/24"]}
+
+
+def test_render_shows_the_setters_own_token_key_and_warns_when_it_is_plain_text(
+    tmp_path: Path,
+) -> None:
+    config = changed("autoscaler.providerIdToken", "read-only-token")
+    rendered = render_stack(project(tmp_path, config), "dev")
+    report = "\n".join(rendered.report)
+    assert "key read-token" in report
+    assert "Hetzner token from Secret hetzner-credentials key read-token" in report
+    assert "read-only-token" not in report + "".join(rendered.files.values())
+    assert any(
+        w.startswith("autoscaler.providerIdToken is stored in plain text")
+        for w in rendered.warnings
+    )
+    setter = yaml.safe_load_all(rendered.files["provider-id-setter.yaml"])
+    deployment = next(d for d in setter if d["kind"] == "Deployment")
+    (env,) = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env["valueFrom"]["secretKeyRef"]["key"] == "read-token"
