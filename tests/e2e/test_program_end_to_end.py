@@ -62,6 +62,7 @@ from core.autoscaler_values import (
     PACKAGE_NAME,
     TALOS_CONFIG_SECRET,
     decode_cluster_config,
+    expander_priorities,
 )
 from core.config.parse import read_stack_file
 from core.manifests import CLUSTER_ROLE, SCRIPT_FILE, SETTER_NAME
@@ -312,7 +313,21 @@ def up_creates_the_stack(program: ProgramStack) -> dict[str, Any]:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         flags = [arg for arg in container["command"] if arg.startswith("--nodes=")]
         assert [flag.rsplit(":", 1)[1] for flag in flags] == list(plan.servers.pools)
-        assert deployment["status"].get("availableReplicas") == 1
+        settings = plan.stack.autoscaler
+        assert deployment["status"].get("availableReplicas") == settings.replicas
+        budget = program.get(
+            f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/{DEPLOYMENT_NAME}"
+        )
+        assert budget is not None and budget["spec"]["maxUnavailable"] == 1
+        if settings.expander == "priority":
+            priorities = program.get(
+                f"/api/v1/namespaces/{namespace}/configmaps/cluster-autoscaler-priority-expander"
+            )
+            assert priorities is not None
+            assert yaml.safe_load(priorities["data"]["priorities"]) == {
+                int(priority): pools
+                for priority, pools in expander_priorities(settings.node_groups).items()
+            }
     assert outputs["autoscalerLogsTarget"] == f"deployment/{DEPLOYMENT_NAME}"
 
     # The providerID setter, rolled out (the engine waited for its Deployment).
