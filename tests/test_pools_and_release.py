@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import SHARED_REFERENCE, MockRuntime, shipped_config
+from conftest import SHARED_REFERENCE, TEST_TOKEN, MockRuntime, shipped_config
 from image_builder.stand_ins import HetznerEmulator
 from kubernetes_stand_in import KubernetesApiStandIn
 from test_bad_input import changed, project, render
@@ -26,6 +26,8 @@ from core.manifests import provider_id_setter_manifests
 from core.render import render_stack
 
 MAIN = Path(__file__).parent.parent / "__main__.py"
+#: Hetzner API tokens have 64 characters.
+READ_ONLY_TOKEN = "r" * 64
 P = "hcloud-talos-autoscaler"
 PLACEMENT_GROUP = "hcloud:index/placementGroup:PlacementGroup"
 POOL_RECORD = "pulumi-python:dynamic/autoscaler:PoolServers"
@@ -86,6 +88,7 @@ BAD_INPUT: list[tuple[str, Any, str]] = [
     ("autoscaler.priorityClassName", "Bad_Name", "autoscaler.priorityClassName: 'Bad_Name'"),
     ("autoscaler.values", ["replicaCount", 2], "autoscaler.values: "),
     ("autoscaler.providerIdToken", 123, "autoscaler.providerIdToken: must be a non-empty string"),
+    ("autoscaler.providerIdToken", "short", "autoscaler.providerIdToken: is 5 characters long"),
 ]
 
 
@@ -386,13 +389,13 @@ def test_a_read_only_token_is_stored_apart_and_only_the_setter_uses_it(
     pulumi_runtime: MockRuntime,
 ) -> None:
     config = prod()
-    config[f"{P}:autoscaler"]["providerIdToken"] = "read-only-token"
+    config[f"{P}:autoscaler"]["providerIdToken"] = READ_ONLY_TOKEN
     pulumi_runtime.run(MAIN, config, secret_keys=[f"{P}:autoscaler"])
     credentials = next(s for s in pulumi_runtime.by_type(K8S_SECRET) if "credentials" in s.name)
     assert credentials.is_secret("stringData")
     assert credentials.inputs["stringData"] == {
-        values.CREDENTIALS_KEY: "test-token",
-        values.SETTER_CREDENTIALS_KEY: "read-only-token",
+        values.CREDENTIALS_KEY: TEST_TOKEN,
+        values.SETTER_CREDENTIALS_KEY: READ_ONLY_TOKEN,
     }
     setter = next(d for d in pulumi_runtime.by_type(SETTER_DEPLOYMENT) if "provider-id" in d.name)
     (container,) = setter.inputs["spec"]["template"]["spec"]["containers"]
@@ -501,7 +504,7 @@ def test_a_pools_own_subnet_is_created_used_by_its_nodes_and_named_in_its_config
     config[f"{P}:autoscaler"]["nodeGroups"].append(
         {"name": "other", "minSize": 0, "maxSize": 3, "instanceType": "cpx22", "region": "fsn1"}
     )
-    config["hcloud:token"] = "t" * 64
+    config["hcloud:token"] = TEST_TOKEN
     pulumi_runtime.run(MAIN, config)
     subnets = {
         s.name: s for s in pulumi_runtime.by_type("hcloud:index/networkSubnet:NetworkSubnet")
@@ -532,12 +535,12 @@ def test_a_pools_own_subnet_is_created_used_by_its_nodes_and_named_in_its_config
 def test_render_shows_the_setters_own_token_key_and_warns_when_it_is_plain_text(
     tmp_path: Path,
 ) -> None:
-    config = changed("autoscaler.providerIdToken", "read-only-token")
+    config = changed("autoscaler.providerIdToken", READ_ONLY_TOKEN)
     rendered = render_stack(project(tmp_path, config), "dev")
     report = "\n".join(rendered.report)
     assert "key read-token" in report
     assert "Hetzner token from Secret hetzner-credentials key read-token" in report
-    assert "read-only-token" not in report + "".join(rendered.files.values())
+    assert READ_ONLY_TOKEN not in report + "".join(rendered.files.values())
     assert any(
         w.startswith("autoscaler.providerIdToken is stored in plain text")
         for w in rendered.warnings

@@ -136,6 +136,11 @@ def _token_problems(stack: StackConfig) -> list[Problem]:
                 stack.autoscaler.token,
                 "pulumi config set --secret --path autoscaler.token",
             ),
+            (
+                "autoscaler.providerIdToken",
+                stack.autoscaler.provider_id_token,
+                "pulumi config set --secret --path autoscaler.providerIdToken",
+            ),
         )
         if isinstance(token, Secret) and len(token.reveal()) != HCLOUD_TOKEN_LENGTH
     ]
