@@ -270,7 +270,9 @@ class KubeCluster:
         for name in names:
             while True:
                 crd = self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-                conditions = (crd or {}).get("status", {}).get("conditions", [])
+                # A CRD just created may answer `conditions: null` until the API server
+                # has looked at its names: not yet established, not an error.
+                conditions = ((crd or {}).get("status") or {}).get("conditions") or []
                 if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                     break
                 if time.monotonic() > deadline:
