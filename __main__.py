@@ -11,6 +11,7 @@ from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.autoscaler_config import AutoscalerConfig
 from components.engine_config import read_stack_plan
 from components.network import PrivateNetwork
+from components.node_controller import NodeController, NodeControllerArgs
 from components.placement_groups import PlacementGroups
 from components.provider_id import ProviderIdSetter, ProviderIdSetterArgs
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
@@ -48,6 +49,10 @@ after_inputs = pulumi.ResourceOptions(depends_on=[secrets, images, servers])
 autoscaler = ClusterAutoscaler(names.CLUSTER_AUTOSCALER.name, autoscaler_args, after_inputs)
 if plan.provider_id_setter:
     ProviderIdSetter(names.PROVIDER_ID_SETTER.name, ProviderIdSetterArgs.from_secrets(secrets))
+controller_args = NodeControllerArgs.wired(
+    plan.rollout, secrets, network.network_id, config.generations
+)
+NodeController(names.NODE_CONTROLLER.name, controller_args)
 if plan.smoke_test is not None:
     smoke_test_args = SmokeTestArgs.from_plan(plan.smoke_test, secrets.namespace)
     after_autoscaler = pulumi.ResourceOptions(depends_on=[autoscaler])
@@ -63,6 +68,7 @@ outputs = {
     "credentialsSecret": secrets.credentials_reference,
     "talosConfigSecret": secrets.talos_config_reference,
     "workerConfigSha256": config.worker_configs_sha256,
+    "poolGenerations": config.generations,
     "autoscalerRelease": autoscaler.release_name,
     "autoscalerLogsTarget": autoscaler.logs_target,
     **plan.outputs,  # nodeGroups, kubectl* commands, smokeTestWatch

@@ -27,6 +27,8 @@ class AutoscalerConfig:
     worker_configs_sha256: pulumi.Output[str]
     #: What the ``talos-config`` Secret holds (secret).
     talos_config_value: pulumi.Output[str]
+    #: Pool -> the generation its nodes boot (the ``poolGenerations`` output).
+    generations: pulumi.Output[dict[str, str]]
     #: The cluster config is mounted as a file (too large for an environment variable).
     talos_config_as_file: pulumi.Output[bool]
     #: sha256 of the Talos config and the snapshot ids: a change rolls the autoscaler.
@@ -47,6 +49,11 @@ class AutoscalerConfig:
         )
         self.worker_configs_sha256 = pulumi.Output.unsecret(
             worker_configs.apply(worker_configs_sha256)
+        )
+        self.generations = pulumi.Output.unsecret(
+            worker_configs.apply(
+                lambda configs: {pool: config.generation for pool, config in configs.items()}
+            )
         )
         talos_config = pulumi.Output.all(
             worker_configs=worker_configs,

@@ -7,6 +7,13 @@
   (Local CCM removes the ``uninitialized`` taint first, and a cloud-node controller only
   initializes nodes that still carry it), so unregistered servers would be deleted after
   15 minutes;
+- the node controller: ``node_controller.py`` next to the setter's script (whose clients it
+  shares) and its ``config.json`` (the stack's network, each pool's generation, the rollout
+  settings) in its own ConfigMap, with its own ServiceAccount and ClusterRole: it drains
+  and replaces nodes of an outdated generation (README, Upgrading Talos or Kubernetes).
+  A second Deployment rather than a grown setter: only it holds the rights to evict pods
+  and delete Nodes and needs a Hetzner token that may delete servers, and a stuck drain
+  never delays the registration of new nodes;
 - the scale-up smoke test (guide step 6).
 
 The components register these objects and ``render`` writes them for ``kubectl apply``.
@@ -140,6 +147,131 @@ def provider_id_setter_manifests(
                         },
                         "containers": [container],
                         "volumes": [{"name": "script", "configMap": {"name": SETTER_NAME}}],
+                    },
+                },
+            },
+        },
+    ]
+
+
+CONTROLLER_NAME = "node-controller"
+CONTROLLER_SCRIPT_FILE = "node_controller.py"
+CONTROLLER_CONFIG_FILE = "config.json"
+CONTROLLER_DIR = "/opt/node-controller"
+CONTROLLER_ROLE = f"{PROJECT}-{CONTROLLER_NAME}"
+#: Like the setter's, but the script's folder stays on ``sys.path`` (``-E -s`` instead of
+#: ``-I``): it imports the setter's clients from the file next to it.
+CONTROLLER_COMMAND = [
+    "python",
+    "-E",
+    "-s",
+    "-B",
+    "-u",
+    f"{CONTROLLER_DIR}/{CONTROLLER_SCRIPT_FILE}",
+]
+#: Read Nodes, cordon and annotate them, delete replaced ones; find and evict their pods
+#: (the Eviction API, which honours PodDisruptionBudgets); report on the Node with Events.
+CONTROLLER_RULES: list[dict[str, list[str]]] = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+@cache
+def controller_script() -> str:
+    return resources.files("core").joinpath(CONTROLLER_SCRIPT_FILE).read_text(encoding="utf-8")
+
+
+def node_controller_manifests(
+    namespace: str, credentials_secret: str, credentials_key: str, config_json: str
+) -> list[dict[str, Any]]:
+    """ConfigMap (both scripts, config), ServiceAccount, ClusterRole, binding, Deployment.
+
+    A new ``config.json`` reaches the running pod through the mounted ConfigMap (read every
+    pass); a new script rolls the pod.
+    """
+    labels = {"app.kubernetes.io/name": CONTROLLER_NAME, "app.kubernetes.io/part-of": PROJECT}
+    scripts = {SCRIPT_FILE: setter_script(), CONTROLLER_SCRIPT_FILE: controller_script()}
+    metadata = {"name": CONTROLLER_NAME, "namespace": namespace, "labels": labels}
+    scripts_hash = hashlib.sha256("".join(scripts[name] for name in sorted(scripts)).encode())
+    container = {
+        "name": CONTROLLER_NAME,
+        "image": SETTER_IMAGE,
+        "command": CONTROLLER_COMMAND,
+        "env": [
+            {
+                "name": "HCLOUD_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": credentials_key}},
+            },
+            {
+                "name": "NODE_CONTROLLER_CONFIG",
+                "value": f"{CONTROLLER_DIR}/{CONTROLLER_CONFIG_FILE}",
+            },
+        ],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"cpu": "100m", "memory": "64Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "script", "mountPath": CONTROLLER_DIR, "readOnly": True}],
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata,
+            "data": {**scripts, CONTROLLER_CONFIG_FILE: config_json},
+        },
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": CONTROLLER_ROLE, "labels": labels},
+            "rules": CONTROLLER_RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": CONTROLLER_ROLE, "labels": labels},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": CONTROLLER_ROLE,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": CONTROLLER_NAME, "namespace": namespace}
+            ],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata,
+            "spec": {
+                "replicas": 1,
+                # Never two controllers: each would drain its own maxUnavailable nodes.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {SCRIPT_HASH_ANNOTATION: scripts_hash.hexdigest()},
+                    },
+                    "spec": {
+                        "serviceAccountName": CONTROLLER_NAME,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 65534,
+                            "runAsGroup": 65534,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                        "volumes": [{"name": "script", "configMap": {"name": CONTROLLER_NAME}}],
                     },
                 },
             },

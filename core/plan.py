@@ -16,6 +16,7 @@ with the configured values and placeholders.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,6 +224,29 @@ class AutoscalerPlan:
 
 
 @dataclass(frozen=True)
+class RolloutPlan:
+    """How the node controller replaces nodes of an outdated generation."""
+
+    strategy: str = "replace"
+    max_unavailable: int = 1
+    drain_timeout_minutes: int = 10
+
+    def controller_config(self, network_id: int | str, generations: Mapping[str, str]) -> str:
+        """The controller's ``config.json``: the stack's network and each pool's generation."""
+        return json.dumps(
+            {
+                # render shows a placeholder: the id exists once the network does
+                "networkId": int(network_id) if str(network_id).isdecimal() else network_id,
+                "pools": dict(sorted(generations.items())),
+                "strategy": self.strategy,
+                "maxUnavailable": self.max_unavailable,
+                "drainTimeoutSeconds": self.drain_timeout_minutes * 60,
+            },
+            indent=2,
+        )
+
+
+@dataclass(frozen=True)
 class SmokeTestPlan:
     replicas: int
     #: The pools its pods are pinned to (none in legacy format: nodes carry no pool label).
@@ -252,6 +276,10 @@ class StackPlan:
     _worker_configs: dict[str, dict[str, WorkerConfig]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    rollout: RolloutPlan = field(default_factory=RolloutPlan)
+    #: Pool -> what its servers boot (Talos version, schematic, architecture): with the
+    #: pool's worker config, its generation.
+    boot_images: dict[str, str] = field(default_factory=dict)
 
     @property
     def outputs(self) -> dict[str, Any]:
@@ -287,8 +315,14 @@ class StackPlan:
         Raises WorkerConfigError; ValueError when the base config is encrypted (offline).
         """
         if subnet not in self._worker_configs:
-            self._worker_configs[subnet] = render_worker_configs(self.stack, subnet)
+            self._worker_configs[subnet] = render_worker_configs(
+                self.stack, subnet, self.boot_images
+            )
         return self._worker_configs[subnet]
+
+    def generations(self, subnet: str) -> dict[str, str]:
+        """Each pool's current generation (the ``poolGenerations`` output)."""
+        return {pool: config.generation for pool, config in self.worker_configs(subnet).items()}
 
     def talos_config(
         self,
@@ -409,8 +443,9 @@ def plan_stack(
     setter = settings.provider_id == "setter"
     # Built and checked now, so that a bad worker config stops the program before any
     # resource exists; the components get them again from the subnet's output (cached).
+    boot_images = _boot_images(stack, image)
     configs = (
-        {network.subnet: render_worker_configs(stack, network.subnet)}
+        {network.subnet: render_worker_configs(stack, network.subnet, boot_images)}
         if stack.base_documents is not None
         else {}
     )
@@ -428,7 +463,34 @@ def plan_stack(
         resources=_resources(network, image, servers, autoscaler, setter, smoke_test),
         hcloud_endpoint=hcloud_endpoint or DEFAULT_ENDPOINT,
         _worker_configs=configs,
+        rollout=RolloutPlan(
+            strategy=settings.rollout.strategy,
+            max_unavailable=settings.rollout.max_unavailable,
+            drain_timeout_minutes=settings.rollout.drain_timeout,
+        ),
+        boot_images=boot_images,
     )
+
+
+def _boot_images(stack: StackConfig, image: ImagePlan) -> dict[str, str]:
+    """Each pool's snapshot as what identifies its contents: a built one by Talos version,
+    schematic and architecture, an ``image.existing`` one by its id (its reference offline). In
+    the legacy format every pool boots one config, so each names every snapshot."""
+    by_arch = {
+        snapshot.architecture: (
+            f"talos {snapshot.talos_version} schematic {snapshot.schematic_id} "
+            f"{snapshot.architecture}"
+        )
+        for snapshot in image.snapshots
+    }
+    for existing in image.existing:
+        found = existing.image_id if existing.image_id is not None else existing.reference
+        by_arch[existing.architecture] = f"snapshot {found} {existing.architecture}"
+    groups = stack.autoscaler.node_groups
+    if stack.autoscaler.config_format == "legacy":
+        every = "; ".join(by_arch[arch] for arch in sorted(by_arch))
+        return {group.name: every for group in groups}
+    return {group.name: by_arch[architecture_of(group.instance_type)] for group in groups}
 
 
 def _image_plan(stack: StackConfig, existing_ids: Mapping[Architecture, int]) -> ImagePlan:
@@ -548,6 +610,14 @@ def _resources(
             resources.SETTER_BINDING,
             resources.SETTER_DEPLOYMENT,
         )
+    found += component(
+        resources.NODE_CONTROLLER,
+        resources.CONTROLLER_SCRIPT,
+        resources.CONTROLLER_ACCOUNT,
+        resources.CONTROLLER_ROLE,
+        resources.CONTROLLER_BINDING,
+        resources.CONTROLLER_DEPLOYMENT,
+    )
     if smoke_test is not None:
         found += component(resources.SMOKE_TEST, resources.SMOKE_TEST_DEPLOYMENT)
     return tuple(found)

@@ -165,6 +165,9 @@ class Server:
     name: str
     ips: frozenset[IpAddress]
     ipv6_networks: tuple[ipaddress.IPv6Network, ...] = ()
+    #: Its ``hcloud/node-group`` label ("" without one) and the networks it is attached to.
+    pool: str = ""
+    network_ids: frozenset[int] = frozenset()
 
     def has_address(self, address: IpAddress) -> bool:
         if address in self.ips:
@@ -183,12 +186,15 @@ class Node:
 
 
 def parse_server(raw: Mapping[str, Any]) -> Server:
-    """The server's id, name, and every IP it answers on (private networks and public)."""
+    """The server's id, name, pool label, networks, and every IP it answers on."""
     ips: set[IpAddress] = set()
     networks: list[ipaddress.IPv6Network] = []
+    network_ids: set[int] = set()
     for private in raw.get("private_net") or []:
         for text in [private.get("ip"), *(private.get("alias_ips") or [])]:
             _add_ip(ips, text)
+        if private.get("network") is not None:
+            network_ids.add(int(private["network"]))
     public = raw.get("public_net") or {}
     _add_ip(ips, (public.get("ipv4") or {}).get("ip"))
     ipv6 = (public.get("ipv6") or {}).get("ip")
@@ -200,6 +206,8 @@ def parse_server(raw: Mapping[str, Any]) -> Server:
         name=str(raw["name"]),
         ips=frozenset(ips),
         ipv6_networks=tuple(networks),
+        pool=str((raw.get("labels") or {}).get(NODE_GROUP_LABEL, "")),
+        network_ids=frozenset(network_ids),
     )
 
 
@@ -236,6 +244,12 @@ def match(node: Node, servers_by_name: Mapping[str, Server]) -> Server | None:
     if server is None or not any(server.has_address(address) for address in node.addresses):
         return None
     return server
+
+
+def in_pool(server: Server, pool: str, network_id: int) -> bool:
+    """A server of this stack's ``pool``: labelled ``hcloud/node-group=<pool>``, attached to the
+    stack's network (the destroy sweep's and the node controller's proof, with ``match``)."""
+    return server.pool == pool and network_id in server.network_ids
 
 
 class HetznerApi:
@@ -311,7 +325,8 @@ class KubernetesApi:
             query = {"limit": str(NODES_PER_PAGE)}
             if token:
                 query["continue"] = token
-            answer = self.request("GET", f"{path}?{urllib.parse.urlencode(query)}")
+            separator = "&" if "?" in path else "?"
+            answer = self.request("GET", f"{path}{separator}{urllib.parse.urlencode(query)}")
             items.extend(answer.get("items") or [])
             token = (answer.get("metadata") or {}).get("continue") or ""
             if not token:

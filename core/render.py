@@ -21,7 +21,12 @@ from core import resources
 from core.autoscaler_versions import IMAGE_REPOSITORY
 from core.config.parse import read_stack_file
 from core.hetzner import USER_DATA_LIMIT_BYTES
-from core.manifests import manifests_yaml, provider_id_setter_manifests, smoke_test_deployment
+from core.manifests import (
+    manifests_yaml,
+    node_controller_manifests,
+    provider_id_setter_manifests,
+    smoke_test_deployment,
+)
 from core.plan import StackPlan, plan_stack
 from core.talos_config import NODE_GROUP_LABEL, WorkerConfig, redact
 
@@ -66,6 +71,7 @@ def render_stack(project_dir: Path, stack_name: str, *, show_secrets: bool = Fal
     if plan.provider_id_setter:
         _provider_id_setter(plan, rendered)
         rendered.line()
+    _node_controller(plan, configs, rendered)
     _autoscaled_servers(plan, rendered)
     _smoke_test_and_verification(plan, rendered)
     return rendered
@@ -149,6 +155,9 @@ def _worker_configs(
         for field_name in ("nodeLabels", "nodeAnnotations"):
             pairs = ", ".join(f"{k}={v}" for k, v in (config.machine.get(field_name) or {}).items())
             rendered.line(f"    {field_name:<16} {pairs or '-'}")
+        rendered.line(
+            f"    {'generation':<16} {config.generation} (boots {plan.boot_images[pool]})"
+        )
     return configs
 
 
@@ -286,6 +295,43 @@ def _provider_id_setter(plan: StackPlan, rendered: Rendered) -> None:
         f"{secrets.setter_credentials_key}"
     )
     rendered.files["provider-id-setter.yaml"] = manifests_yaml(manifests)
+
+
+def _node_controller(
+    plan: StackPlan, configs: dict[str, WorkerConfig] | None, rendered: Rendered
+) -> None:
+    secrets, rollout = plan.secrets, plan.rollout
+    generations = (
+        {pool: config.generation for pool, config in configs.items()}
+        if configs is not None
+        else {pool: "<generation>" for pool in plan.servers.pools}
+    )
+    network = f"<id of network {plan.network.shown_name}>"
+    manifests = node_controller_manifests(
+        secrets.namespace,
+        secrets.credentials_secret,
+        secrets.credentials_key,
+        rollout.controller_config(network, generations),
+    )
+    rendered.line(
+        f'{resources.NODE_CONTROLLER.kind} "{resources.NODE_CONTROLLER.name}" '
+        f"(namespace {secrets.namespace}): node-controller.yaml"
+    )
+    for manifest in manifests:
+        rendered.line(f"  {manifest['kind']:<19} {manifest['metadata']['name']}")
+    what = (
+        f"replaces nodes of an outdated generation, {rollout.max_unavailable} at a time, "
+        f"each drain given {rollout.drain_timeout_minutes} min"
+        if rollout.strategy == "replace"
+        else "strategy none: replaces no node (paused)"
+    )
+    rendered.line(f"  rollout: {what}")
+    rendered.line(
+        f"  Hetzner token from Secret {secrets.credentials_secret} key {secrets.credentials_key}"
+        " (deletes servers)"
+    )
+    rendered.files["node-controller.yaml"] = manifests_yaml(manifests)
+    rendered.line()
 
 
 def _autoscaled_servers(plan: StackPlan, rendered: Rendered) -> None:

@@ -76,6 +76,13 @@ SETTER_ROLE = Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "role
 SETTER_BINDING = Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "binding")
 SETTER_DEPLOYMENT = Child("kubernetes:apps/v1:Deployment", "deployment")
 
+NODE_CONTROLLER = Component("NodeController", "node-controller")
+CONTROLLER_SCRIPT = Child("kubernetes:core/v1:ConfigMap", "script")
+CONTROLLER_ACCOUNT = Child("kubernetes:core/v1:ServiceAccount", "account")
+CONTROLLER_ROLE = Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "role")
+CONTROLLER_BINDING = Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "binding")
+CONTROLLER_DEPLOYMENT = Child("kubernetes:apps/v1:Deployment", "deployment")
+
 SMOKE_TEST = Component("SmokeTest", "smoke-test")
 SMOKE_TEST_DEPLOYMENT = Child("kubernetes:apps/v1:Deployment", "deployment")
 

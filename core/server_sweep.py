@@ -42,6 +42,7 @@ from core.provider_id_setter import (
     ApiError,
     KubernetesApi,
     Server,
+    in_pool,
     match,
     parse_server,
 )
@@ -278,10 +279,9 @@ def _pool_servers(
     ours: list[BoundServer] = []
     unattached: list[BoundServer] = []
     for server in client.servers.get_all(label_selector=target.selector):
-        networks = {private.network.id for private in server.private_net or []}
-        if target.network_id in networks:
+        if in_pool(_as_server(server), target.pool, target.network_id):
             ours.append(server)
-        elif not networks:
+        elif not server.private_net:
             unattached.append(server)
     return ours, unattached
 
@@ -451,14 +451,15 @@ def _delete_nodes(
 
 
 def _as_server(server: BoundServer) -> Server:
-    """The providerID setter's view of a server: id, name and every address."""
+    """The providerID setter's view of a server: id, name, pool, networks and every address."""
     public = server.public_net
     return parse_server(
         {
             "id": _id(server),
             "name": server.name,
+            "labels": server.labels or {},
             "private_net": [
-                {"ip": private.ip, "alias_ips": private.alias_ips}
+                {"network": private.network.id, "ip": private.ip, "alias_ips": private.alias_ips}
                 for private in server.private_net or []
             ],
             "public_net": {

@@ -15,7 +15,7 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -27,6 +27,7 @@ import yaml
 from core import redaction, safe_yaml, talos_versions, validators
 from core.errors import InputError, bounded
 from core.hetzner import USER_DATA_LIMIT_BYTES
+from core.node_controller import GENERATION_LABEL
 from core.node_labels import label_problem
 from core.redaction import shown
 
@@ -92,6 +93,8 @@ YAML_BOOLEAN_WORDS = frozenset(
     for word in ("y", "yes", "on", "n", "no", "off")
     for form in (word, word.title(), word.upper())
 )
+#: Hex digits of a pool's generation (``generation``).
+GENERATION_LENGTH = 10
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class WorkerConfigSpec:
     node_annotations: dict[str, str] = field(default_factory=dict)
     taints: list[Taint] = field(default_factory=list)
     registry_mirrors: dict[str, list[str]] = field(default_factory=dict)
+    #: The image the pool's servers boot (``boot_image``); with it the config carries its
+    #: generation label.
+    boot_image: str = ""
 
     @property
     def talos(self) -> talos_versions.Version:
@@ -154,6 +160,8 @@ class WorkerConfig:
     warnings: tuple[str, ...] = ()
     #: The patched ``machine`` section, as written into ``yaml`` (for render).
     machine: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: What a node of the pool boots (``generation``); "" without a boot image.
+    generation: str = ""
 
     @property
     def sha256(self) -> str:
@@ -207,6 +215,10 @@ def build_worker_config(
     dropped = [doc for doc in documents if _is_network_document(doc, spec.talos)]
     documents = [doc for doc in documents if not _is_network_document(doc, spec.talos)]
     documents = _place_registry_mirrors(documents, main, spec)
+    machine["nodeLabels"].pop(GENERATION_LABEL, None)  # never part of its own hash
+    found_generation = generation(documents, spec.boot_image) if spec.boot_image else ""
+    if found_generation:
+        machine["nodeLabels"][GENERATION_LABEL] = found_generation
 
     problems = validate_worker_documents(documents, spec)
     if problems:
@@ -235,7 +247,15 @@ def build_worker_config(
         user_data=encode_user_data(text, spec.talos, source),
         warnings=tuple(warnings),
         machine=machine,
+        generation=found_generation,
     )
+
+
+def generation(documents: list[dict[str, Any]], boot_image: str) -> str:
+    """A short hash of what a node boots: its worker config (without the generation label)
+    and its image. Anything else (autoscaler flags, pool sizes) leaves it alone."""
+    canonical = json.dumps(documents, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{boot_image}\n{canonical}".encode()).hexdigest()[:GENERATION_LENGTH]
 
 
 def load_documents(text: str, source: str = "") -> list[dict[str, Any]]:
@@ -854,7 +874,9 @@ def redact(text: str) -> str:
     return dump_documents([redaction.redact(doc) for doc in load_documents(text)])
 
 
-def pool_worker_spec(stack: StackConfig, group: NodeGroup, subnet: str) -> WorkerConfigSpec:
+def pool_worker_spec(
+    stack: StackConfig, group: NodeGroup, subnet: str, boot_image: str = ""
+) -> WorkerConfigSpec:
     """One pool's spec: stack-wide Talos settings plus the pool's labels and taints.
 
     The legacy format hands one config to every pool, so it carries no pool labels.
@@ -871,6 +893,7 @@ def pool_worker_spec(stack: StackConfig, group: NodeGroup, subnet: str) -> Worke
         node_annotations={**stack.talos.node_annotations, **group.node_annotations},
         taints=[] if legacy else list(group.taints),
         registry_mirrors=stack.talos.registry_mirrors,
+        boot_image=boot_image,
     )
 
 
@@ -890,15 +913,18 @@ def pool_node_labels(group: NodeGroup) -> dict[str, str]:
     }
 
 
-def render_worker_configs(stack: StackConfig, subnet: str) -> dict[str, WorkerConfig]:
-    """The worker config of every pool (the base config must be readable)."""
+def render_worker_configs(
+    stack: StackConfig, subnet: str, boot_images: Mapping[str, str] | None = None
+) -> dict[str, WorkerConfig]:
+    """The worker config of every pool (the base config must be readable); with each pool's
+    boot image (``StackPlan.boot_images``) it carries the pool's generation label."""
     if stack.base_documents is None:
         raise ValueError("the base worker config is encrypted; it cannot be rendered offline")
     written: dict[str, str] = {}
     return {
         group.name: build_worker_config(
             stack.base_documents,
-            pool_worker_spec(stack, group, subnet),
+            pool_worker_spec(stack, group, subnet, (boot_images or {}).get(group.name, "")),
             source=f"of pool {group.name} (from {stack.worker_config_key})",
             written=written,
         )

@@ -6,7 +6,10 @@ certificate its client CA signed (else 401 ``Status``), ``GET /api/v1/nodes`` wi
 ``DELETE /api/v1/nodes/{name}`` (a Node is not returned on delete: the answer is a
 ``Success`` Status, as the API server's node storage does), ``GET
 /api/v1/namespaces/{namespace}/pods`` (an empty list for a namespace that does not
-exist), and the API server's Node update rule that ``spec.providerID`` may only go
+exist) and ``GET /api/v1/pods?fieldSelector=spec.nodeName=<node>``, ``GET`` of a ConfigMap, the Eviction API
+(``POST .../pods/{name}/eviction``: 201, 404 for a pod that is gone, 429 while
+``refused_evictions`` says a PodDisruptionBudget refuses; an evicted pod goes at once, as with
+a zero grace period), ``POST /api/v1/namespaces/{namespace}/events``, and the API server's Node update rule that ``spec.providerID`` may only go
 from empty to a value, refused with its own 422 ``Status``. A self-signed certificate
 for 127.0.0.1 is written as ``ca.crt`` next to a ``token`` file, like a ServiceAccount
 mount; ``write_kubeconfig`` writes a kubeconfig for it as a user would have one.
@@ -43,6 +46,13 @@ class KubernetesState:
     requests: list[tuple[str, str]] = field(default_factory=list)
     #: Statuses to answer the next requests with, one per request (e.g. 500, 503).
     failures: list[int] = field(default_factory=list)
+    #: Pods (namespace, name) whose eviction a PodDisruptionBudget refuses (429), and how many
+    #: more times (-1: always).
+    refused_evictions: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Events created (``POST /api/v1/namespaces/{namespace}/events``).
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: ConfigMaps by (namespace, name), read with ``GET``.
+    config_maps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 class KubernetesApiStandIn(LoopbackServer):
@@ -70,7 +80,7 @@ class KubernetesApiStandIn(LoopbackServer):
         context.load_cert_chain(directory / "ca.crt", directory / "tls.key")
         context.verify_mode = ssl.CERT_OPTIONAL  # a client certificate is one way to log in
         context.load_verify_locations(directory / "client-ca.crt")
-        super().__init__(answering(self._answer, ("GET", "PATCH", "DELETE")), tls=context)
+        super().__init__(answering(self._answer, ("GET", "POST", "PATCH", "DELETE")), tls=context)
         self._lock = threading.Lock()
         self._uids = itertools.count(1)
         self._versions = itertools.count(100)
@@ -124,19 +134,45 @@ class KubernetesApiStandIn(LoopbackServer):
         return node
 
     def add_pod(
-        self, namespace: str, name: str, command: list[str], *, phase: str = "Running"
+        self,
+        namespace: str,
+        name: str,
+        command: list[str],
+        *,
+        phase: str = "Running",
+        node: str | None = None,
+        owner_kind: str | None = None,
+        annotations: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A pod with one container running ``command``."""
+        """A pod with one container running ``command``, on ``node``, owned by a controller
+        of ``owner_kind`` (``ReplicaSet``, ``DaemonSet``)."""
+        metadata: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"00000000-0000-4000-9000-{next(self._uids):012d}",
+            "resourceVersion": str(next(self._versions)),
+            "annotations": dict(annotations or {}),
+        }
+        if owner_kind:
+            metadata["ownerReferences"] = [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": owner_kind,
+                    "name": f"{name}-owner",
+                    "uid": f"00000000-0000-4000-a000-{next(self._uids):012d}",
+                    "controller": True,
+                }
+            ]
+        spec: dict[str, Any] = {
+            "containers": [{"name": "main", "image": "example", "command": command}]
+        }
+        if node:
+            spec["nodeName"] = node
         pod = {
             "kind": "Pod",
             "apiVersion": "v1",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "uid": f"00000000-0000-4000-9000-{next(self._uids):012d}",
-                "resourceVersion": str(next(self._versions)),
-            },
-            "spec": {"containers": [{"name": "main", "image": "example", "command": command}]},
+            "metadata": metadata,
+            "spec": spec,
             "status": {"phase": phase},
         }
         with self._lock:
@@ -228,6 +264,21 @@ class KubernetesApiStandIn(LoopbackServer):
         parsed = urlparse(target)
         parts = [unquote(part) for part in parsed.path.strip("/").split("/")]
         query = {key: values[0] for key, values in parse_qs(parsed.query).items()}
+        if parts == ["api", "v1", "pods"] and method == "GET":
+            wanted = query.get("fieldSelector", "").removeprefix("spec.nodeName=")
+            on_node = {
+                f"{namespace}/{name}": pod
+                for (namespace, name), pod in self.state.pods.items()
+                if not wanted or pod["spec"].get("nodeName") == wanted
+            }
+            return 200, self._list("PodList", on_node, query)
+        if parts[:3] == ["api", "v1", "namespaces"] and method == "POST":
+            return self._post(parts[3:], raw)
+        if len(parts) == 6 and parts[4] == "configmaps" and method == "GET":
+            found = self.state.config_maps.get((parts[3], parts[5]))
+            if found is None:
+                return _status(404, "NotFound", f'configmaps "{parts[5]}" not found')
+            return 200, found
         if (
             len(parts) == 5
             and parts[:3] == ["api", "v1", "namespaces"]
@@ -266,6 +317,30 @@ class KubernetesApiStandIn(LoopbackServer):
                     },
                 }
         return _status(405, "MethodNotAllowed", "the server does not allow this method")
+
+    def _post(self, parts: list[str], raw: bytes) -> tuple[int, Any]:
+        """Evictions and Events (``parts`` after ``/api/v1/namespaces``)."""
+        body = json.loads(raw or b"{}")
+        if len(parts) == 2 and parts[1] == "events":
+            event = {**body, "metadata": {**body.get("metadata", {}), "namespace": parts[0]}}
+            self.state.events.append(event)
+            return 201, event
+        if len(parts) == 4 and parts[1] == "pods" and parts[3] == "eviction":
+            key = (parts[0], parts[2])
+            if key not in self.state.pods:
+                return _status(404, "NotFound", f'pods "{parts[2]}" not found')
+            remaining = self.state.refused_evictions.get(key, 0)
+            if remaining:
+                if remaining > 0:
+                    self.state.refused_evictions[key] = remaining - 1
+                return _status(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                )
+            del self.state.pods[key]
+            return 201, {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
+        return _status(404, "NotFound", "the server could not find the requested resource")
 
     def _list(
         self, kind: str, objects: dict[str, dict[str, Any]], query: dict[str, str]

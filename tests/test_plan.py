@@ -82,6 +82,26 @@ def test_the_dev_plan_names_every_resource_the_program_registers() -> None:
         PlannedResource(
             "kubernetes:apps/v1:Deployment", "provider-id-setter-deployment", "provider-id-setter"
         ),
+        PlannedResource(f"{C}:NodeController", "node-controller"),
+        PlannedResource(
+            "kubernetes:core/v1:ConfigMap", "node-controller-script", "node-controller"
+        ),
+        PlannedResource(
+            "kubernetes:core/v1:ServiceAccount", "node-controller-account", "node-controller"
+        ),
+        PlannedResource(
+            "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
+            "node-controller-role",
+            "node-controller",
+        ),
+        PlannedResource(
+            "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
+            "node-controller-binding",
+            "node-controller",
+        ),
+        PlannedResource(
+            "kubernetes:apps/v1:Deployment", "node-controller-deployment", "node-controller"
+        ),
     )
 
 

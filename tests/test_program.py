@@ -16,7 +16,8 @@ from manifest_paths import package_values, pod_spec, required_node_terms
 
 from core.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
 from core.config import parse_stack_config, sections_from_flat_config
-from core.talos_config import WorkerConfig, render_worker_configs, worker_configs_sha256
+from core.plan import plan_stack
+from core.talos_config import WorkerConfig, worker_configs_sha256
 
 MAIN = REPO / "__main__.py"
 NETWORK = "hcloud:index/network:Network"
@@ -140,7 +141,7 @@ def rendered_configs(config: dict[str, Any]) -> dict[str, WorkerConfig]:
     """What the program should hand each pool's servers, rendered independently."""
     sections, token = sections_from_flat_config(config)
     stack = parse_stack_config(sections, token, REPO)
-    return render_worker_configs(stack, stack.network.subnet)
+    return plan_stack(stack).worker_configs(stack.network.subnet)
 
 
 def rendered_user_data(config: dict[str, Any], pool: str) -> str:
@@ -160,6 +161,7 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
         "AutoscaledServers",
         "AutoscalerSecrets",
         "ClusterAutoscaler",
+        "NodeController",
         "PrivateNetwork",
         "ProviderIdSetter",
         "TalosImage",
@@ -237,8 +239,65 @@ def test_dev_stack_registers_the_whole_graph_wired_by_outputs(pulumi_runtime: Mo
     )
     assert "smokeTestWatch" not in exports
     assert [d.name for d in pulumi_runtime.by_type("kubernetes:apps/v1:Deployment")] == [
-        "provider-id-setter-deployment"
+        "provider-id-setter-deployment",
+        "node-controller-deployment",
     ]
+    generations = {pool: c.generation for pool, c in rendered_configs(config).items()}
+    assert exports["poolGenerations"].value == generations
+    assert len(generations["workers-fsn1"]) == 10
+
+
+def test_the_node_controller_is_wired_from_the_network_and_the_generations(
+    pulumi_runtime: MockRuntime,
+) -> None:
+    config = dev_config()
+    exports = pulumi_runtime.run(MAIN, config)
+    config_map = pulumi_runtime.named("node-controller-script")
+    data = config_map.inputs["data"]
+    # Both scripts byte for byte: the controller imports the setter's clients from its side.
+    for name in ("node_controller.py", "provider_id_setter.py"):
+        assert data[name].encode() == (REPO / "core" / name).read_bytes()
+    settings = json.loads(data["config.json"])
+    assert settings == {
+        "networkId": int(exports["networkId"].value),
+        "pools": exports["poolGenerations"].value,
+        "strategy": "replace",
+        "maxUnavailable": 1,
+        "drainTimeoutSeconds": 600,
+    }
+    deployment = pulumi_runtime.named("node-controller-deployment")
+    pod = pod_spec(deployment.inputs)
+    container = pod["containers"][0]
+    (mount,) = container["volumeMounts"]
+    assert container["command"][-1] == f"{mount['mountPath']}/node_controller.py"
+    assert {"name": "NODE_CONTROLLER_CONFIG", "value": f"{mount['mountPath']}/config.json"} in (
+        container["env"]
+    )
+    token = next(env for env in container["env"] if env["name"] == "HCLOUD_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "hetzner-credentials", "key": "token"}
+    credentials = secret_named(pulumi_runtime, "hetzner-credentials")
+    network = pulumi_runtime.named("network-network")
+    assert {credentials.urn, network.urn} <= config_map.dependencies | deployment.dependencies
+    role = pulumi_runtime.named("node-controller-role")
+    assert {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]} in (
+        role.inputs["rules"]
+    )
+
+    paused = dev_config()
+    paused["hcloud-talos-autoscaler:autoscaler"]["rollout"] = {
+        "strategy": "none",
+        "maxUnavailable": 2,
+        "drainTimeout": 30,
+    }
+    pulumi_runtime.run(MAIN, paused)
+    settings = json.loads(
+        pulumi_runtime.named("node-controller-script").inputs["data"]["config.json"]
+    )
+    assert (settings["strategy"], settings["maxUnavailable"], settings["drainTimeoutSeconds"]) == (
+        "none",
+        2,
+        1800,
+    )
 
 
 def test_no_export_or_resource_name_carries_secret_material(pulumi_runtime: MockRuntime) -> None:
@@ -274,7 +333,7 @@ def test_mixed_helm_stack_builds_two_snapshots_and_both_images(pulumi_runtime: M
     assert autoscaler.inputs["values"]["cloudProvider"] == "hetzner"
     assert autoscaler.inputs["values"]["extraEnv"]["HCLOUD_FIREWALL"] == "prod-nodes"
     assert set(releases) == {"cluster-autoscaler-hetzner"}  # no Talos CCM any more
-    setter = pulumi_runtime.one("kubernetes:apps/v1:Deployment")
+    setter = pulumi_runtime.named("provider-id-setter-deployment")
     assert setter.inputs["metadata"]["namespace"] == "cluster-autoscaler"
 
     decoded = json.loads(
@@ -365,6 +424,7 @@ OUTPUT_CONTRACT = {
     "credentialsSecret",
     "talosConfigSecret",
     "workerConfigSha256",
+    "poolGenerations",
     "autoscalerRelease",
     "autoscalerLogsTarget",
     "kubectlLogs",
@@ -418,12 +478,17 @@ def test_a_new_stack_previews_with_unknown_ids_and_no_error(pulumi_preview: Mock
         "AutoscalerSecrets",
         "ClusterAutoscaler",
         "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "ConfigMap",
+        "ConfigMap",
+        "Deployment",
         "Deployment",
         "Namespace",
         "Network",
         "NetworkSubnet",
+        "NodeController",
         "Package",
         "PoolServers",
         "PrivateNetwork",
@@ -431,6 +496,7 @@ def test_a_new_stack_previews_with_unknown_ids_and_no_error(pulumi_preview: Mock
         "Resource",
         "Secret",
         "Secret",
+        "ServiceAccount",
         "ServiceAccount",
         "TalosImage",
     ]
@@ -493,7 +559,7 @@ def test_the_registered_config_map_holds_the_tested_script_byte_for_byte(
 ) -> None:
     pulumi_runtime.run(MAIN, dev_config())
     script = (REPO / "core" / "provider_id_setter.py").read_bytes()
-    config_map = pulumi_runtime.one("kubernetes:core/v1:ConfigMap")
+    config_map = pulumi_runtime.named("provider-id-setter-script")
     deployment = next(
         d
         for d in pulumi_runtime.by_type("kubernetes:apps/v1:Deployment")
@@ -518,7 +584,9 @@ def test_provider_id_none_deploys_no_setter_and_warns(
     config["hcloud-talos-autoscaler:autoscaler"]["providerId"] = "none"
     pulumi_runtime.run(MAIN, config)
     assert pulumi_runtime.by_type(SETTER_COMPONENT) == []
-    assert pulumi_runtime.by_type("kubernetes:apps/v1:Deployment") == []
+    assert [
+        deployment.name for deployment in pulumi_runtime.by_type("kubernetes:apps/v1:Deployment")
+    ] == ["node-controller-deployment"]
     assert any("autoscaler.providerId is none" in warning for warning in warnings)
 
 

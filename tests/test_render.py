@@ -99,6 +99,7 @@ def test_render_writes_redacted_worker_configs_and_autoscaler_manifests(tmp_path
     assert sorted(p.name for p in out.iterdir()) == [
         "cluster-config.json",
         "helm-values.yaml",
+        "node-controller.yaml",
         "provider-id-setter.yaml",
         "worker-arm-fsn1.yaml",
         "worker-general-fsn1.yaml",

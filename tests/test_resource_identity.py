@@ -44,6 +44,13 @@ COMMON = [
     f"{C}:ProviderIdSetter$kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding::"
     "provider-id-setter-binding",
     f"{C}:TalosImage$pulumi-python:dynamic:Resource::talos-image-amd64",
+    f"{C}:NodeController$kubernetes:apps/v1:Deployment::node-controller-deployment",
+    f"{C}:NodeController$kubernetes:core/v1:ConfigMap::node-controller-script",
+    f"{C}:NodeController$kubernetes:core/v1:ServiceAccount::node-controller-account",
+    f"{C}:NodeController$kubernetes:rbac.authorization.k8s.io/v1:ClusterRole::node-controller-role",
+    f"{C}:NodeController$kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding::"
+    "node-controller-binding",
+    f"pulumi:pulumi:Stack${C}:NodeController::node-controller",
     f"pulumi:pulumi:Stack${C}:AutoscaledServers::autoscaled-servers",
     f"pulumi:pulumi:Stack${C}:AutoscalerSecrets::autoscaler-secrets",
     f"pulumi:pulumi:Stack${C}:ClusterAutoscaler::autoscaler",

@@ -624,6 +624,16 @@ class ResourceRequirements(ConfigModel):
     limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
+class RolloutSettings(ConfigModel):
+    """How running nodes of an outdated generation are replaced (README, Upgrading)."""
+
+    strategy: Literal["replace", "none"] = "replace"
+    #: Nodes of the stack drained at once.
+    max_unavailable: int = Field(default=1, ge=1, le=1000)
+    #: Minutes a drain may take before the node is uncordoned and left.
+    drain_timeout: int = Field(default=10, ge=1, le=1440)
+
+
 class AutoscalerSettings(ConfigModel):
     deploy: Literal["package", "helm"] = "package"
     namespace: str = COZYSTACK_NAMESPACE
@@ -656,6 +666,7 @@ class AutoscalerSettings(ConfigModel):
     expander: Literal["priority"] | None = None
     #: Any chart values, merged last (maps merge key by key, anything else replaces).
     values: dict[str, Any] = Field(default_factory=dict)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
 
     @field_validator("priority_class_name")
     @classmethod
