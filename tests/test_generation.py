@@ -87,7 +87,7 @@ def test_the_label_itself_is_not_part_of_the_hash() -> None:
     (config,) = plan.worker_configs(plan.network.subnet).values()
     # A base config that already carries the label (copied from a running node) boots the
     # same: its value is replaced, never hashed.
-    documents = copy.deepcopy(plan.stack.base_documents) or []
+    documents: list[dict[str, Any]] = copy.deepcopy(list(plan.stack.base_documents or []))
     documents[0].setdefault("machine", {}).setdefault("nodeLabels", {})[GENERATION_LABEL] = "old"
     relabelled = plan_of(
         "dev", {"talos.workerConfigFile": None, "talos.workerConfig": yaml.safe_dump_all(documents)}
