@@ -14,9 +14,10 @@ keep the old one until they are replaced; this loop replaces them:
 - at most ``maxUnavailable`` nodes of the stack drained at once: cordon (annotated, so a
   restarted controller resumes), evict every pod through the Eviction API (policy/v1: the API
   server refuses with 429 while a PodDisruptionBudget allows no disruption; retried every
-  pass), DaemonSet and mirror pods skipped; when the node holds nothing more, delete its
-  Hetzner server, then the Node. The autoscaler creates a replacement from the current config
-  when the evicted pods need one;
+  pass), DaemonSet and mirror pods skipped; a pod no controller owns is never evicted (it
+  would be lost; ``kubectl drain`` refuses it too): the drain is given up at once. When the
+  node holds nothing more, delete its Hetzner server, then the Node. The autoscaler creates a
+  replacement from the current config when the evicted pods need one;
 - a drain that has not finished within ``drainTimeoutSeconds`` is given up: the node is
   uncordoned, annotated, reported (a log line and a Warning Event on the Node) and left for
   ``retryFailedSeconds`` while the others go on.
@@ -208,6 +209,8 @@ class EvictablePod:
     namespace: str
     name: str
     terminating: bool
+    #: A controller (ReplicaSet, StatefulSet, Job, ...) recreates it elsewhere.
+    managed: bool = True
 
 
 def pods_to_evict(pods: Sequence[Mapping[str, Any]]) -> list[EvictablePod]:
@@ -227,6 +230,7 @@ def pods_to_evict(pods: Sequence[Mapping[str, Any]]) -> list[EvictablePod]:
                 str(metadata.get("namespace", "")),
                 str(metadata.get("name", "")),
                 bool(metadata.get("deletionTimestamp")),
+                any(owner.get("controller") for owner in owners),
             )
         )
     return found
@@ -336,6 +340,9 @@ class NodeController:
     hetzner: ServerApi
     cluster: ClusterApi
     read_config: Callable[[], RolloutConfig]
+    #: Seconds between passes while a drain is under way, and while none is.
+    drain_loop_seconds: float = DRAIN_LOOP_SECONDS
+    idle_seconds: float = IDLE_SECONDS
     failures: int = 0
     #: Node uid -> when an unproven or given-up node is looked at again.
     _hold: dict[str, float] = field(default_factory=dict)
@@ -347,11 +354,11 @@ class NodeController:
             busy = self._pass(now)
         except (ApiError, OSError, ValueError, KeyError) as error:
             self.failures += 1
-            delay = min(DRAIN_LOOP_SECONDS * 2**self.failures, MAX_BACKOFF_SECONDS)
+            delay = min(self.drain_loop_seconds * 2**self.failures, MAX_BACKOFF_SECONDS)
             log.error("%s; retrying in %.0f s", error, delay)
             return delay
         self.failures = 0
-        return DRAIN_LOOP_SECONDS if busy else IDLE_SECONDS
+        return self.drain_loop_seconds if busy else self.idle_seconds
 
     def _pass(self, now: float) -> bool:
         """One look at every node; True while a drain is under way."""
@@ -467,6 +474,11 @@ class NodeController:
         if not pods:
             self._replace(node, server, config)
             return
+        unmanaged = [pod for pod in pods if not pod.managed and not pod.terminating]
+        if unmanaged:  # as kubectl drain without --force: an evicted one would be lost
+            names = ", ".join(f"{pod.namespace}/{pod.name}" for pod in unmanaged)
+            self._give_up(node, f"pods no controller would recreate: {names}", now)
+            return
         started = node.draining_since if node.draining_since is not None else now
         if now - started >= config.drain_timeout:
             refused = ", ".join(f"{pod.namespace}/{pod.name}" for pod in pods)
@@ -559,6 +571,10 @@ def main() -> int:
         ),
         lambda: RolloutConfig.read(config_file),
     )
+    if env.get("NODE_CONTROLLER_LOOP_SECONDS"):  # tests: both loops faster
+        controller.drain_loop_seconds = controller.idle_seconds = float(
+            env["NODE_CONTROLLER_LOOP_SECONDS"]
+        )
     log.info("replacing outdated autoscaled nodes as %s says", config_file)
     while True:
         time.sleep(controller.run_once(time.time()))

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from image_builder.stand_ins import HetznerEmulator
 from kubernetes_stand_in import KubernetesApiStandIn
 
+from core.manifests import CONTROLLER_COMMAND
 from core.node_controller import (
     DRAIN_FAILED_ANNOTATION,
     DRAINING_ANNOTATION,
@@ -481,3 +490,77 @@ def test_a_bad_config_file_is_reported_and_retried(
 def test_a_read_only_token_cannot_delete_and_says_so(hetzner_api: HetznerEmulator) -> None:
     with pytest.raises(ApiError, match="401"):
         ServerApi(hetzner_api.endpoint, "read-only").delete_server(1)
+
+
+def test_a_pod_no_controller_recreates_is_never_evicted(
+    hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
+) -> None:
+    server = pool_node(hetzner_api, kubernetes_api, "workers-fsn1-a", "10.100.0.3")
+    kubernetes_api.add_pod("debug", "shell", ["sh"], node="workers-fsn1-a")
+    loop = controller(hetzner_api, kubernetes_api, Stack(rollout()))
+    loop.run_once(now=0)
+    loop.run_once(now=10)
+
+    assert ("debug", "shell") in kubernetes_api.state.pods
+    assert server in hetzner_api.state.servers
+    assert cordoned(kubernetes_api) == []
+    assert (
+        "pods no controller would recreate: debug/shell"
+        in (node_annotations(kubernetes_api, "workers-fsn1-a")[DRAIN_FAILED_ANNOTATION])
+    )
+
+
+def run_controller(
+    folder: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
+) -> subprocess.Popen[str]:
+    """The script as its Deployment runs it: from the ConfigMap's folder, next to the setter's."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HCLOUD_TOKEN": "test-token",
+        "HCLOUD_ENDPOINT": hetzner_api.endpoint,
+        "KUBERNETES_SERVICE_HOST": kubernetes_api.host,
+        "KUBERNETES_SERVICE_PORT": str(kubernetes_api.port),
+        "NODE_CONTROLLER_SERVICE_ACCOUNT_DIR": str(kubernetes_api.service_account_dir),
+        "NODE_CONTROLLER_CONFIG": str(folder / "config.json"),
+        "NODE_CONTROLLER_LOOP_SECONDS": "0.2",
+    }
+    return subprocess.Popen(
+        [sys.executable, *CONTROLLER_COMMAND[1:-1], str(folder / "node_controller.py")],
+        cwd="/",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_the_script_runs_from_the_config_map_folder(
+    tmp_path: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
+) -> None:
+    folder = tmp_path / "opt"
+    folder.mkdir()
+    core = Path(__file__).resolve().parent.parent / "core"
+    for name in ("node_controller.py", "provider_id_setter.py"):
+        shutil.copy(core / name, folder / name)
+    (folder / "config.json").write_text(
+        json.dumps({"networkId": NETWORK, "pools": {POOL: NEW}, "drainTimeoutSeconds": 60})
+    )
+    server = pool_node(hetzner_api, kubernetes_api, "workers-fsn1-a", "10.100.0.3")
+    kubernetes_api.add_pod("shop", "web", ["nginx"], node="workers-fsn1-a", owner_kind="ReplicaSet")
+    process = run_controller(folder, hetzner_api, kubernetes_api)
+    try:
+        deadline = time.monotonic() + 60
+        while "workers-fsn1-a" in kubernetes_api.state.nodes and time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            time.sleep(0.05)
+        assert "workers-fsn1-a" not in kubernetes_api.state.nodes
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = process.stdout.read() if process.stdout else ""
+    assert server not in hetzner_api.state.servers
+    assert "evicted shop/web" in output
+    assert f"drained; deleted server {server}" in output
