@@ -397,18 +397,25 @@ class NodeController:
                 break
             if node.unschedulable:
                 self._hold[node.uid] = now + UNPROVEN_RECHECK_SECONDS
-                log.info("node %s: cordoned by someone else; left alone", node.name)
+                log.info(
+                    "node %s (pool %s, generation %s, current %s): cordoned by someone else; "
+                    "left alone",
+                    node.name,
+                    node.pool,
+                    node.generation or "(none)",
+                    config.pools[node.pool],
+                )
                 continue
             server = prove(node, servers, config)
             if server is None:
                 self._hold[node.uid] = now + UNPROVEN_RECHECK_SECONDS
                 log.info(
-                    "node %s: labelled pool %s, generation %s, but no server of this stack's "
-                    "pool %s in network %s has its name and address; left alone",
+                    "node %s: labelled pool %s, generation %s (current %s), but no server of "
+                    "this stack's pool in network %s has its name and address; left alone",
                     node.name,
                     node.pool,
                     node.generation or "(none)",
-                    node.pool,
+                    config.pools[node.pool],
                     config.network_id,
                 )
                 continue
@@ -463,11 +470,11 @@ class NodeController:
         self, node: PoolNode, servers: list[Server], config: RolloutConfig, now: float
     ) -> None:
         if not outdated(node, config):
-            self._give_up(node, "its generation is its pool's current one again", now)
+            self._give_up(node, "its generation is its pool's current one again", now, config)
             return
         server = self._servers.get(node.uid) or prove(node, servers, config)
         if server is None:  # no longer provable (its server went): give the node back
-            self._give_up(node, "its server is no longer this stack's pool's", now)
+            self._give_up(node, "its server is no longer this stack's pool's", now, config)
             return
         self._servers[node.uid] = server
         pods = pods_to_evict(self.cluster.pods_on(node.name))
@@ -477,7 +484,7 @@ class NodeController:
         unmanaged = [pod for pod in pods if not pod.managed and not pod.terminating]
         if unmanaged:  # as kubectl drain without --force: an evicted one would be lost
             names = ", ".join(f"{pod.namespace}/{pod.name}" for pod in unmanaged)
-            self._give_up(node, f"pods no controller would recreate: {names}", now)
+            self._give_up(node, f"pods no controller would recreate: {names}", now, config)
             return
         started = node.draining_since if node.draining_since is not None else now
         if now - started >= config.drain_timeout:
@@ -486,6 +493,7 @@ class NodeController:
                 node,
                 f"drain did not finish within {config.drain_timeout:.0f} s; pods left: {refused}",
                 now,
+                config,
             )
             return
         for pod in pods:
@@ -518,7 +526,7 @@ class NodeController:
         self._servers.pop(node.uid, None)
         log.info("node %s: deleted; the autoscaler replaces it when pods need one", node.name)
 
-    def _give_up(self, node: PoolNode, reason: str, now: float) -> None:
+    def _give_up(self, node: PoolNode, reason: str, now: float, config: RolloutConfig) -> None:
         present = self.cluster.patch_node(
             node.name,
             {
@@ -536,10 +544,12 @@ class NodeController:
             return
         self._hold[node.uid] = now + RETRY_FAILED_SECONDS
         log.warning(
-            "node %s (pool %s, generation %s): %s; uncordoned and left, tried again in %.0f min",
+            "node %s (pool %s, generation %s, current %s): %s; uncordoned and left, tried again "
+            "in %.0f min",
             node.name,
             node.pool,
             node.generation or "(none)",
+            config.pools.get(node.pool, "(pool removed)"),
             reason,
             RETRY_FAILED_SECONDS / 60,
         )

@@ -152,3 +152,22 @@ def test_an_unreachable_cluster_is_an_error_naming_why(
 
     assert code == 1
     assert "error: the cluster could not be read:" in capsys.readouterr().err
+
+
+def test_a_stack_file_ahead_of_the_deployed_controller_says_an_up_is_pending(
+    kubernetes_api: KubernetesApiStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubernetes_api.state.config_maps[(NAMESPACE, "node-controller")] = {
+        "data": {"config.json": json.dumps({"networkId": 1, "pools": {POOL: "0123456789"}})}
+    }
+    add(kubernetes_api, "workers-fsn1-a", "0123456789")
+    kubeconfig = kubernetes_api.write_kubeconfig(tmp_path / "kubeconfig")
+
+    code = main(
+        ["nodes", "--stack", "dev", "--project-dir", str(REPO)], {"KUBECONFIG": str(kubeconfig)}
+    )
+
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "`pulumi up` has not applied them yet" in out
+    assert "0123456789 (current)" in out  # judged as the running controller judges it

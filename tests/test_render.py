@@ -16,7 +16,9 @@ from kubernetes_stand_in import KubernetesApiStandIn
 from manifest_paths import pod_spec
 from test_provider_id_setter import run_standalone_until_registered
 
+from core.config.parse import read_stack_file
 from core.manifests import provider_id_setter_manifests
+from core.plan import plan_stack
 
 
 def run_render(*args: str, project_dir: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -229,3 +231,35 @@ def test_render_says_what_destroy_does_with_the_autoscaled_servers(tmp_path: Pat
     assert "on destroy or the pool's removal keeps them (autoscaler.keepServersOnDestroy)" in (
         kept.stdout
     )
+
+
+def test_render_shows_each_pools_generation_and_writes_the_node_controller(
+    tmp_path: Path,
+) -> None:
+    plan = plan_stack(read_stack_file(REPO, "prod")[0])
+    generations = plan.generations(plan.network.subnet)
+    out = tmp_path / "out"
+    result = run_render("--stack", "prod", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    for pool, generation in generations.items():
+        assert f"hcloud-talos-autoscaler/generation={generation}" in result.stdout
+        worker = yaml.safe_load_all((out / f"worker-{pool}.yaml").read_text())
+        labels = next(iter(worker))["machine"]["nodeLabels"]
+        assert labels["hcloud-talos-autoscaler/generation"] == generation
+    assert f"    generation       {generations['arm-fsn1']} (boots talos " in result.stdout
+    assert 'NodeController "node-controller"' in result.stdout
+    manifests = list(yaml.safe_load_all((out / "node-controller.yaml").read_text()))
+    assert [manifest["kind"] for manifest in manifests] == [
+        "ConfigMap",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+    ]
+    data = manifests[0]["data"]
+    for name in ("node_controller.py", "provider_id_setter.py"):
+        assert data[name] == (REPO / "core" / name).read_text()
+    settings = json.loads(data["config.json"])
+    assert settings["pools"] == generations
+    assert settings["networkId"] == f"<id of network {plan.network.shown_name}>"
+    assert (settings["strategy"], settings["maxUnavailable"]) == ("replace", 1)
