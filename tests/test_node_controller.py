@@ -195,6 +195,13 @@ def test_nodes_it_cannot_prove_are_the_stacks_are_never_touched(
     kubernetes_api.add_node("workers-fsn1-pool", internal_ip="10.100.0.11", labels=labels)
     # A pool this stack does not have.
     pool_node(hetzner_api, kubernetes_api, "batch-1", "10.100.0.12", pool="batch")
+    # The legacy format: the node carries no pool label, only the generation.
+    hetzner_api.add_server(
+        "workers-fsn1-legacy", {"hcloud/node-group": POOL}, private_ips={NETWORK: "10.100.0.14"}
+    )
+    kubernetes_api.add_node(
+        "workers-fsn1-legacy", internal_ip="10.100.0.14", labels={GENERATION_LABEL: OLD}
+    )
     # Someone else cordoned it (maintenance): not ours to uncordon.
     pool_node(hetzner_api, kubernetes_api, "workers-fsn1-held", "10.100.0.13")
     kubernetes_api.state.nodes["workers-fsn1-held"]["spec"]["unschedulable"] = True
