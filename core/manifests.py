@@ -210,6 +210,14 @@ def node_controller_manifests(
                 "value": f"{CONTROLLER_DIR}/{CONTROLLER_CONFIG_FILE}",
             },
         ],
+        "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
+        # The loop reports itself overdue after it missed its schedule by two minutes.
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "health"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 30,
+            "failureThreshold": 3,
+        },
         "resources": {
             "requests": {"cpu": "10m", "memory": "32Mi"},
             "limits": {"cpu": "100m", "memory": "64Mi"},

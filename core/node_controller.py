@@ -29,6 +29,8 @@ ConfigMap's ``config.json``: ``networkId``, ``pools`` (pool -> current generatio
 every pass, so a new generation needs no restart. ``HCLOUD_TOKEN`` must be allowed to delete
 servers.
 
+``GET /healthz`` (port 8080) answers 200 while the loop runs on time.
+
 Request budget: one Node list per pass (every 60 s while nothing is to be done); the Hetzner
 server list only when an outdated node is to be proven (again after 15 minutes at most while
 it waits); while draining, one pass every 10 s: a pod list per drained node and one eviction
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING or __package__:  # imported from the repository (tests, the nodes command)
     from core.provider_id_setter import (
         DEFAULT_HCLOUD_ENDPOINT,
+        LIVENESS_GRACE_SECONDS,
         NODE_GROUP_LABEL,
         PROVIDER_ID_PREFIX,
         SERVICE_ACCOUNT_DIR,
@@ -64,10 +67,12 @@ if TYPE_CHECKING or __package__:  # imported from the repository (tests, the nod
         match,
         parse_node,
         request_json,
+        serve_health,
     )
 else:  # run from the ConfigMap, next to provider_id_setter.py
     from provider_id_setter import (
         DEFAULT_HCLOUD_ENDPOINT,
+        LIVENESS_GRACE_SECONDS,
         NODE_GROUP_LABEL,
         PROVIDER_ID_PREFIX,
         SERVICE_ACCOUNT_DIR,
@@ -79,6 +84,7 @@ else:  # run from the ConfigMap, next to provider_id_setter.py
         match,
         parse_node,
         request_json,
+        serve_health,
     )
 
 #: On every autoscaled node (its pool's worker config): what it booted.
@@ -344,6 +350,8 @@ class NodeController:
     drain_loop_seconds: float = DRAIN_LOOP_SECONDS
     idle_seconds: float = IDLE_SECONDS
     failures: int = 0
+    #: /healthz fails after this (wall-clock) time: the loop is overdue.
+    alive_until: float = 0.0
     #: Node uid -> when an unproven or given-up node is looked at again.
     _hold: dict[str, float] = field(default_factory=dict)
     #: Node uid -> its server, proven when its drain began.
@@ -356,9 +364,11 @@ class NodeController:
             self.failures += 1
             delay = min(self.drain_loop_seconds * 2**self.failures, MAX_BACKOFF_SECONDS)
             log.error("%s; retrying in %.0f s", error, delay)
-            return delay
-        self.failures = 0
-        return self.drain_loop_seconds if busy else self.idle_seconds
+        else:
+            self.failures = 0
+            delay = self.drain_loop_seconds if busy else self.idle_seconds
+        self.alive_until = now + delay + LIVENESS_GRACE_SECONDS
+        return delay
 
     def _pass(self, now: float) -> bool:
         """One look at every node; True while a drain is under way."""
@@ -585,6 +595,8 @@ def main() -> int:
         controller.drain_loop_seconds = controller.idle_seconds = float(
             env["NODE_CONTROLLER_LOOP_SECONDS"]
         )
+    controller.alive_until = time.time() + LIVENESS_GRACE_SECONDS
+    serve_health(controller, int(env.get("NODE_CONTROLLER_HEALTH_PORT", "8080")), time.time)
     log.info("replacing outdated autoscaled nodes as %s says", config_file)
     while True:
         time.sleep(controller.run_once(time.time()))

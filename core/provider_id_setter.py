@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 PROVIDER_ID_PREFIX = "hcloud://"
 #: Label the autoscaler puts on every server it creates (hetzner_cloud_provider.go).
@@ -420,9 +420,13 @@ class ProviderIdSetter:
         self._pending[node.uid] = _Pending(due=now + delay, delay=delay)
 
 
-def serve_health(
-    setter: ProviderIdSetter, port: int, clock: Callable[[], float]
-) -> ThreadingHTTPServer:
+class Scheduled(Protocol):
+    """A loop that says until when it is on time (the setter, the node controller)."""
+
+    alive_until: float
+
+
+def serve_health(setter: Scheduled, port: int, clock: Callable[[], float]) -> ThreadingHTTPServer:
     """``GET /healthz``: 200 while the loop keeps its schedule, 503 when it is overdue."""
 
     class Handler(BaseHTTPRequestHandler):

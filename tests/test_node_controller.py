@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from image_builder.stand_ins import HetznerEmulator
 from kubernetes_stand_in import KubernetesApiStandIn
+from test_provider_id_setter import free_port
 
 from core.manifests import CONTROLLER_COMMAND
 from core.node_controller import (
@@ -518,7 +520,10 @@ def test_a_pod_no_controller_recreates_is_never_evicted(
 
 
 def run_controller(
-    folder: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
+    folder: Path,
+    hetzner_api: HetznerEmulator,
+    kubernetes_api: KubernetesApiStandIn,
+    health_port: int,
 ) -> subprocess.Popen[str]:
     """The script as its Deployment runs it: from the ConfigMap's folder, next to the setter's."""
     env = {
@@ -530,6 +535,7 @@ def run_controller(
         "NODE_CONTROLLER_SERVICE_ACCOUNT_DIR": str(kubernetes_api.service_account_dir),
         "NODE_CONTROLLER_CONFIG": str(folder / "config.json"),
         "NODE_CONTROLLER_LOOP_SECONDS": "0.2",
+        "NODE_CONTROLLER_HEALTH_PORT": str(health_port),
     }
     return subprocess.Popen(
         [sys.executable, *CONTROLLER_COMMAND[1:-1], str(folder / "node_controller.py")],
@@ -554,13 +560,16 @@ def test_the_script_runs_from_the_config_map_folder(
     )
     server = pool_node(hetzner_api, kubernetes_api, "workers-fsn1-a", "10.100.0.3")
     kubernetes_api.add_pod("shop", "web", ["nginx"], node="workers-fsn1-a", owner_kind="ReplicaSet")
-    process = run_controller(folder, hetzner_api, kubernetes_api)
+    port = free_port()
+    process = run_controller(folder, hetzner_api, kubernetes_api, port)
     try:
         deadline = time.monotonic() + 60
         while "workers-fsn1-a" in kubernetes_api.state.nodes and time.monotonic() < deadline:
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             time.sleep(0.05)
         assert "workers-fsn1-a" not in kubernetes_api.state.nodes
+        health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert health.status == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

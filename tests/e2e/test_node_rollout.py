@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, shipped_config
-from e2e.kube_cluster import KubeCluster
+from e2e.kube_cluster import KubeCluster, free_port
 from image_builder.stand_ins import HetznerEmulator
 
 from core.config import parse_stack_config, sections_from_flat_config
@@ -447,6 +447,7 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
                 "NODE_CONTROLLER_SERVICE_ACCOUNT_DIR": str(account_dir),
                 "NODE_CONTROLLER_CONFIG": str(folder / "config.json"),
                 "NODE_CONTROLLER_LOOP_SECONDS": "1",
+                "NODE_CONTROLLER_HEALTH_PORT": str(free_port()),
             },
             stdout=output,
             stderr=subprocess.STDOUT,
