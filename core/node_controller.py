@@ -488,7 +488,17 @@ class NodeController:
             return
         self._servers[node.uid] = server
         pods = pods_to_evict(self.cluster.pods_on(node.name))
+        started = node.draining_since if node.draining_since is not None else now
         if not pods:
+            try:
+                self.hetzner.delete_server(server.id)
+            except ApiError as error:
+                # A read-only token or a delete protection is not mended by retrying.
+                permanent = error.status in {401, 403}
+                if permanent or now - started >= config.drain_timeout:
+                    self._give_up(node, f"its server could not be deleted: {error}", now, config)
+                    return
+                raise
             self._replace(node, server, config)
             return
         unmanaged = [pod for pod in pods if not pod.managed and not pod.terminating]
@@ -496,7 +506,6 @@ class NodeController:
             names = ", ".join(f"{pod.namespace}/{pod.name}" for pod in unmanaged)
             self._give_up(node, f"pods no controller would recreate: {names}", now, config)
             return
-        started = node.draining_since if node.draining_since is not None else now
         if now - started >= config.drain_timeout:
             refused = ", ".join(f"{pod.namespace}/{pod.name}" for pod in pods)
             self._give_up(
@@ -522,8 +531,8 @@ class NodeController:
                 log.info("node %s: evicted %s/%s", node.name, pod.namespace, pod.name)
 
     def _replace(self, node: PoolNode, server: Server, config: RolloutConfig) -> None:
-        """Drained: delete the server, then the Node (a failure is retried next pass)."""
-        self.hetzner.delete_server(server.id)
+        """Drained and its server deleted: delete the Node (a failure is retried next pass,
+        when the server's delete answers 404)."""
         log.info(
             "node %s (pool %s): drained; deleted server %s (generation %s, current %s)",
             node.name,

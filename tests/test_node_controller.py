@@ -580,3 +580,40 @@ def test_the_script_runs_from_the_config_map_folder(
     assert server not in hetzner_api.state.servers
     assert "evicted shop/web" in output
     assert f"drained; deleted server {server}" in output
+
+
+def test_a_server_that_cannot_be_deleted_gives_the_node_back(
+    hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
+) -> None:
+    """A read-only token (403): no retry mends it; the drained node is uncordoned, reported."""
+    server = pool_node(hetzner_api, kubernetes_api, "workers-fsn1-a", "10.100.0.3")
+    hetzner_api.faults.server_delete_forbidden = True
+    loop = controller(hetzner_api, kubernetes_api, Stack(rollout()))
+    loop.run_once(now=0)
+    loop.run_once(now=10)
+
+    assert server in hetzner_api.state.servers
+    assert "workers-fsn1-a" in kubernetes_api.state.nodes
+    assert cordoned(kubernetes_api) == []
+    reason = node_annotations(kubernetes_api, "workers-fsn1-a")[DRAIN_FAILED_ANNOTATION]
+    assert "its server could not be deleted" in reason and "403" in reason
+    assert kubernetes_api.state.events[-1]["reason"] == "RolloutDrainFailed"
+
+
+def test_a_server_delete_failing_past_the_drain_timeout_gives_the_node_back(
+    hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
+) -> None:
+    server = pool_node(hetzner_api, kubernetes_api, "workers-fsn1-a", "10.100.0.3")
+    hetzner_api.faults.server_delete_failures = 100
+    loop = controller(hetzner_api, kubernetes_api, Stack(rollout(drain_timeout=60.0)))
+    for second in range(0, 60, 10):
+        loop.run_once(now=second)
+        assert cordoned(kubernetes_api) == ["workers-fsn1-a"]
+    loop.run_once(now=60)
+
+    assert server in hetzner_api.state.servers
+    assert cordoned(kubernetes_api) == []
+    assert (
+        "could not delete server"
+        in (node_annotations(kubernetes_api, "workers-fsn1-a")[DRAIN_FAILED_ANNOTATION])
+    )

@@ -128,6 +128,8 @@ class Faults:
     power_off_never_off: bool = False
     snapshot_action_fails: bool = False
     server_delete_failures: int = 0
+    #: Server deletes answer 403 ``forbidden``, as for a read-only token.
+    server_delete_forbidden: bool = False
     rate_limited_requests: int = 0
     #: Requests (``POST /servers``, ``POST /ssh_keys``, ``POST create_image``) whose next
     #: answer is lost after the request took effect: ``"gateway"`` answers 504 from the
@@ -612,6 +614,8 @@ class HetznerEmulator(LoopbackServer):
             return _error(404, "not_found", "server not found")
         if self._running_action_on(server_id):
             return _error(423, "locked", "cannot perform operation because resource is locked")
+        if self.faults.server_delete_forbidden:
+            return _error(403, "forbidden", "insufficient permissions for this request")
         if self.faults.server_delete_failures > 0:
             self.faults.server_delete_failures -= 1
             return _error(500, "server_error", "could not delete server")
