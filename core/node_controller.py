@@ -172,6 +172,12 @@ class PoolNode:
             raw=raw,
         )
 
+    @property
+    def failed_at(self) -> float | None:
+        """When its last drain was given up (known after a restart too); None if never."""
+        stamp = self.drain_failed.split(": ", 1)[0]
+        return _parse_time(stamp) if stamp else None
+
 
 def _parse_time(text: str) -> float | None:
     try:
@@ -395,6 +401,7 @@ class NodeController:
                 if node.draining_since is None
                 and outdated(node, config)
                 and self._hold.get(node.uid, 0.0) <= now
+                and (node.failed_at is None or node.failed_at + RETRY_FAILED_SECONDS <= now)
             ),
             key=lambda node: (node.created, node.name),
         )

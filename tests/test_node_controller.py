@@ -326,6 +326,14 @@ def test_a_drain_a_pdb_never_allows_is_given_up_and_the_next_node_goes_on(
     assert "workers-fsn1-a" in kubernetes_api.state.nodes
     assert cordoned(kubernetes_api) == []
 
+    # Held back for an hour, by its annotation too: a restarted controller waits as well.
+    restarted = controller(hetzner_api, kubernetes_api, Stack(rollout(drain_timeout=60.0)))
+    restarted.run_once(now=60 + 3599)
+    assert cordoned(kubernetes_api) == []
+    restarted.run_once(now=60 + 3600)
+    assert cordoned(kubernetes_api) == ["workers-fsn1-a"]
+    assert DRAIN_FAILED_ANNOTATION not in node_annotations(kubernetes_api, "workers-fsn1-a")
+
 
 def test_a_pod_gone_before_its_eviction_counts_as_moved(
     kubernetes_api: KubernetesApiStandIn,
