@@ -102,3 +102,10 @@ def test_a_rollout_setting_out_of_range_names_the_key() -> None:
     message = str(caught.value)
     assert "autoscaler.rollout.strategy" in message
     assert "autoscaler.rollout.maxUnavailable" in message
+
+
+def test_an_existing_snapshot_is_what_its_pools_boot() -> None:
+    """``image.existing``: the snapshot's id (its reference offline) stands for the image."""
+    by_id = generations("dev", {"image.existing": {"amd64": 4711}})
+    assert by_id != generations("dev")
+    assert by_id != generations("dev", {"image.existing": {"amd64": 4712}})
