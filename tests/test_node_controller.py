@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from image_builder.stand_ins import HetznerEmulator
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 from kubernetes_stand_in import KubernetesApiStandIn
 from test_provider_id_setter import free_port
 
@@ -64,7 +64,7 @@ def controller(
     hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn, stack: Stack
 ) -> NodeController:
     return NodeController(
-        ServerApi(hetzner_api.endpoint, "test-token"),
+        ServerApi(hetzner_api.endpoint, TEST_TOKEN),
         ClusterApi(
             KubernetesApi.in_cluster(kubernetes_api.url, kubernetes_api.service_account_dir)
         ),
@@ -493,7 +493,7 @@ def test_a_bad_config_file_is_reported_and_retried(
         return RolloutConfig.from_json({"networkId": NETWORK, "pools": {}, "strategy": "rolling"})
 
     loop = NodeController(
-        ServerApi(hetzner_api.endpoint, "test-token"),
+        ServerApi(hetzner_api.endpoint, TEST_TOKEN),
         ClusterApi(
             KubernetesApi.in_cluster(kubernetes_api.url, kubernetes_api.service_account_dir)
         ),
@@ -536,7 +536,7 @@ def run_controller(
     """The script as its Deployment runs it: from the ConfigMap's folder, next to the setter's."""
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "HCLOUD_TOKEN": "test-token",
+        "HCLOUD_TOKEN": TEST_TOKEN,
         "HCLOUD_ENDPOINT": hetzner_api.endpoint,
         "KUBERNETES_SERVICE_HOST": kubernetes_api.host,
         "KUBERNETES_SERVICE_PORT": str(kubernetes_api.port),

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from conftest import REPO, shipped_config
 from e2e.kube_cluster import KubeCluster, free_port
-from image_builder.stand_ins import HetznerEmulator
+from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 
 from core.config import parse_stack_config, sections_from_flat_config
 from core.manifests import CONTROLLER_COMMAND, CONTROLLER_NAME, node_controller_manifests
@@ -439,7 +439,7 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
             [sys.executable, *CONTROLLER_COMMAND[1:-1], str(folder / "node_controller.py")],
             env={
                 "PATH": os.environ["PATH"],
-                "HCLOUD_TOKEN": "test-token",
+                "HCLOUD_TOKEN": TEST_TOKEN,
                 "HCLOUD_ENDPOINT": hetzner_api.endpoint,
                 "KUBERNETES_SERVICE_HOST": "127.0.0.1",
                 "KUBERNETES_SERVICE_PORT": str(kube.apiserver_port),
