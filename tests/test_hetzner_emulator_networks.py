@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 from hcloud import APIException, Client
@@ -139,3 +140,43 @@ def test_a_network_changing_is_a_conflict(hetzner_api: HetznerEmulator, client: 
         urllib.request.urlopen(request, timeout=10)
     assert busy.value.code == 409
     assert json.loads(busy.value.read())["error"]["code"] == "conflict"
+
+
+def get_json(hetzner_api: HetznerEmulator, path: str) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"{hetzner_api.endpoint}{path}", headers={"Authorization": "Bearer test-token"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_actions_are_listed_by_id_and_status_as_hcloud_go_waits_for_them(
+    hetzner_api: HetznerEmulator, client: Client
+) -> None:
+    """The real hcloud provider (hcloud-go's WaitFor) polls the list endpoint
+    ``GET /actions?id=..&page=1&sort=status&sort=id``, not ``GET /actions/{id}``."""
+    hetzner_api.action_seconds["add_subnet"] = 30.0
+    network = client.networks.create(name="net", ip_range="10.100.0.0/16")
+    running = client.networks.add_subnet(network, cloud_subnet("10.100.1.0/24")).id
+    other = client.networks.create(name="other", ip_range="10.101.0.0/16")
+    hetzner_api.action_seconds["add_subnet"] = 0.0
+    done = client.networks.add_subnet(other, cloud_subnet("10.101.1.0/24")).id
+    unasked = client.networks.add_subnet(other, cloud_subnet("10.101.2.0/24")).id
+
+    status, body = get_json(
+        hetzner_api, f"/actions?id={running}&id={done}&page=1&sort=status&sort=id"
+    )
+    assert status == 200
+    # "running" sorts before "success"; the action not asked for is not listed.
+    assert [(a["id"], a["status"]) for a in body["actions"]] == [
+        (running, "running"),
+        (done, "success"),
+    ]
+    assert body["meta"]["pagination"]["total_entries"] == 2
+    status, body = get_json(hetzner_api, f"/actions?id={done}&id={unasked}&status=running")
+    assert (status, body["actions"]) == (200, [])
+    status, body = get_json(hetzner_api, f"/actions?id={running}&sort=nonsense")
+    assert (status, body["error"]["code"]) == (400, "invalid_input")

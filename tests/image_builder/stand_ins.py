@@ -25,6 +25,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -195,6 +196,8 @@ class HetznerEmulator(LoopbackServer):
         self.page_size = page_size
         self._ids = itertools.count(100)
         self._lock = threading.Lock()
+        #: The query of the request being answered, repeated keys kept (``?id=1&id=2``).
+        self._query: dict[str, list[str]] = {}
         super().__init__(self._handler())
 
     @property
@@ -437,6 +440,7 @@ class HetznerEmulator(LoopbackServer):
         params = {key: _unquote(value) for key, value in params.items()}
         token = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
         with self._lock:
+            self._query = urllib.parse.parse_qs(query)
             self.state.requests.append((method, path))
             self.state.request_times.append(time.monotonic())
             status, payload = self._route(
@@ -477,10 +481,34 @@ class HetznerEmulator(LoopbackServer):
 
     # actions
     def _get_actions(self, parts: list[str], params: dict[str, str], body: Any) -> tuple[int, Any]:
+        if not parts:
+            return self._list_actions(params)
         action = self.state.actions.get(int(parts[0]))
         if action is None:
             return _error(404, "not_found", "action not found")
         return 200, {"action": action.as_json()}
+
+    def _list_actions(self, params: dict[str, str]) -> tuple[int, Any]:
+        """``GET /actions?id=1&id=2&status=running&sort=status&sort=id``: how hcloud-go (the
+        real hcloud provider) waits for actions. Repeated ``id``/``status``/``sort`` values
+        (API reference, "Get multiple Actions")."""
+        ids = {int(value) for value in self._query.get("id", [])}
+        statuses = set(self._query.get("status", []))
+        items = [
+            action.as_json()
+            for action in self.state.actions.values()
+            if (not ids or action.id in ids)
+        ]
+        items = [item for item in items if not statuses or item["status"] in statuses]
+        for key in reversed(self._query.get("sort", ["id"])):
+            field_name, _, order = key.partition(":")
+            if field_name not in ("id", "command", "status", "started", "finished", "progress"):
+                return _error(400, "invalid_input", f"invalid sort field {field_name}")
+            items.sort(
+                key=lambda item: str(item[field_name]) if field_name != "id" else item["id"],
+                reverse=order == "desc",
+            )
+        return 200, self._page("actions", items, params)
 
     # server types
     def _get_server_types(
