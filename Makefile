@@ -38,12 +38,14 @@ oracles-toolchain:
 oracles: setup
 	$(PY) -m pytest tests/oracles --oracles
 
-# The real Pulumi engine's pieces (CLI, providers, etcd, kube-apiserver): probe, then build.
+# The real Pulumi engine's pieces (CLI, language host, providers, etcd, kube-apiserver): probe,
+# then build (what the proxy refuses, from ../shared/upstream-src).
 e2e-toolchain:
 	scripts/e2e-toolchain
 
 # This project's program (dev and prod stacks) through the real engine against a real API server
-# and the Hetzner emulator, hcloud through a stand-in provider (needs `make e2e-toolchain`).
+# and the Hetzner emulator, driven by `pulumi` commands as the README gives them (needs
+# `make e2e-toolchain`).
 e2e: setup
 	$(PY) -m pytest tests/e2e --e2e
 

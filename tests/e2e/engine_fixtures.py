@@ -15,17 +15,18 @@ from pathlib import Path
 
 import pytest
 from conftest import SHARED_REFERENCE, load_toolchain
-from e2e.hcloud_provider_stand_in import VERSION as HCLOUD_STAND_IN_VERSION
 from e2e.kube_cluster import KubeCluster
 from e2e.kubelet_stand_in import KubeletStandIn
 
-#: The real pieces every e2e test needs: CLI, dynamic-provider shim, Kubernetes provider,
-#: control plane (the hcloud provider is a stand-in: ``hcloud_stand_in_plugin``).
+#: The real pieces every e2e test needs: CLI, Python language host and dynamic-provider
+#: shim, the Kubernetes and hcloud providers, control plane.
 REQUIRED = (
     "pulumi",
+    "pulumi-language-python",
     "pulumi-resource-pulumi-python",
     "pulumi-language-python-exec",
     "pulumi-resource-kubernetes",
+    "pulumi-resource-hcloud",
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
@@ -69,20 +70,6 @@ def kubelet(kube: KubeCluster) -> Iterator[KubeletStandIn]:
     stand_in.stop()
 
 
-@pytest.fixture(scope="session")
-def hcloud_stand_in_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The executable the engine starts as plugin ``hcloud``: the STAND-IN provider
-    (e2e/hcloud_provider_stand_in.py), because the proxy refuses the real one."""
-    path = tmp_path_factory.mktemp("hcloud-stand-in") / "pulumi-resource-hcloud"
-    path.write_text(
-        "#!/bin/sh\n"
-        "# STAND-IN for the hcloud provider (tests/e2e/hcloud_provider_stand_in.py)\n"
-        f"PYTHONPATH='{TESTS}' exec '{sys.executable}' -m e2e.hcloud_provider_stand_in \"$@\"\n"
-    )
-    path.chmod(0o755)
-    return path
-
-
 @dataclass(frozen=True)
 class PulumiEnv:
     """A private PULUMI_HOME and file backend; plugins only from the toolchain cache."""
@@ -91,17 +78,26 @@ class PulumiEnv:
     backend: str
     pulumi_root: Path
     env: dict[str, str]
+    #: PATH of the CLI as a user has it: the CLI, its language host and the dynamic-provider
+    #: shim; no provider binary (those come from PULUMI_HOME), no Python virtualenv.
+    user_path: str
 
     def cli(
-        self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.pulumi_root / "bin" / "pulumi"), *args],
             env={**os.environ, **self.env, **(env or {})},
             cwd=cwd,
+            input=stdin,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=timeout,
         )
 
 
@@ -111,8 +107,16 @@ def pulumi_env(e2e_tools: dict[str, Path], tmp_path: Path) -> PulumiEnv:
     state = tmp_path / "state"
     state.mkdir()
     # Providers come from the plugin directory only (installed below), never from PATH.
-    bins = sorted({str(e2e_tools[name].parent) for name in REQUIRED if name.startswith("pulumi")})
-    bins = [b for b in bins if b != str(e2e_tools["pulumi-resource-kubernetes"].parent)]
+    bins = sorted(
+        {
+            str(e2e_tools[name].parent)
+            for name in ("pulumi", "pulumi-language-python", "pulumi-resource-pulumi-python")
+        }
+    )
+    tests_venv = str(Path(sys.executable).parent)
+    user_path = os.pathsep.join(
+        [*bins, *(p for p in os.environ["PATH"].split(os.pathsep) if p != tests_venv)]
+    )
     env = {
         "PULUMI_HOME": str(home),
         "PULUMI_BACKEND_URL": f"file://{state}",
@@ -123,7 +127,9 @@ def pulumi_env(e2e_tools: dict[str, Path], tmp_path: Path) -> PulumiEnv:
         "PYTHONPATH": str(Path(__file__).parents[1]),  # e2e.throwaway_provider
         "PATH": os.pathsep.join([*bins, str(Path(sys.executable).parent), os.environ["PATH"]]),
     }
-    pulumi_env = PulumiEnv(home, f"file://{state}", e2e_tools["pulumi"].parent.parent, env)
+    pulumi_env = PulumiEnv(
+        home, f"file://{state}", e2e_tools["pulumi"].parent.parent, env, user_path
+    )
     versions: dict[str, str] = load_toolchain().plugin_versions("e2e")
     for binary, version in versions.items():
         if binary not in e2e_tools:
@@ -134,11 +140,3 @@ def pulumi_env(e2e_tools: dict[str, Path], tmp_path: Path) -> PulumiEnv:
         )
         assert result.returncode == 0, result.stderr
     return pulumi_env
-
-
-def install_hcloud_stand_in(env: PulumiEnv, plugin: Path) -> None:
-    """Install the STAND-IN as plugin ``hcloud`` at the version pulumi-hcloud asks for."""
-    result = env.cli(
-        "plugin", "install", "resource", "hcloud", HCLOUD_STAND_IN_VERSION, "--file", str(plugin)
-    )
-    assert result.returncode == 0, result.stderr

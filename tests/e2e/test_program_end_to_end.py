@@ -1,25 +1,24 @@
-"""The project's own program through the real Pulumi engine, as a user runs it (issue 15).
+"""The project's own program through the real Pulumi engine, as a user runs it (issues 15, 21).
 
 Two stacks derived from the shipped ones — ``e2e-dev`` from ``Pulumi.dev.yaml`` (Cozystack
-``Package``) and ``e2e-prod`` from ``Pulumi.prod.yaml`` (Helm chart, x86 + ARM) — each go
-through ``stack init``, ``config set --secret hcloud:token``, ``preview``, ``up``, a second
-``preview --expect-no-changes``, ``refresh --expect-no-changes``, a new ``talos.version``,
-``stack output --json`` against the output contract, the ``examples/consumer`` program
-reading the outputs through a ``StackReference``, and ``destroy`` with autoscaled servers
-and Nodes in the way. The dev stack also runs the providerID setter's script against the
-real API server with its ServiceAccount's token.
+``Package``) and ``e2e-prod`` from ``Pulumi.prod.yaml`` (Helm chart, x86 + ARM) — in a copy of
+the project, driven only by ``pulumi`` commands as the README's "From nothing to autoscaling
+nodes" gives them: ``login file://``, ``stack init``, ``config set --secret hcloud:token``
+(the token on stdin, as pasted), ``preview``, ``up --yes``, ``preview --expect-no-changes``,
+``refresh --expect-no-changes``, a new ``talos.version`` through the commands the PR workflows
+run (``preview.yml``, ``deploy.yml``: what ``pulumi/actions`` runs), ``stack output --json``
+against the output contract, the ``examples/consumer`` program reading the outputs through a
+``StackReference``, ``destroy --yes`` with autoscaled servers and Nodes in the way, ``stack
+rm``. The dev stack also runs the providerID setter's script against the real API server.
 
-What is real: the Pulumi CLI and engine v3.274.1, Pulumi's dynamic-provider host (the Talos
-snapshot build and the destroy sweep run in it, the build over SSH into a real OpenSSH
-server), the Kubernetes provider (built from v4.25.0), etcd, kube-apiserver and
-kube-controller-manager 1.35.4. What stands in, and why (README "End-to-end tests"):
-- ``__main__.py`` runs unchanged through the Automation API's inline mode: the Go module
-  proxy refuses the Python language host;
-- the hcloud provider is a STAND-IN (``hcloud_provider_stand_in.py``: Network,
-  NetworkSubnet, getNetwork): the proxy refuses the real provider;
-- the Hetzner Cloud API and the Image Factory are the emulators of the unit tests, the
-  Helm chart comes from a chart repository served on loopback, and a kubelet stand-in
-  reports pods running (no containers run here).
+What is real: the Pulumi CLI and engine v3.274.1, the Python language host (v3.259.0: it
+creates the project's ``.venv`` from ``requirements.txt`` as ``Pulumi.yaml`` says and runs
+``__main__.py``), Pulumi's dynamic-provider host started from that virtualenv (the Talos
+snapshot build and the destroy sweep, the build over SSH into a real OpenSSH server), the
+hcloud provider 1.43.3 and the Kubernetes provider (built from v4.25.0), etcd, kube-apiserver
+and kube-controller-manager 1.35.4. What stands in (README "End-to-end tests"): the Hetzner
+Cloud API and the Image Factory (the emulators of the unit tests), a chart repository on
+loopback, and a kubelet stand-in that reports pods running (no containers run here).
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import runpy
 import shutil
 import socket
 import ssl
@@ -39,21 +37,20 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from e2e.chart_repository import ChartRepository
-from e2e.engine_fixtures import PulumiEnv, install_hcloud_stand_in
+from e2e.engine_fixtures import PulumiEnv
 from e2e.kube_cluster import KubeCluster
 from e2e.kubelet_stand_in import NODE as KUBELET_NODE
 from e2e.kubelet_stand_in import KubeletStandIn
 from image_builder.fixtures import RAW_IMAGE, RescueSystem
 from image_builder.stand_ins import HetznerEmulator, ImageFactory
 from kubernetes_stand_in import KubernetesApiStandIn
-from pulumi import automation as auto
 from test_program import OUTPUT_CONTRACT
 
 from core.autoscaler_values import (
@@ -71,11 +68,13 @@ from core.talos_config import NODE_GROUP_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "hcloud-talos-autoscaler"
-#: The real hcloud provider accepts only 64-character tokens; so does its stand-in.
+#: The hcloud provider accepts only 64-character tokens.
 TOKEN = "e2e0" * 16
 #: What a checkout holds that the program reads (a user runs `pulumi` in it).
 PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "requirements.txt")
 PROJECT_DIRS = ("components", "core", "examples")
+#: pip installing requirements.txt into a new virtualenv, on a busy machine.
+OPERATION_TIMEOUT = 900
 #: Secret values of the sample worker config (examples/worker.yaml): never in the state.
 WORKER_SECRETS = (
     "7x1m9q.0sample0token00",
@@ -103,10 +102,16 @@ def stand_ins(rescue: RescueSystem, factory: ImageFactory) -> Iterator[StandIns]
         yield StandIns(hetzner, factory, rescue, charts)
 
 
-@pytest.fixture
-def program_env(pulumi_env: PulumiEnv, hcloud_stand_in_plugin: Path) -> PulumiEnv:
-    install_hcloud_stand_in(pulumi_env, hcloud_stand_in_plugin)
-    return pulumi_env
+@pytest.fixture(scope="session")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project as a user has it after cloning: no ``.venv`` yet (the language
+    host makes it, as ``Pulumi.yaml`` says). Both stacks live in it, as a user's do."""
+    checkout = tmp_path_factory.mktemp("checkout")
+    for name in PROJECT_FILES:
+        shutil.copy2(REPO / name, checkout / name)
+    for name in PROJECT_DIRS:
+        shutil.copytree(REPO / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return checkout
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
@@ -127,18 +132,29 @@ def urn_parts(urn: str) -> tuple[str, str]:
 
 
 @dataclass
+class Run:
+    """One ``pulumi`` operation: what the user saw, and the engine's steps by URN (from the
+    ``--event-log`` the CLI writes, the same events the Automation API reads)."""
+
+    stdout: str
+    steps: dict[str, list[str]]
+    events: list[dict[str, Any]]
+
+
+@dataclass
 class ProgramStack:
-    """One stack of this project, in a checkout copy, driven as a user drives the CLI."""
+    """One stack of this project, in a checkout, driven only by ``pulumi`` commands."""
 
     env: PulumiEnv
     kube: KubeCluster
     stand_ins: StandIns
     checkout: Path
     name: str
-    workspace_env: dict[str, str] = field(default_factory=dict)
-    stack: auto.Stack | None = None
+    user_env: dict[str, str]
+    logs: Path
     #: Destroyed and removed (the test got to its end).
     removed: bool = False
+    initialized: bool = False
 
     @classmethod
     def derived(
@@ -146,33 +162,35 @@ class ProgramStack:
         env: PulumiEnv,
         kube: KubeCluster,
         stand_ins: StandIns,
+        checkout: Path,
         tmp_path: Path,
         source: str,
         changes: dict[str, Any],
     ) -> ProgramStack:
         """``Pulumi.e2e-<source>.yaml``: the shipped stack with ``changes`` merged into its
         sections (only what points it at the stand-ins)."""
-        checkout = tmp_path / "checkout"
-        checkout.mkdir()
-        for name in PROJECT_FILES:
-            shutil.copy2(REPO / name, checkout / name)
-        for name in PROJECT_DIRS:
-            shutil.copytree(
-                REPO / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
         config = yaml.safe_load((REPO / f"Pulumi.{source}.yaml").read_text())["config"]
         for key, value in changes.items():
             config[key] = {**config[key], **value} if isinstance(value, dict) else value
         name = f"e2e-{source}"
         (checkout / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
-        workspace_env = {
-            **{key: value for key, value in env.env.items() if key != "PYTHONPATH"},
+        # The user's shell: PULUMI_CONFIG_PASSPHRASE exported, the backend from `pulumi
+        # login`, the CLI on PATH; nothing of the tests' own virtualenv.
+        user_env = {
+            key: value
+            for key, value in env.env.items()
+            if key not in ("PYTHONPATH", "PULUMI_PYTHON_CMD", "PULUMI_BACKEND_URL")
+        }
+        user_env |= {
+            "PATH": env.user_path,
             "KUBECONFIG": str(kube.kubeconfig),
             # The build pipeline's test-only knobs (README): the rescue sshd and its "disk".
             "HCLOUD_TALOS_TEST_SSH_PORT": str(stand_ins.rescue.port),
             "HCLOUD_TALOS_TEST_TARGET_DEVICE": str(stand_ins.rescue.disk),
         }
-        return cls(env, kube, stand_ins, checkout, name, workspace_env)
+        logs = tmp_path / "pulumi-logs"
+        logs.mkdir(exist_ok=True)
+        return cls(env, kube, stand_ins, checkout, name, user_env, logs)
 
     @property
     def plan(self) -> StackPlan:
@@ -184,44 +202,52 @@ class ProgramStack:
     def hetzner(self) -> HetznerEmulator:
         return self.stand_ins.hetzner
 
-    def init(self) -> auto.Stack:
-        """`pulumi stack init`, then `pulumi config set --secret hcloud:token`."""
-        main = self.checkout / "__main__.py"
-
-        def program() -> None:
-            runpy.run_path(str(main), run_name="__main__")
-
-        options = auto.LocalWorkspaceOptions(
-            work_dir=str(self.checkout),
-            pulumi_home=str(self.env.home),
-            env_vars=self.workspace_env,
-            secrets_provider="passphrase",
-            pulumi_command=auto.PulumiCommand(
-                root=str(self.env.pulumi_root), skip_version_check=True
-            ),
+    def pulumi(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """``pulumi ARGS`` in the checkout (or ``cwd``), as the user's shell runs it; it must
+        succeed."""
+        result = self.env.cli(
+            *args,
+            cwd=cwd or self.checkout,
+            env={**self.user_env, **(env or {})},
+            stdin=stdin,
+            timeout=OPERATION_TIMEOUT,
         )
-        self.stack = auto.create_stack(
-            self.name, project_name=PROJECT, program=program, opts=options
+        assert result.returncode == 0, (
+            f"pulumi {' '.join(args)} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
         )
-        self.stack.set_config("hcloud:token", auto.ConfigValue(TOKEN, secret=True))
-        return self.stack
+        return result
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The `pulumi` command in the checkout, on this stack."""
-        return self.env.cli(*args, "--stack", self.name, cwd=self.checkout, env=self.workspace_env)
+    def init(self) -> None:
+        """README step 1: `pulumi login file://…`, `pulumi stack init`, `pulumi config set
+        --secret hcloud:token` (the token pasted on stdin)."""
+        self.pulumi("login", self.env.backend)
+        self.pulumi("stack", "init", self.name)
+        self.initialized = True
+        self.pulumi("config", "set", "--secret", "hcloud:token", stdin=TOKEN + "\n")
 
-    def run(self, operation: str, **options: Any) -> tuple[Any, dict[str, list[str]]]:
-        """preview/up/refresh/destroy, with every resource's steps by URN."""
-        assert self.stack is not None
+    def run(self, *command: str, env: dict[str, str] | None = None) -> Run:
+        """A `pulumi` operation with its event log (the flag the Automation API uses too)."""
+        log = self.logs / f"{len(list(self.logs.iterdir())):02d}-{command[0]}.jsonl"
+        result = self.pulumi(*command, "--event-log", str(log), env=env)
+        events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         steps: dict[str, list[str]] = {}
-
-        def record(event: auto.EngineEvent) -> None:
-            pre = event.resource_pre_event
+        for event in events:
+            pre = event.get("resourcePreEvent")
             if pre is not None:
-                steps.setdefault(pre.metadata.urn, []).append(pre.metadata.op.value)
+                steps.setdefault(pre["metadata"]["urn"], []).append(pre["metadata"]["op"])
+        return Run(result.stdout, steps, events)
 
-        result = getattr(self.stack, operation)(on_event=record, **options)
-        return result, steps
+    def outputs(self) -> dict[str, Any]:
+        """`pulumi stack output --json`."""
+        outputs: dict[str, Any] = json.loads(self.pulumi("stack", "output", "--json").stdout)
+        return outputs
 
     def state_text(self) -> str:
         """Every checkpoint the file backend wrote (current, backups, history), as stored."""
@@ -238,10 +264,14 @@ class ProgramStack:
 
 
 def preview_shows_every_planned_create(program: ProgramStack) -> None:
-    _, steps = program.run("preview")
+    """`pulumi preview`: the first run, so the language host first makes the project's
+    virtualenv from requirements.txt (Pulumi.yaml: toolchain pip, virtualenv .venv)."""
+    preview = program.run("preview")
+    venv_python = program.checkout / ".venv" / "bin" / "python"
+    assert venv_python.exists(), "the language host made the virtualenv Pulumi.yaml names"
     resources = {
         urn_parts(urn): ops
-        for urn, ops in steps.items()
+        for urn, ops in preview.steps.items()
         if "pulumi:providers:" not in urn and "pulumi:pulumi:Stack" not in urn
     }
     assert all(ops == ["create"] for ops in resources.values()), resources
@@ -255,13 +285,14 @@ def preview_shows_every_planned_create(program: ProgramStack) -> None:
 
 
 def up_creates_the_stack(program: ProgramStack) -> dict[str, Any]:
-    up, _ = program.run("up")
-    assert up.summary.result == "succeeded"
-    outputs = {name: output.value for name, output in up.outputs.items()}
+    up = program.run("up", "--yes")
+    (program.logs / f"up-{program.name}.txt").write_text(up.stdout)
+    build_progress_reaches_the_user(program, up)
+    outputs = program.outputs()
     plan = program.plan
     hetzner = program.hetzner
 
-    # The network and its subnet, in the emulator, through the hcloud stand-in.
+    # The network and its subnet, in the emulator, through the real hcloud provider.
     (network,) = [n for n in hetzner.state.networks.values() if n["name"] == plan.network.name]
     assert outputs["networkId"] == str(network["id"])
     assert network["ip_range"] == plan.network.ip_range
@@ -345,11 +376,12 @@ def talos_cluster_config(program: ProgramStack) -> dict[str, Any]:
 
 
 def nothing_changes(program: ProgramStack) -> None:
-    """A second preview and a refresh find the stack as `up` left it."""
-    preview, _ = program.run("preview", expect_no_changes=True)
-    assert set(preview.change_summary) == {auto.OpType.SAME}, preview.change_summary
-    refresh, _ = program.run("refresh", expect_no_changes=True)
-    assert refresh.summary.result == "succeeded"
+    """A second preview and a refresh find the stack as `up` left it (both exit non-zero on
+    any change)."""
+    preview = program.run("preview", "--expect-no-changes")
+    assert {op for ops in preview.steps.values() for op in ops} == {"same"}, preview.steps
+    refresh = program.run("refresh", "--expect-no-changes", "--yes")
+    assert {op for ops in refresh.steps.values() for op in ops} <= {"same", "refresh"}
 
 
 def state_holds_no_plaintext_secret(program: ProgramStack) -> None:
@@ -366,22 +398,39 @@ def state_holds_no_plaintext_secret(program: ProgramStack) -> None:
     assert TOKEN not in stack_file and "secure:" in stack_file
 
 
-def new_talos_version_replaces_the_snapshots(
+def build_progress_reaches_the_user(program: ProgramStack, up: Run) -> None:
+    """What `pulumi up` shows while the snapshots build: each build's step lines (the
+    dynamic provider's stderr, which the engine forwards to the CLI)."""
+    for snapshot in program.plan.image.snapshots:
+        assert f"talos-image-{snapshot.architecture}" in up.stdout
+    for step in ("step 1/12: remove stale builders", "step 8/12: write image", "teardown"):
+        assert step in up.stdout, f"{step!r} not shown to the user:\n{up.stdout}"
+
+
+def new_talos_version_through_the_pr_workflow(
     program: ProgramStack, before: dict[str, Any]
 ) -> dict[str, Any]:
-    assert program.stack is not None
-    program.stack.set_config(
-        f"{PROJECT}:talos.version", auto.ConfigValue(NEXT_TALOS_VERSION), path=True
-    )
-    _, steps = program.run("preview")
-    changed = {urn_parts(urn): ops for urn, ops in steps.items() if ops != ["same"]}
+    """A pull request changing ``talos.version``: the commands ``preview.yml`` runs (what
+    ``pulumi/actions`` with ``command: preview`` runs: login, stack select, a non-interactive
+    preview whose output is the PR comment, the outputs), then those of ``deploy.yml`` once
+    merged (``command: up``: ``up --yes --skip-preview``). The token comes from
+    ``HCLOUD_TOKEN``, as the workflows pass it."""
+    program.pulumi("config", "set", "--path", "talos.version", NEXT_TALOS_VERSION)
+    ci = {"HCLOUD_TOKEN": TOKEN, "CI": "true"}
+    program.pulumi("login", program.env.backend, env=ci)
+    program.pulumi("stack", "select", program.name, env=ci)
+    preview = program.run("preview", "--stack", program.name, "--non-interactive", env=ci)
+    changed = {urn_parts(urn): ops for urn, ops in preview.steps.items() if ops != ["same"]}
     plan = program.plan
     snapshots = {
         ("pulumi-python:dynamic:Resource", f"talos-image-{s.architecture}")
         for s in plan.image.snapshots
     }
     for snapshot in snapshots:
-        assert "replace" in changed.pop(snapshot), steps
+        assert "replace" in changed.pop(snapshot), preview.steps
+        # The PR comment names what is replaced.
+        assert f"talos-image-{snapshot[1].rsplit('-', 1)[1]}" in preview.stdout
+    assert "replace" in preview.stdout, preview.stdout
     assert changed.pop(("kubernetes:core/v1:Secret", "autoscaler-secrets-talos-config")) == [
         "update"
     ]
@@ -395,10 +444,13 @@ def new_talos_version_replaces_the_snapshots(
     # The dynamic providers are configured with the whole stack config, which changed.
     assert changed.pop(("pulumi:providers:pulumi-python", "default")) == ["update"]
     assert changed == {}, changed
+    program.pulumi("stack", "output", "--json", "--show-secrets", "--stack", program.name, env=ci)
 
-    up, _ = program.run("up")
-    assert up.summary.result == "succeeded"
-    outputs = {name: output.value for name, output in up.outputs.items()}
+    up = program.run(
+        "up", "--yes", "--skip-preview", "--stack", program.name, "--non-interactive", env=ci
+    )
+    assert "talos-image-" in up.stdout
+    outputs = program.outputs()
     images = program.hetzner.state.images
     for arch, old_id in before["imageIds"].items():
         assert int(old_id) not in images, f"old {arch} snapshot {old_id} left"
@@ -410,11 +462,10 @@ def new_talos_version_replaces_the_snapshots(
 
 
 def outputs_keep_the_contract(program: ProgramStack, expected: dict[str, Any]) -> None:
-    result = program.cli("stack", "output", "--json")
-    assert result.returncode == 0, result.stderr
-    outputs = json.loads(result.stdout)
+    outputs = program.outputs()
     assert set(outputs) == OUTPUT_CONTRACT
-    assert outputs == expected  # what `up` returned, nothing hidden as [secret]
+    shown = json.loads(program.pulumi("stack", "output", "--json", "--show-secrets").stdout)
+    assert outputs == shown == expected  # nothing hidden as [secret]
     plan = program.plan
     namespace = plan.secrets.namespace
     assert outputs["autoscalerNamespace"] == namespace
@@ -427,45 +478,33 @@ def outputs_keep_the_contract(program: ProgramStack, expected: dict[str, Any]) -
     assert [group["name"] for group in outputs["nodeGroups"]] == list(plan.servers.pools)
 
 
-def consumer_reads_the_outputs(
-    program: ProgramStack, tmp_path: Path, outputs: dict[str, Any]
-) -> None:
-    """examples/consumer, as another team's stack, through a StackReference."""
-    checkout = tmp_path / "consumer"
-    shutil.copytree(
-        REPO / "examples" / "consumer",
-        checkout,
-        ignore=shutil.ignore_patterns("__pycache__", "test_*.py"),
-    )
-    main = checkout / "__main__.py"
-
-    def program_() -> None:
-        runpy.run_path(str(main), run_name="__main__")
-
-    options = auto.LocalWorkspaceOptions(
-        work_dir=str(checkout),
-        pulumi_home=str(program.env.home),
-        env_vars=program.workspace_env,
-        secrets_provider="passphrase",
-        pulumi_command=auto.PulumiCommand(
-            root=str(program.env.pulumi_root), skip_version_check=True
-        ),
-    )
-    consumer = auto.create_stack(
-        f"reads-{program.name}", project_name="autoscaler-consumer", program=program_, opts=options
-    )
-    consumer.set_config("producerStack", auto.ConfigValue(f"organization/{PROJECT}/{program.name}"))
-    up = consumer.up()
-    read = {name: output.value for name, output in up.outputs.items()}
-    expected = {
-        "privateNetworkId": int(outputs["networkId"]),
-        "talosImageAmd64": outputs["imageIds"].get("amd64"),
-        "talosImageArm64": outputs["imageIds"].get("arm64"),  # None: not exported
-        "autoscalerLogsCommand": outputs["kubectlLogs"],
-    }
-    assert read == {name: value for name, value in expected.items() if value is not None}
-    consumer.destroy()
-    consumer.workspace.remove_stack(consumer.name)
+def consumer_reads_the_outputs(program: ProgramStack, outputs: dict[str, Any]) -> None:
+    """examples/consumer, as its README runs it, as another team's stack reading this one
+    through a StackReference (its Pulumi.yaml uses the checkout's .venv)."""
+    consumer = program.checkout / "examples" / "consumer"
+    name = f"reads-{program.name}"
+    program.pulumi("stack", "init", name, cwd=consumer)
+    try:
+        program.pulumi(
+            "config",
+            "set",
+            "producerStack",
+            f"organization/{PROJECT}/{program.name}",
+            cwd=consumer,
+        )
+        program.pulumi("preview", cwd=consumer)
+        program.pulumi("up", "--yes", cwd=consumer)
+        read = json.loads(program.pulumi("stack", "output", "--json", cwd=consumer).stdout)
+        expected = {
+            "privateNetworkId": int(outputs["networkId"]),
+            "talosImageAmd64": outputs["imageIds"].get("amd64"),
+            "talosImageArm64": outputs["imageIds"].get("arm64"),  # None: not exported
+            "autoscalerLogsCommand": outputs["kubectlLogs"],
+        }
+        assert read == {key: value for key, value in expected.items() if value is not None}
+        program.pulumi("destroy", "--yes", cwd=consumer)
+    finally:
+        program.pulumi("stack", "rm", "--yes", "--force", name, cwd=consumer)
 
 
 def subnet_host(plan: StackPlan, index: int) -> str:
@@ -651,8 +690,8 @@ def destroy_leaves_nothing(
     if program.get("/api/v1/nodes/bare-metal-1") is None:
         add_node(kube, "bare-metal-1", "192.168.1.10", {})
 
-    destroyed, _ = program.run("destroy")
-    assert destroyed.summary.result == "succeeded"
+    destroyed = program.run("destroy", "--yes")
+    assert {op for ops in destroyed.steps.values() for op in ops} == {"delete"}
 
     for server_id in ours:
         assert server_id not in hetzner.state.servers
@@ -687,17 +726,18 @@ def destroy_leaves_nothing(
         lambda: not (program.get(f"/api/v1/namespaces/{namespace}/pods") or {}).get("items"),
         "pods gone",
     )
-    assert program.stack is not None
-    program.stack.workspace.remove_stack(program.name)
+    program.pulumi("stack", "rm", "--yes", program.name)
     program.removed = True
+    assert program.name not in program.pulumi("stack", "ls").stdout
 
 
 @pytest.fixture
 def derive(
     kube: KubeCluster,
     kubelet: KubeletStandIn,
-    program_env: PulumiEnv,
+    pulumi_env: PulumiEnv,
     stand_ins: StandIns,
+    checkout: Path,
     tmp_path: Path,
 ) -> Iterator[Callable[[str, dict[str, Any]], ProgramStack]]:
     """Stacks derived from the shipped ones, pointed at the stand-ins; whatever a failed test
@@ -710,16 +750,18 @@ def derive(
             f"{PROJECT}:talos": {"imageFactoryUrl": stand_ins.factory.url},
             **changes,
         }
-        program = ProgramStack.derived(program_env, kube, stand_ins, tmp_path, source, to_stand_ins)
+        program = ProgramStack.derived(
+            pulumi_env, kube, stand_ins, checkout, tmp_path, source, to_stand_ins
+        )
         made.append(program)
         return program
 
     yield derived
     for program in made:
-        if program.stack is not None and not program.removed:
-            with contextlib.suppress(auto.CommandError):
-                program.stack.destroy()
-                program.stack.workspace.remove_stack(program.name)
+        if program.initialized and not program.removed:
+            with contextlib.suppress(AssertionError):
+                program.pulumi("destroy", "--yes")
+                program.pulumi("stack", "rm", "--yes", program.name)
     for node in (kube.get("/api/v1/nodes") or {}).get("items", []):
         if node["metadata"]["name"] != KUBELET_NODE:
             kube.request("DELETE", f"/api/v1/nodes/{node['metadata']['name']}")
@@ -735,9 +777,9 @@ def test_dev_stack_package_mode_end_to_end(
     outputs = up_creates_the_stack(program)
     nothing_changes(program)
     state_holds_no_plaintext_secret(program)
-    outputs = new_talos_version_replaces_the_snapshots(program, outputs)
+    outputs = new_talos_version_through_the_pr_workflow(program, outputs)
     outputs_keep_the_contract(program, outputs)
-    consumer_reads_the_outputs(program, tmp_path, outputs)
+    consumer_reads_the_outputs(program, outputs)
     registered = provider_id_setter_registers_nodes(program, outputs, tmp_path)
     destroy_leaves_nothing(program, outputs, [registered])
 
@@ -755,7 +797,7 @@ def test_prod_stack_helm_mode_end_to_end(
     assert {"/index.yaml", f"/{stand_ins.charts.file}"} <= set(stand_ins.charts.downloads)
     nothing_changes(program)
     state_holds_no_plaintext_secret(program)
-    outputs = new_talos_version_replaces_the_snapshots(program, outputs)
+    outputs = new_talos_version_through_the_pr_workflow(program, outputs)
     outputs_keep_the_contract(program, outputs)
-    consumer_reads_the_outputs(program, tmp_path, outputs)
+    consumer_reads_the_outputs(program, outputs)
     destroy_leaves_nothing(program, outputs, [])
