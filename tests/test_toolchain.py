@@ -152,7 +152,7 @@ def tarball_entry(sources: Path, **spec: Any) -> Any:
             "replace example.com/lib => ../../lib\n\nrequire example.com/lib v1.0.0\n",
             "app/cmd/main.go": "package main\n\n//go:generate go run ./gen\n\n"
             'import (\n\t_ "embed"\n\t"fmt"\n\n\t"example.com/lib"\n)\n\n'
-            "//go:embed generated.txt\nvar generated string\n\nvar Version = \"dev\"\n\n"
+            '//go:embed generated.txt\nvar generated string\n\nvar Version = "dev"\n\n'
             "func main() { fmt.Println(lib.Name, Version, generated) }\n",
             "app/cmd/gen/main.go": 'package main\n\nimport "os"\n\n'
             'func main() { _ = os.WriteFile("generated.txt", []byte(os.Getenv("VERSION")), 0o644) }\n',
