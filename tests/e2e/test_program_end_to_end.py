@@ -152,6 +152,8 @@ class ProgramStack:
     name: str
     user_env: dict[str, str]
     logs: Path
+    #: `pulumi login` target (README step 1).
+    backend: str = ""
     #: Destroyed and removed (the test got to its end).
     removed: bool = False
     initialized: bool = False
@@ -225,9 +227,15 @@ class ProgramStack:
         return result
 
     def init(self) -> None:
-        """README step 1: `pulumi login file://…`, `pulumi stack init`, `pulumi config set
-        --secret hcloud:token` (the token pasted on stdin)."""
-        self.pulumi("login", self.env.backend)
+        """README step 1: `mkdir -p` the state directory, `pulumi login file://…`, `pulumi
+        stack init`, `pulumi config set --secret hcloud:token` (the token pasted on stdin)."""
+        state = Path(self.env.backend.removeprefix("file://")) / "backend"
+        refused = self.env.cli("login", f"file://{state}", env=self.user_env)
+        assert refused.returncode != 0
+        assert "no such file or directory" in refused.stdout + refused.stderr
+        state.mkdir(parents=True)
+        self.backend = f"file://{state}"
+        self.pulumi("login", self.backend)
         self.pulumi("stack", "init", self.name)
         self.initialized = True
         self.pulumi("config", "set", "--secret", "hcloud:token", stdin=TOKEN + "\n")
@@ -251,7 +259,7 @@ class ProgramStack:
 
     def state_text(self) -> str:
         """Every checkpoint the file backend wrote (current, backups, history), as stored."""
-        state = Path(self.env.backend.removeprefix("file://")) / ".pulumi"
+        state = Path(self.backend.removeprefix("file://")) / ".pulumi"
         files = sorted(path for path in state.rglob("*.json") if self.name in path.name)
         assert files, f"no checkpoint of {self.name} in {state}"
         return "\n".join(path.read_text() for path in files)
@@ -417,7 +425,7 @@ def new_talos_version_through_the_pr_workflow(
     ``HCLOUD_TOKEN``, as the workflows pass it."""
     program.pulumi("config", "set", "--path", "talos.version", NEXT_TALOS_VERSION)
     ci = {"HCLOUD_TOKEN": TOKEN, "CI": "true"}
-    program.pulumi("login", program.env.backend, env=ci)
+    program.pulumi("login", program.backend, env=ci)
     program.pulumi("stack", "select", program.name, env=ci)
     preview = program.run("preview", "--stack", program.name, "--non-interactive", env=ci)
     changed = {urn_parts(urn): ops for urn, ops in preview.steps.items() if ops != ["same"]}
