@@ -7,6 +7,7 @@ builds it; nothing here is skipped.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -101,18 +102,38 @@ class PulumiEnv:
         )
 
 
+#: What the Pulumi CLI's own distribution holds in one directory: the CLI, the Python
+#: language host and the scripts it runs beside itself (it looks for its executor there).
+CLI_DISTRIBUTION = (
+    "pulumi",
+    "pulumi-language-python",
+    "pulumi-language-python-exec",
+    "pulumi-resource-pulumi-python",
+)
+
+
+@pytest.fixture(scope="session")
+def pulumi_install(e2e_tools: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CLI installed as a user has it: ``<root>/bin`` with the files of its distribution
+    (hard links into the toolchain cache where the filesystem allows, copies otherwise)."""
+    root = tmp_path_factory.mktemp("pulumi-install")
+    (root / "bin").mkdir()
+    for name in CLI_DISTRIBUTION:
+        target = root / "bin" / name
+        try:
+            os.link(e2e_tools[name], target)
+        except OSError:
+            shutil.copy2(e2e_tools[name], target)
+    return root
+
+
 @pytest.fixture
-def pulumi_env(e2e_tools: dict[str, Path], tmp_path: Path) -> PulumiEnv:
+def pulumi_env(pulumi_install: Path, e2e_tools: dict[str, Path], tmp_path: Path) -> PulumiEnv:
     home = tmp_path / "pulumi-home"
     state = tmp_path / "state"
     state.mkdir()
     # Providers come from the plugin directory only (installed below), never from PATH.
-    bins = sorted(
-        {
-            str(e2e_tools[name].parent)
-            for name in ("pulumi", "pulumi-language-python", "pulumi-resource-pulumi-python")
-        }
-    )
+    bins = [str(pulumi_install / "bin")]
     tests_venv = str(Path(sys.executable).parent)
     user_path = os.pathsep.join(
         [*bins, *(p for p in os.environ["PATH"].split(os.pathsep) if p != tests_venv)]
@@ -127,9 +148,7 @@ def pulumi_env(e2e_tools: dict[str, Path], tmp_path: Path) -> PulumiEnv:
         "PYTHONPATH": str(Path(__file__).parents[1]),  # e2e.throwaway_provider
         "PATH": os.pathsep.join([*bins, str(Path(sys.executable).parent), os.environ["PATH"]]),
     }
-    pulumi_env = PulumiEnv(
-        home, f"file://{state}", e2e_tools["pulumi"].parent.parent, env, user_path
-    )
+    pulumi_env = PulumiEnv(home, f"file://{state}", pulumi_install, env, user_path)
     versions: dict[str, str] = load_toolchain().plugin_versions("e2e")
     for binary, version in versions.items():
         if binary not in e2e_tools:

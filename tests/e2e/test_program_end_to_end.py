@@ -28,6 +28,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -62,6 +63,7 @@ from core.autoscaler_values import (
     expander_priorities,
 )
 from core.config.parse import read_stack_file
+from core.image_builder.pipeline import Step
 from core.manifests import CLUSTER_ROLE, SCRIPT_FILE, SETTER_NAME
 from core.plan import StackPlan, plan_stack
 from core.talos_config import NODE_GROUP_LABEL
@@ -180,8 +182,8 @@ class ProgramStack:
         # login`, the CLI on PATH; nothing of the tests' own virtualenv.
         user_env = {
             key: value
-            for key, value in env.env.items()
-            if key not in ("PYTHONPATH", "PULUMI_PYTHON_CMD", "PULUMI_BACKEND_URL")
+            for key, value in {**os.environ, **env.env}.items()
+            if key not in ("PYTHONPATH", "PULUMI_PYTHON_CMD", "PULUMI_BACKEND_URL", "VIRTUAL_ENV")
         }
         user_env |= {
             "PATH": env.user_path,
@@ -213,11 +215,13 @@ class ProgramStack:
     ) -> subprocess.CompletedProcess[str]:
         """``pulumi ARGS`` in the checkout (or ``cwd``), as the user's shell runs it; it must
         succeed."""
-        result = self.env.cli(
-            *args,
-            cwd=cwd or self.checkout,
+        result = subprocess.run(
+            [str(self.env.pulumi_root / "bin" / "pulumi"), *args],
             env={**self.user_env, **(env or {})},
-            stdin=stdin,
+            cwd=cwd or self.checkout,
+            input=stdin,
+            capture_output=True,
+            text=True,
             timeout=OPERATION_TIMEOUT,
         )
         assert result.returncode == 0, (
@@ -230,9 +234,9 @@ class ProgramStack:
         """README step 1: `mkdir -p` the state directory, `pulumi login file://…`, `pulumi
         stack init`, `pulumi config set --secret hcloud:token` (the token pasted on stdin)."""
         state = Path(self.env.backend.removeprefix("file://")) / "backend"
-        refused = self.env.cli("login", f"file://{state}", env=self.user_env)
-        assert refused.returncode != 0
-        assert "no such file or directory" in refused.stdout + refused.stderr
+        with pytest.raises(AssertionError) as refused:
+            self.pulumi("login", f"file://{state}")
+        assert "no such file or directory" in str(refused.value)
         state.mkdir(parents=True)
         self.backend = f"file://{state}"
         self.pulumi("login", self.backend)
@@ -241,9 +245,11 @@ class ProgramStack:
         self.pulumi("config", "set", "--secret", "hcloud:token", stdin=TOKEN + "\n")
 
     def run(self, *command: str, env: dict[str, str] | None = None) -> Run:
-        """A `pulumi` operation with its event log (the flag the Automation API uses too)."""
+        """A `pulumi` operation with its event log: the flag the Automation API uses too,
+        offered only with PULUMI_DEBUG_COMMANDS set (cmd/pulumi/operations, v3.274.1)."""
         log = self.logs / f"{len(list(self.logs.iterdir())):02d}-{command[0]}.jsonl"
-        result = self.pulumi(*command, "--event-log", str(log), env=env)
+        observed = {**(env or {}), "PULUMI_DEBUG_COMMANDS": "true"}
+        result = self.pulumi(*command, "--event-log", str(log), env=observed)
         events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         steps: dict[str, list[str]] = {}
         for event in events:
@@ -407,12 +413,24 @@ def state_holds_no_plaintext_secret(program: ProgramStack) -> None:
 
 
 def build_progress_reaches_the_user(program: ProgramStack, up: Run) -> None:
-    """What `pulumi up` shows while the snapshots build: each build's step lines (the
-    dynamic provider's stderr, which the engine forwards to the CLI)."""
-    for snapshot in program.plan.image.snapshots:
-        assert f"talos-image-{snapshot.architecture}" in up.stdout
-    for step in ("step 1/12: remove stale builders", "step 8/12: write image", "teardown"):
-        assert step in up.stdout, f"{step!r} not shown to the user:\n{up.stdout}"
+    """What `pulumi up` shows while the snapshots build: each build's step lines, live, on
+    the stack's row (the dynamic provider's stderr, which the engine forwards as info
+    diagnostics without a resource), then again under "Diagnostics" at the end."""
+    _, _, update = up.stdout.partition("\nUpdating (")  # after `up`'s own preview
+    live, _, summary = update.partition("\nDiagnostics:\n")
+    stack_row = re.compile(r"pulumi:pulumi:Stack \S+ creating \(\d+s\) \[([0-9a-f]{12})\] (.*)")
+    shown: dict[str, list[str]] = {}
+    for line in live.splitlines():
+        match = stack_row.search(line)
+        if match:
+            shown.setdefault(match[1], []).append(match[2].strip())
+    assert len(shown) == len(program.plan.image.snapshots), live  # one run id per build
+    for lines in shown.values():
+        steps = [line for line in lines if line.startswith("step ")]
+        names = [step for step in Step if step is not Step.TEARDOWN]
+        assert steps == [f"step {n}/{len(names)}: {name}" for n, name in enumerate(names, 1)]
+        assert any(line.startswith("deleted server ") for line in lines), lines
+        assert all(f"[{run}] {line}" in summary for run in shown for line in shown[run])
 
 
 def new_talos_version_through_the_pr_workflow(
