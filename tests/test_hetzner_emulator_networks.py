@@ -144,7 +144,7 @@ def test_a_network_changing_is_a_conflict(hetzner_api: HetznerEmulator, client: 
 
 def get_json(hetzner_api: HetznerEmulator, path: str) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
-        f"{hetzner_api.endpoint}{path}", headers={"Authorization": "Bearer test-token"}
+        f"{hetzner_api.endpoint}{path}", headers={"Authorization": f"Bearer {TEST_TOKEN}"}
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
