@@ -335,6 +335,26 @@ def threads() -> Iterator[list[tuple[threading.Thread, Any]]]:
         thread.join(timeout=10)
 
 
+@pytest.fixture
+def leaves_the_cluster_as_found(kube: KubeCluster) -> Iterator[None]:
+    """The API server is shared with the program's stacks, which apply the controller's
+    ClusterRole and ClusterRoleBinding under the same names: delete what this test made."""
+    yield
+    _, _, role, binding, _ = node_controller_manifests(
+        NAMESPACE, "hetzner-credentials", "token", "{}"
+    )
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    paths = [
+        f"{rbac}/clusterrolebindings/{binding['metadata']['name']}",
+        f"{rbac}/clusterroles/{role['metadata']['name']}",
+        f"/api/v1/namespaces/{NAMESPACE}",
+        *(f"/api/v1/nodes/{name}" for name in [*OLD_NODES, OTHER_STACK, BARE_METAL, SPARE]),
+    ]
+    for path in paths:
+        status, answer = kube.request("DELETE", path)
+        assert status < 300 or status == 404, f"DELETE {path}: {status} {answer}"
+
+
 def start(started: list[tuple[threading.Thread, Any]], owner: Any) -> None:
     thread = threading.Thread(target=owner.run, daemon=True)
     thread.start()
@@ -346,6 +366,7 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
     hetzner_api: HetznerEmulator,
     tmp_path: Path,
     threads: list[tuple[threading.Thread, Any]],
+    leaves_the_cluster_as_found: None,
 ) -> None:
     old, new = generations()
     network = hetzner_api.add_network("cozystack-vswitch", "10.100.0.0/16")

@@ -470,6 +470,8 @@ def new_talos_version_through_the_pr_workflow(
         else ("kubernetes:helm.sh/v3:Release", "autoscaler-release")
     )
     assert changed.pop(autoscaler) == ["update"]
+    # The node controller reads each pool's new generation from its ConfigMap.
+    assert changed.pop(("kubernetes:core/v1:ConfigMap", "node-controller-script")) == ["update"]
     # The dynamic providers are configured with the whole stack config, which changed.
     assert changed.pop(("pulumi:providers:pulumi-python", "default")) == ["update"]
     assert changed == {}, changed
