@@ -9,11 +9,10 @@ ConfigMap update that the running controller reads; Pulumi never waits for the r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from components.in_cluster_helper import register_helper_objects
 from components.secrets import AutoscalerSecrets
 from core import resources
 from core.manifests import node_controller_manifests
@@ -72,37 +71,6 @@ class NodeController(pulumi.ComponentResource):
             )
         )
 
-        def part(index: int, key: str) -> pulumi.Output[Any]:
-            return manifests.apply(lambda objects: objects[index][key])
-
-        child = pulumi.ResourceOptions(parent=self)
-        script = k8s.core.v1.ConfigMap(
-            resources.CONTROLLER_SCRIPT.name(name),
-            metadata=part(0, "metadata"),
-            data=part(0, "data"),
-            opts=child,
-        )
-        account = k8s.core.v1.ServiceAccount(
-            resources.CONTROLLER_ACCOUNT.name(name), metadata=part(1, "metadata"), opts=child
-        )
-        role = k8s.rbac.v1.ClusterRole(
-            resources.CONTROLLER_ROLE.name(name),
-            metadata=part(2, "metadata"),
-            rules=part(2, "rules"),
-            opts=child,
-        )
-        binding = k8s.rbac.v1.ClusterRoleBinding(
-            resources.CONTROLLER_BINDING.name(name),
-            metadata=part(3, "metadata"),
-            role_ref=part(3, "roleRef"),
-            subjects=part(3, "subjects"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, account]),
-        )
-        deployment = k8s.apps.v1.Deployment(
-            resources.CONTROLLER_DEPLOYMENT.name(name),
-            metadata=part(4, "metadata"),
-            spec=part(4, "spec"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[script, binding]),
-        )
+        deployment = register_helper_objects(self, name, manifests)
         self.deployment_name = deployment.metadata["name"]
         self.register_outputs({"deploymentName": self.deployment_name})

@@ -7,11 +7,10 @@ Why the setter exists, and the objects themselves: ``core.manifests``; the scrip
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from components.in_cluster_helper import register_helper_objects
 from components.secrets import AutoscalerSecrets
 from core import resources
 from core.manifests import provider_id_setter_manifests
@@ -47,37 +46,6 @@ class ProviderIdSetter(pulumi.ComponentResource):
             credentials_key=args.credentials_key,
         ).apply(lambda resolved: provider_id_setter_manifests(**resolved))
 
-        def part(index: int, key: str) -> pulumi.Output[Any]:
-            return manifests.apply(lambda objects: objects[index][key])
-
-        child = pulumi.ResourceOptions(parent=self)
-        script = k8s.core.v1.ConfigMap(
-            resources.SETTER_SCRIPT.name(name),
-            metadata=part(0, "metadata"),
-            data=part(0, "data"),
-            opts=child,
-        )
-        account = k8s.core.v1.ServiceAccount(
-            resources.SETTER_ACCOUNT.name(name), metadata=part(1, "metadata"), opts=child
-        )
-        role = k8s.rbac.v1.ClusterRole(
-            resources.SETTER_ROLE.name(name),
-            metadata=part(2, "metadata"),
-            rules=part(2, "rules"),
-            opts=child,
-        )
-        binding = k8s.rbac.v1.ClusterRoleBinding(
-            resources.SETTER_BINDING.name(name),
-            metadata=part(3, "metadata"),
-            role_ref=part(3, "roleRef"),
-            subjects=part(3, "subjects"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, account]),
-        )
-        deployment = k8s.apps.v1.Deployment(
-            resources.SETTER_DEPLOYMENT.name(name),
-            metadata=part(4, "metadata"),
-            spec=part(4, "spec"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[script, binding]),
-        )
+        deployment = register_helper_objects(self, name, manifests)
         self.deployment_name = deployment.metadata["name"]
         self.register_outputs({"deploymentName": self.deployment_name})

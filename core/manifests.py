@@ -64,19 +64,50 @@ def provider_id_setter_manifests(
     namespace: str, credentials_secret: str, credentials_key: str
 ) -> list[dict[str, Any]]:
     """ConfigMap (script), ServiceAccount, ClusterRole, ClusterRoleBinding, Deployment."""
-    labels = {"app.kubernetes.io/name": SETTER_NAME, "app.kubernetes.io/part-of": PROJECT}
     script = setter_script()
-    metadata = {"name": SETTER_NAME, "namespace": namespace, "labels": labels}
+    return _in_cluster_helper(
+        SETTER_NAME,
+        namespace,
+        data={SCRIPT_FILE: script},
+        scripts=script,
+        command=SETTER_COMMAND,
+        env=[_token_env(credentials_secret, credentials_key)],
+        mount=SCRIPT_DIR,
+        role=CLUSTER_ROLE,
+        rules=[NODE_RULE],
+    )
+
+
+def _token_env(credentials_secret: str, credentials_key: str) -> dict[str, Any]:
+    return {
+        "name": "HCLOUD_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": credentials_key}},
+    }
+
+
+def _in_cluster_helper(
+    name: str,
+    namespace: str,
+    *,
+    data: dict[str, str],
+    scripts: str,
+    command: list[str],
+    env: list[dict[str, Any]],
+    mount: str,
+    role: str,
+    rules: list[dict[str, list[str]]],
+) -> list[dict[str, Any]]:
+    """The objects of one in-cluster helper: its ConfigMap (``data``), ServiceAccount,
+    ClusterRole (``rules``) and binding, and a Deployment of one pod that runs ``command``
+    on the official Python image with the ConfigMap mounted at ``mount``. A change of
+    ``scripts`` (the helper's code) rolls the pod; a ConfigMap change alone would not."""
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": PROJECT}
+    metadata = {"name": name, "namespace": namespace, "labels": labels}
     container = {
-        "name": SETTER_NAME,
+        "name": name,
         "image": SETTER_IMAGE,
-        "command": SETTER_COMMAND,
-        "env": [
-            {
-                "name": "HCLOUD_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": credentials_key}},
-            },
-        ],
+        "command": command,
+        "env": env,
         "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
         # The loop reports itself overdue after it missed its schedule by two minutes.
         "livenessProbe": {
@@ -94,32 +125,27 @@ def provider_id_setter_manifests(
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "script", "mountPath": SCRIPT_DIR, "readOnly": True}],
+        "volumeMounts": [{"name": "script", "mountPath": mount, "readOnly": True}],
     }
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": metadata,
-            "data": {SCRIPT_FILE: script},
-        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
-            "metadata": {"name": CLUSTER_ROLE, "labels": labels},
-            "rules": [NODE_RULE],
+            "metadata": {"name": role, "labels": labels},
+            "rules": rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
-            "metadata": {"name": CLUSTER_ROLE, "labels": labels},
+            "metadata": {"name": role, "labels": labels},
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": CLUSTER_ROLE,
+                "name": role,
             },
-            "subjects": [{"kind": "ServiceAccount", "name": SETTER_NAME, "namespace": namespace}],
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
         {
             "apiVersion": "apps/v1",
@@ -127,18 +153,18 @@ def provider_id_setter_manifests(
             "metadata": metadata,
             "spec": {
                 "replicas": 1,
+                # Never two at once (two node controllers would each drain maxUnavailable).
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {
                         "labels": labels,
-                        # A new script rolls the pod (a ConfigMap change alone would not).
                         "annotations": {
-                            SCRIPT_HASH_ANNOTATION: hashlib.sha256(script.encode()).hexdigest()
+                            SCRIPT_HASH_ANNOTATION: hashlib.sha256(scripts.encode()).hexdigest()
                         },
                     },
                     "spec": {
-                        "serviceAccountName": SETTER_NAME,
+                        "serviceAccountName": name,
                         "securityContext": {
                             "runAsNonRoot": True,
                             "runAsUser": 65534,
@@ -146,7 +172,7 @@ def provider_id_setter_manifests(
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
                         "containers": [container],
-                        "volumes": [{"name": "script", "configMap": {"name": SETTER_NAME}}],
+                        "volumes": [{"name": "script", "configMap": {"name": name}}],
                     },
                 },
             },
@@ -192,99 +218,24 @@ def node_controller_manifests(
     A new ``config.json`` reaches the running pod through the mounted ConfigMap (read every
     pass); a new script rolls the pod.
     """
-    labels = {"app.kubernetes.io/name": CONTROLLER_NAME, "app.kubernetes.io/part-of": PROJECT}
     scripts = {SCRIPT_FILE: setter_script(), CONTROLLER_SCRIPT_FILE: controller_script()}
-    metadata = {"name": CONTROLLER_NAME, "namespace": namespace, "labels": labels}
-    scripts_hash = hashlib.sha256("".join(scripts[name] for name in sorted(scripts)).encode())
-    container = {
-        "name": CONTROLLER_NAME,
-        "image": SETTER_IMAGE,
-        "command": CONTROLLER_COMMAND,
-        "env": [
-            {
-                "name": "HCLOUD_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": credentials_key}},
-            },
+    return _in_cluster_helper(
+        CONTROLLER_NAME,
+        namespace,
+        data={**scripts, CONTROLLER_CONFIG_FILE: config_json},
+        scripts="".join(scripts[name] for name in sorted(scripts)),
+        command=CONTROLLER_COMMAND,
+        env=[
+            _token_env(credentials_secret, credentials_key),
             {
                 "name": "NODE_CONTROLLER_CONFIG",
                 "value": f"{CONTROLLER_DIR}/{CONTROLLER_CONFIG_FILE}",
             },
         ],
-        "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
-        # The loop reports itself overdue after it missed its schedule by two minutes.
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "health"},
-            "initialDelaySeconds": 10,
-            "periodSeconds": 30,
-            "failureThreshold": 3,
-        },
-        "resources": {
-            "requests": {"cpu": "10m", "memory": "32Mi"},
-            "limits": {"cpu": "100m", "memory": "64Mi"},
-        },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [{"name": "script", "mountPath": CONTROLLER_DIR, "readOnly": True}],
-    }
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": metadata,
-            "data": {**scripts, CONTROLLER_CONFIG_FILE: config_json},
-        },
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": CONTROLLER_ROLE, "labels": labels},
-            "rules": CONTROLLER_RULES,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": CONTROLLER_ROLE, "labels": labels},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": CONTROLLER_ROLE,
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": CONTROLLER_NAME, "namespace": namespace}
-            ],
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": metadata,
-            "spec": {
-                "replicas": 1,
-                # Never two controllers: each would drain its own maxUnavailable nodes.
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {
-                        "labels": labels,
-                        "annotations": {SCRIPT_HASH_ANNOTATION: scripts_hash.hexdigest()},
-                    },
-                    "spec": {
-                        "serviceAccountName": CONTROLLER_NAME,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 65534,
-                            "runAsGroup": 65534,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [container],
-                        "volumes": [{"name": "script", "configMap": {"name": CONTROLLER_NAME}}],
-                    },
-                },
-            },
-        },
-    ]
+        mount=CONTROLLER_DIR,
+        role=CONTROLLER_ROLE,
+        rules=CONTROLLER_RULES,
+    )
 
 
 SMOKE_TEST_NAME = "autoscaler-smoke-test"

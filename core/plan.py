@@ -602,22 +602,8 @@ def _resources(
         resources.PACKAGE if autoscaler.deploy == "package" else resources.HELM_RELEASE,
     )
     if provider_id_setter:
-        found += component(
-            resources.PROVIDER_ID_SETTER,
-            resources.SETTER_SCRIPT,
-            resources.SETTER_ACCOUNT,
-            resources.SETTER_ROLE,
-            resources.SETTER_BINDING,
-            resources.SETTER_DEPLOYMENT,
-        )
-    found += component(
-        resources.NODE_CONTROLLER,
-        resources.CONTROLLER_SCRIPT,
-        resources.CONTROLLER_ACCOUNT,
-        resources.CONTROLLER_ROLE,
-        resources.CONTROLLER_BINDING,
-        resources.CONTROLLER_DEPLOYMENT,
-    )
+        found += component(resources.PROVIDER_ID_SETTER, *resources.HELPER_CHILDREN)
+    found += component(resources.NODE_CONTROLLER, *resources.HELPER_CHILDREN)
     if smoke_test is not None:
         found += component(resources.SMOKE_TEST, resources.SMOKE_TEST_DEPLOYMENT)
     return tuple(found)

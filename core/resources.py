@@ -70,18 +70,17 @@ PACKAGE = Child("kubernetes:cozystack.io/v1alpha1:Package", "package")
 HELM_RELEASE = Child("kubernetes:helm.sh/v3:Release", "release")
 
 PROVIDER_ID_SETTER = Component("ProviderIdSetter", "provider-id-setter")
-SETTER_SCRIPT = Child("kubernetes:core/v1:ConfigMap", "script")
-SETTER_ACCOUNT = Child("kubernetes:core/v1:ServiceAccount", "account")
-SETTER_ROLE = Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "role")
-SETTER_BINDING = Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "binding")
-SETTER_DEPLOYMENT = Child("kubernetes:apps/v1:Deployment", "deployment")
-
 NODE_CONTROLLER = Component("NodeController", "node-controller")
-CONTROLLER_SCRIPT = Child("kubernetes:core/v1:ConfigMap", "script")
-CONTROLLER_ACCOUNT = Child("kubernetes:core/v1:ServiceAccount", "account")
-CONTROLLER_ROLE = Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "role")
-CONTROLLER_BINDING = Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "binding")
-CONTROLLER_DEPLOYMENT = Child("kubernetes:apps/v1:Deployment", "deployment")
+#: What each in-cluster helper (the providerID setter, the node controller) registers, in
+#: the order of ``core.manifests``' objects: ConfigMap, ServiceAccount, ClusterRole,
+#: ClusterRoleBinding, Deployment.
+HELPER_CHILDREN = (
+    Child("kubernetes:core/v1:ConfigMap", "script"),
+    Child("kubernetes:core/v1:ServiceAccount", "account"),
+    Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "role"),
+    Child("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "binding"),
+    Child("kubernetes:apps/v1:Deployment", "deployment"),
+)
 
 SMOKE_TEST = Component("SmokeTest", "smoke-test")
 SMOKE_TEST_DEPLOYMENT = Child("kubernetes:apps/v1:Deployment", "deployment")
