@@ -355,6 +355,12 @@ def leaves_the_cluster_as_found(kube: KubeCluster) -> Iterator[None]:
         assert status < 300 or status == 404, f"DELETE {path}: {status} {answer}"
 
 
+def drain_events(kube: KubeCluster, node: str) -> set[str]:
+    """The reasons of the Events about ``node``."""
+    path = f"/api/v1/namespaces/default/events?fieldSelector=involvedObject.name={node}"
+    return {event["reason"] for event in (kube.get(path) or {}).get("items", [])}
+
+
 def start(started: list[tuple[threading.Thread, Any]], owner: Any) -> None:
     thread = threading.Thread(target=owner.run, daemon=True)
     thread.start()
@@ -508,6 +514,13 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
                 DRAIN_TIMEOUT + 120,
             )
             finished = time.monotonic() - rollout_started
+            # The controller annotates the node, logs, then posts its Event: wait for the
+            # last before stopping it (on a busy machine the three are seconds apart).
+            eventually(
+                lambda: "RolloutDrainFailed" in drain_events(kube, OLD_NODES[2]),
+                "the Warning Event on the node whose drain was given up",
+                60,
+            )
         finally:
             process.terminate()
             process.wait(timeout=10)
@@ -527,10 +540,7 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
     assert (
         f"drain did not finish within {DRAIN_TIMEOUT} s" in reason and f"{NAMESPACE}/db-" in reason
     )
-    events = kube.get(
-        f"/api/v1/namespaces/default/events?fieldSelector=involvedObject.name={OLD_NODES[2]}"
-    )
-    assert "RolloutDrainFailed" in {event["reason"] for event in events["items"]}, events
+    assert "RolloutDrainFailed" in drain_events(kube, OLD_NODES[2])
     assert f"node {OLD_NODES[2]} (pool {POOL}, generation {old}, current {new})" in text
     # The API server refused the db pod's eviction (its PDB): the controller retried, then gave up.
     refusals = text.count(f"eviction of {NAMESPACE}/db-")
