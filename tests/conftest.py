@@ -1,6 +1,6 @@
 """Shared fixtures: a fresh Pulumi mock runtime per test.
 
-Pitfalls this guards against (see the README's testing section):
+Pitfalls this guards against (see docs/development.md):
 - ``set_mocks`` at module level leaks one root stack and event loop across tests;
   here every test gets a new event loop, a new root ``Stack`` and new mocks.
 - an assertion inside ``Output.apply`` silently never runs when the output is

@@ -450,9 +450,9 @@ def test_the_read_only_token_is_a_secret_setting() -> None:
     assert "autoscaler.providerIdToken" in [shown for shown, _, _ in SECRET_SETTINGS]
 
 
-def test_the_readme_table_lists_every_autoscaler_key_with_its_minimum_version() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    table = readme.split("## Stack configuration", 1)[1].split("\n## ", 1)[0]
+def test_the_configuration_table_lists_every_autoscaler_key_with_its_minimum_version() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    table = page.split("\n## Keys\n", 1)[1].split("\n## ", 1)[0]
     rows = {line.split("|")[1] for line in table.splitlines() if line.startswith("| `")}
     listed = " ".join(rows)
     for field in AutoscalerSettings.model_fields.values():

@@ -412,7 +412,8 @@ def test_a_worker_config_problem_registers_nothing(
     assert pulumi_runtime.resources == []
 
 
-#: The stack outputs other stacks may rely on (README "Stack outputs"); renaming one breaks them.
+#: The stack outputs other stacks may rely on (docs/configuration.md, "Stack outputs");
+#: renaming one breaks them.
 OUTPUT_CONTRACT = {
     "networkId",
     "networkName",

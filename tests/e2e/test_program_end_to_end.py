@@ -16,9 +16,10 @@ creates the project's ``.venv`` from ``requirements.txt`` as ``Pulumi.yaml`` say
 ``__main__.py``), Pulumi's dynamic-provider host started from that virtualenv (the Talos
 snapshot build and the destroy sweep, the build over SSH into a real OpenSSH server), the
 hcloud provider 1.43.3 and the Kubernetes provider (built from v4.25.0), etcd, kube-apiserver
-and kube-controller-manager 1.35.4. What stands in (README "End-to-end tests"): the Hetzner
-Cloud API and the Image Factory (the emulators of the unit tests), a chart repository on
-loopback, and a kubelet stand-in that reports pods running (no containers run here).
+and kube-controller-manager 1.35.4. What stands in (docs/development.md, "End-to-end tests"):
+the Hetzner Cloud API and the Image Factory (the emulators of the unit tests), a chart
+repository on loopback, and a kubelet stand-in that reports pods running (no containers run
+here).
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ class ProgramStack:
         user_env |= {
             "PATH": env.user_path,
             "KUBECONFIG": str(kube.kubeconfig),
-            # The build pipeline's test-only knobs (README): the rescue sshd and its "disk".
+            # The build's test-only knobs (docs/image-build.md): the rescue sshd and its "disk".
             "HCLOUD_TALOS_TEST_SSH_PORT": str(stand_ins.rescue.port),
             "HCLOUD_TALOS_TEST_TARGET_DEVICE": str(stand_ins.rescue.disk),
         }

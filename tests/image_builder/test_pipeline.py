@@ -300,7 +300,7 @@ def test_limits_that_would_outlast_the_leftover_age_are_refused(
     assert hetzner.state.requests == []
 
 
-def test_the_steps_are_logged_in_order_with_the_run_id_as_the_readme_lists_them(
+def test_the_steps_are_logged_in_order_with_the_run_id_as_the_docs_list_them(
     client: ApiClient, hetzner: HetznerEmulator, request_for: BuildRequest
 ) -> None:
     lines: list[str] = []
@@ -313,9 +313,9 @@ def test_the_steps_are_logged_in_order_with_the_run_id_as_the_readme_lists_them(
     assert list(result.timings) == [*(step.value for step in steps), "total"]
     assert any(" deleted ssh key " in line for line in lines)  # a teardown line
 
-    readme = (REPO / "README.md").read_text()
-    start = readme.index("## The Talos image build")
-    section = readme[start : readme.index("\n## ", start)]
+    page = (REPO / "docs" / "image-build.md").read_text()
+    start = page.index("## Steps")
+    section = page[start : page.index("\n## ", start)]
     listed = re.findall(r"^\d+\. `([a-z ]+)`", section, flags=re.MULTILINE)
     assert listed == [step.value for step in steps]
     assert "Then the `teardown`" in section
