@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
+from cli import add_stack_arguments
 from core.config import ConfigError, Problem
 from core.config.parse import read_stack_file
 from core.image_builder.api import ApiClient, api_endpoint
@@ -21,17 +21,12 @@ from core.plan import plan_stack
 from core.server_sweep import PoolTarget, preview_pool
 
 
-def add_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], project: Path
-) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     preview = commands.add_parser(
         "destroy-preview",
         help="list the servers and Nodes the destroy sweep would delete per pool (deletes nothing)",
     )
-    preview.add_argument("--stack", default="dev", help="stack name (reads Pulumi.<stack>.yaml)")
-    preview.add_argument(
-        "--project-dir", type=Path, default=project, help="folder holding Pulumi.yaml"
-    )
+    add_stack_arguments(preview)
     preview.add_argument(
         "--debug", action="store_true", help="print the traceback of a runtime failure"
     )
@@ -45,7 +40,7 @@ def destroy_preview(args: argparse.Namespace) -> int:
         raise ConfigError(
             [Problem("", "HCLOUD_TOKEN is not set: export the stack's Hetzner token to look")]
         )
-    client = ApiClient(token, api_endpoint(None) or plan.hcloud_endpoint)
+    client = ApiClient(token, api_endpoint(stored=plan.hcloud_endpoint))
     if plan.servers.keep_servers:
         print(
             "autoscaler.keepServersOnDestroy is true: the sweep deletes nothing; the pools' "

@@ -19,26 +19,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import traceback
 import urllib.error
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 from types import FrameType
+from typing import TypeVar
 
 import requests
 from hcloud import APIException
 
-from core import hetzner, talos_versions, validators
+from core import validators
 from core.config import (
     DEFAULT_BUILDER_SERVER_TYPES,
     DEFAULT_EXTENSIONS,
-    SCHEMATIC_ID_PATTERN,
-    SNAPSHOT_IDENTITY_LABELS,
     WRITE_TIMEOUT_MINUTES,
     check_write_timeout,
+)
+from core.config.model import (
+    DEFAULT_FACTORY_URL,
+    HTTP_URL,
+    check_factory_url,
+    check_location,
+    check_own_snapshot_labels,
+    check_preferences,
+    check_schematic_id,
+    check_talos_version,
 )
 from core.errors import EXIT_BAD_INPUT, EXIT_RUNTIME_FAILURE
 from core.image_builder.api import DEFAULT_ENDPOINT, ApiClient, api_endpoint
@@ -46,6 +55,8 @@ from core.image_builder.builder_resources import STALE_AFTER, find_stale, remove
 from core.image_builder.pipeline import BuildError, BuildRequest, Limits, build_image
 from core.image_builder.schematic import register_schematic
 from core.waits import Interrupted
+
+Value = TypeVar("Value")
 
 #: Time for cleanup to wait while a leftover is locked by a running action.
 CLEANUP_SECONDS = 600.0
@@ -58,10 +69,10 @@ class BadArguments(ValueError):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     token = os.environ.get("HCLOUD_TOKEN")
-    endpoint = api_endpoint(None) or DEFAULT_ENDPOINT
+    endpoint = api_endpoint()
     try:
         problems = [] if token else ["HCLOUD_TOKEN is not set (a Hetzner Cloud API token)"]
-        if not re.match(r"^https?://[^/\s]+", endpoint):
+        if not HTTP_URL.match(endpoint):
             problems.append(
                 f"HCLOUD_ENDPOINT {endpoint!r} is not an http(s) URL like {DEFAULT_ENDPOINT}"
             )
@@ -94,33 +105,33 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 def _build_argument_problems(args: argparse.Namespace) -> list[str]:
-    """The build's arguments, checked by the rules the stack config uses."""
+    """The build's arguments, checked by the stack config's own rules (``core.config.model``);
+    ``args`` gets the values as the config would hold them (e.g. a lower-case location)."""
     problems: list[str] = []
-    try:
-        talos_versions.parse_talos_version(args.talos_version)
-    except ValueError as error:
-        problems.append(f"--talos-version: {error}")
-    for location in args.location:
-        if location not in hetzner.NETWORK_ZONE_BY_LOCATION:
-            known = ", ".join(hetzner.NETWORK_ZONE_BY_LOCATION)
-            problems.append(
-                f"--location: {location!r} is not a Hetzner location; use one of {known}"
-            )
-    if args.schematic_id is not None and not SCHEMATIC_ID_PATTERN.match(args.schematic_id):
-        problems.append(
-            f"--schematic-id: {args.schematic_id!r} is not 64 lower-case hex characters"
-        )
-    if not re.match(r"^https?://[^/\s]+", args.factory_url):
-        problems.append(f"--factory-url: {args.factory_url!r} is not an http(s) URL")
+
+    def checked(flag: str, check: Callable[[Value], Value], value: Value) -> Value:
+        try:
+            return check(value)
+        except ValueError as error:
+            problems.append(f"{flag}: {error}")
+            return value
+
+    checked("--talos-version", check_talos_version, args.talos_version)
+    args.location = [checked("--location", check_location, where) for where in args.location]
+    checked("--location", check_preferences, args.location)
+    if args.server_type:
+        checked("--server-type", check_preferences, args.server_type)
+    if args.schematic_id is not None:
+        checked("--schematic-id", check_schematic_id, args.schematic_id)
+    args.factory_url = checked("--factory-url", check_factory_url, args.factory_url)
     labels: dict[str, str] = {}
     for label in args.label:
         key, equals, value = label.partition("=")
         if not equals:
             problems.append(f"--label: {label!r} is not key=value (e.g. --label team=platform)")
-        elif key in SNAPSHOT_IDENTITY_LABELS:
-            problems.append(f"--label: {key} identifies the snapshot and is set by the builder")
         else:
             labels[key] = value
+    checked("--label", check_own_snapshot_labels, labels)
     problems += [f"--label: {problem}" for problem in validators.hetzner_label_problems(labels)]
     args.labels = labels
     return problems
@@ -246,9 +257,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--server-type",
         action="append",
-        help="builder type (default cx23 / cax11); repeat for types to try in order",
+        help=(
+            f"builder type (default {' / '.join(DEFAULT_BUILDER_SERVER_TYPES.values())}); "
+            "repeat for types to try in order"
+        ),
     )
-    build.add_argument("--factory-url", default="https://factory.talos.dev")
+    build.add_argument("--factory-url", default=DEFAULT_FACTORY_URL)
     build.add_argument("--label", action="append", default=[], help="extra snapshot label k=v")
     build.add_argument(
         "--write-timeout",

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cli import add_stack_arguments
 from core import safe_yaml
 from core.config import stack_file
 from core.config.parse import read_stack_file
@@ -31,8 +32,6 @@ from core.node_status import controller_settings, node_rows, table
 from core.plan import plan_stack
 from core.provider_id_setter import ApiError, KubernetesApi
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli")
@@ -40,10 +39,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     nodes = commands.add_parser(
         "nodes", help="list the stack's autoscaled nodes, their generation and rollout state"
     )
-    nodes.add_argument("--stack", default="dev", help="stack name (reads Pulumi.<stack>.yaml)")
-    nodes.add_argument(
-        "--project-dir", type=Path, default=PROJECT_DIR, help="folder holding Pulumi.yaml"
-    )
+    add_stack_arguments(nodes)
     args = parser.parse_args(argv)
     try:
         print(show_nodes(args.project_dir, args.stack, os.environ if environ is None else environ))

@@ -12,13 +12,12 @@ import sys
 import traceback
 from pathlib import Path
 
+from cli import add_stack_arguments
 from cli.destroy_preview import add_parser as add_destroy_preview
 from cli.destroy_preview import destroy_preview
 from core.config import ConfigError, Problem, stack_file
 from core.errors import EXIT_BAD_INPUT, EXIT_RUNTIME_FAILURE, InputError
 from core.render import render_stack
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     render = commands.add_parser(
         "render", help="validate Pulumi.<stack>.yaml offline and show what it creates"
     )
-    render.add_argument("--stack", default="dev", help="stack name (reads Pulumi.<stack>.yaml)")
-    render.add_argument(
-        "--project-dir", type=Path, default=PROJECT_DIR, help="folder holding Pulumi.yaml"
-    )
+    add_stack_arguments(render)
     render.add_argument(
         "--out",
         type=Path,
@@ -44,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument(
         "--debug", action="store_true", help="print the traceback of a runtime failure"
     )
-    add_destroy_preview(commands, PROJECT_DIR)
+    add_destroy_preview(commands)
     args = parser.parse_args(argv)
 
     try:

@@ -53,10 +53,9 @@ def read_stack_plan(project_dir: Path) -> StackPlan:
             stack_name=pulumi.get_stack(),
             project_dir=project_dir,
         )
-        existing = _existing_images(stack, hcloud_endpoint(flat))
-        return plan_stack(
-            stack, warnings, hcloud_endpoint=hcloud_endpoint(flat), existing_images=existing
-        )
+        endpoint = hcloud_endpoint(flat)
+        existing = _existing_images(stack, endpoint)
+        return plan_stack(stack, warnings, hcloud_endpoint=endpoint, existing_images=existing)
 
     plan = read()
     for warning in plan.warnings:
@@ -64,7 +63,7 @@ def read_stack_plan(project_dir: Path) -> StackPlan:
     return plan
 
 
-def _existing_images(stack: StackConfig, endpoint: str | None) -> dict[Architecture, int]:
+def _existing_images(stack: StackConfig, endpoint: str) -> dict[Architecture, int]:
     """The ids of ``image.existing``, looked up in preview and update alike."""
     if not stack.image.existing:
         return {}

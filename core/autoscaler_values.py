@@ -23,12 +23,12 @@ from typing import Any, Literal
 from core.autoscaler_versions import COZYSTACK_CHART_VERSION, DEFAULT_CHART_VERSION, AutoscalerImage
 from core.config.model import (
     DEFAULT_PRIORITY_CLASS,
-    NODE_GROUP_SERVER_LABEL,
     AutoscalerSettings,
     NodeGroup,
 )
 from core.config.problems import ConfigError, Problem
 from core.hetzner import Architecture
+from core.resources import PROJECT
 from core.talos_config import pool_node_labels
 
 PACKAGE_NAME = "cozystack.cluster-autoscaler-hetzner"
@@ -39,7 +39,7 @@ RELEASE_NAME = "cluster-autoscaler-hetzner"
 #: the Helm release takes Cozystack's release name so both modes share one name.
 DEPLOYMENT_NAME = f"{RELEASE_NAME}-hetzner-cluster-autoscaler"
 CHART_NAME = "cluster-autoscaler"
-__all__ = ["DEFAULT_CHART_VERSION", "NODE_GROUP_SERVER_LABEL"]
+__all__ = ["DEFAULT_CHART_VERSION"]
 
 #: The Secrets the autoscaler reads (and the providerID setter reads the token from).
 CREDENTIALS_SECRET = "hetzner-credentials"
@@ -58,7 +58,7 @@ ENV_STRING_LIMIT_BYTES = 128 * 1024
 CLUSTER_CONFIG_ENV = "HCLOUD_CLUSTER_CONFIG"
 #: Kubernetes rejects Secrets above 1 MiB.
 SECRET_LIMIT_BYTES = 1024 * 1024
-CONFIG_HASH_ANNOTATION = "hcloud-talos-autoscaler/config-sha256"
+CONFIG_HASH_ANNOTATION = f"{PROJECT}/config-sha256"
 
 #: The autoscaler's leader-election lease. The chart's ClusterRole grants leases create
 #: and get/update on this name (templates/clusterrole.yaml, every chart since 9.20), and

@@ -11,6 +11,11 @@ from core.redaction import shown
 
 Architecture = Literal["amd64", "arm64"]
 
+#: The label the autoscaler gives every server of a pool (``hetzner_node_group.go``); the
+#: pool's nodes get it too. The in-cluster ``provider_id_setter`` (standard library only)
+#: keeps a copy that ``tests/test_fact_copies.py`` holds equal.
+NODE_GROUP_LABEL = "hcloud/node-group"
+
 #: Cloud locations and the network zone each belongs to. A cloud subnet lives in
 #: one network zone, so every server attached to it must be in that zone.
 #: Source: FACTS §7 (hcloud-go ``network.go``; terraform-provider-hcloud location tests).

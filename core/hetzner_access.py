@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.image_builder.api import DEFAULT_ENDPOINT, api_endpoint
+from core.image_builder.api import api_endpoint
 
 
 class ProviderConfig(Protocol):
@@ -40,5 +40,5 @@ def current_hetzner_access(
             "no Hetzner token: set it with `pulumi config set --secret hcloud:token` "
             "or export HCLOUD_TOKEN"
         )
-    endpoint = api_endpoint(values.get("hcloud:endpoint")) or stored_endpoint or DEFAULT_ENDPOINT
+    endpoint = api_endpoint(values.get("hcloud:endpoint"), stored_endpoint)
     return HetznerAccess(token=str(token), endpoint=str(endpoint))

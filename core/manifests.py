@@ -29,8 +29,8 @@ from typing import Any
 import yaml
 
 from core.config import Taint
+from core.hetzner import NODE_GROUP_LABEL
 from core.resources import PROJECT
-from core.talos_config import NODE_GROUP_LABEL
 
 SETTER_NAME = "provider-id-setter"
 #: Official Python image (Docker Hub library/python); the script needs nothing else.
@@ -300,11 +300,6 @@ def smoke_test_deployment(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
-
-
-def watch_nodes_command(pools: list[str]) -> str:
-    """The command that shows autoscaled nodes appearing."""
-    return f"kubectl get nodes -l '{NODE_GROUP_LABEL} in ({','.join(pools)})' -o wide --watch"
 
 
 class _ManifestDumper(yaml.SafeDumper):

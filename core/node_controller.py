@@ -54,7 +54,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING or __package__:  # imported from the repository (tests, the nodes command)
     from core.provider_id_setter import (
-        DEFAULT_HCLOUD_ENDPOINT,
         LIVENESS_GRACE_SECONDS,
         NODE_GROUP_LABEL,
         PROVIDER_ID_PREFIX,
@@ -62,6 +61,7 @@ if TYPE_CHECKING or __package__:  # imported from the repository (tests, the nod
         ApiError,
         HetznerApi,
         KubernetesApi,
+        PodAccess,
         Server,
         in_pool,
         match,
@@ -71,7 +71,6 @@ if TYPE_CHECKING or __package__:  # imported from the repository (tests, the nod
     )
 else:  # run from the ConfigMap, next to provider_id_setter.py
     from provider_id_setter import (
-        DEFAULT_HCLOUD_ENDPOINT,
         LIVENESS_GRACE_SECONDS,
         NODE_GROUP_LABEL,
         PROVIDER_ID_PREFIX,
@@ -79,6 +78,7 @@ else:  # run from the ConfigMap, next to provider_id_setter.py
         ApiError,
         HetznerApi,
         KubernetesApi,
+        PodAccess,
         Server,
         in_pool,
         match,
@@ -588,20 +588,13 @@ def main() -> int:
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     env = os.environ
-    token = env.get("HCLOUD_TOKEN", "").strip()
-    if not token:
-        raise SystemExit("HCLOUD_TOKEN is not set (the hetzner-credentials Secret, key token)")
-    host = env.get("KUBERNETES_SERVICE_HOST", "")
-    if not host:
-        raise SystemExit("KUBERNETES_SERVICE_HOST is not set: not running in a cluster?")
-    host = f"[{host}]" if ":" in host else host
-    port = env.get("KUBERNETES_SERVICE_PORT", "443")
+    access = PodAccess.from_environment(env)
     config_file = Path(env.get("NODE_CONTROLLER_CONFIG", DEFAULT_CONFIG_FILE))
     controller = NodeController(
-        ServerApi(env.get("HCLOUD_ENDPOINT", "").rstrip("/") or DEFAULT_HCLOUD_ENDPOINT, token),
+        ServerApi(access.hcloud_endpoint, access.hcloud_token),
         ClusterApi(
             KubernetesApi.in_cluster(
-                f"https://{host}:{port}",
+                access.kubernetes_url,
                 Path(env.get("NODE_CONTROLLER_SERVICE_ACCOUNT_DIR", SERVICE_ACCOUNT_DIR)),
             )
         ),

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from core.hetzner import NODE_GROUP_LABEL
 from core.node_controller import (
     DRAIN_FAILED_ANNOTATION,
     DRAINING_ANNOTATION,
     GENERATION_LABEL,
     RolloutConfig,
 )
-from core.talos_config import NODE_GROUP_LABEL
 
 HEADER = ("NAME", "POOL", "GENERATION", "TALOS", "KUBELET", "AGE", "CONTROLLER")
 

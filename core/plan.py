@@ -29,13 +29,12 @@ from core.autoscaler_versions import (
     AutoscalerImage,
 )
 from core.config import ConfigError, Problem, StackConfig, Taint, reveal
-from core.hetzner import Architecture, architecture_of
+from core.hetzner import NODE_GROUP_LABEL, Architecture, architecture_of
 from core.image_builder.api import DEFAULT_ENDPOINT
 from core.image_builder.pipeline import image_url, snapshot_labels
 from core.image_builder.schematic import schematic_id_for
 from core.resources import PROJECT, Child, Component
 from core.talos_config import (
-    NODE_GROUP_LABEL,
     WorkerConfig,
     render_worker_configs,
     worker_config_warnings,
@@ -372,7 +371,7 @@ def plan_stack(
     stack: StackConfig,
     warnings: Sequence[str] = (),
     *,
-    hcloud_endpoint: str | None = None,
+    hcloud_endpoint: str = DEFAULT_ENDPOINT,
     existing_images: Mapping[Architecture, int] | None = None,
 ) -> StackPlan:
     """The plan of a validated stack; ``warnings`` are its source's (plain-text secrets, ...).
@@ -434,7 +433,7 @@ def plan_stack(
             PlacementGroupPlan(
                 pool=group.name,
                 name=f"{group.name}-{group.placement_group}",
-                labels={**network.labels, values.NODE_GROUP_SERVER_LABEL: group.name},
+                labels={**network.labels, NODE_GROUP_LABEL: group.name},
             )
             for group in settings.node_groups
             if group.placement_group is not None
@@ -461,7 +460,7 @@ def plan_stack(
         verification=verification_commands(settings.namespace, autoscaler.logs_target, pools),
         warnings=(*warnings, *_stack_warnings(stack, autoscaler, configs.get(network.subnet))),
         resources=_resources(network, image, servers, autoscaler, setter, smoke_test),
-        hcloud_endpoint=hcloud_endpoint or DEFAULT_ENDPOINT,
+        hcloud_endpoint=hcloud_endpoint,
         _worker_configs=configs,
         rollout=RolloutPlan(
             strategy=settings.rollout.strategy,
@@ -616,7 +615,7 @@ def verification_commands(namespace: str, logs_target: str, pools: list[str]) ->
     private subnet, they carry the pool and location labels (and Kilo annotations),
     and PROVIDER-ID is ``hcloud://<server-id>``.
     """
-    selector = f"{NODE_GROUP_LABEL} in ({','.join(pools)})"
+    selector = pools_selector(pools)
     return {
         "kubectlLogs": f"kubectl -n {namespace} logs {logs_target} -f",
         "kubectlNodes": f"kubectl get nodes -l '{selector}' -o wide",
@@ -629,6 +628,11 @@ def verification_commands(namespace: str, logs_target: str, pools: list[str]) ->
     }
 
 
+def pools_selector(pools: list[str]) -> str:
+    """The label selector of the pools' nodes."""
+    return f"{NODE_GROUP_LABEL} in ({','.join(pools)})"
+
+
 def watch_nodes_command(pools: list[str]) -> str:
     """The command that shows autoscaled nodes appearing."""
-    return f"kubectl get nodes -l '{NODE_GROUP_LABEL} in ({','.join(pools)})' -o wide --watch"
+    return f"kubectl get nodes -l '{pools_selector(pools)}' -o wide --watch"

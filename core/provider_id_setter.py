@@ -78,16 +78,15 @@ class ApiError(Exception):
 
 
 @dataclass(frozen=True)
-class Settings:
+class PodAccess:
+    """What a pod of this project reaches its two APIs with, from its environment."""
+
     hcloud_token: str
     hcloud_endpoint: str
     kubernetes_url: str
-    service_account_dir: Path
-    loop_seconds: float
-    health_port: int
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str]) -> Settings:
+    def from_environment(cls, env: Mapping[str, str]) -> PodAccess:
         token = env.get("HCLOUD_TOKEN", "").strip()
         if not token:
             raise SystemExit("HCLOUD_TOKEN is not set (the hetzner-credentials Secret, key token)")
@@ -101,6 +100,25 @@ class Settings:
             hcloud_token=token,
             hcloud_endpoint=env.get("HCLOUD_ENDPOINT", "").rstrip("/") or DEFAULT_HCLOUD_ENDPOINT,
             kubernetes_url=f"https://{host}:{port}",
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    hcloud_token: str
+    hcloud_endpoint: str
+    kubernetes_url: str
+    service_account_dir: Path
+    loop_seconds: float
+    health_port: int
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> Settings:
+        access = PodAccess.from_environment(env)
+        return cls(
+            hcloud_token=access.hcloud_token,
+            hcloud_endpoint=access.hcloud_endpoint,
+            kubernetes_url=access.kubernetes_url,
             service_account_dir=Path(
                 env.get("PROVIDER_ID_SETTER_SERVICE_ACCOUNT_DIR", SERVICE_ACCOUNT_DIR)
             ),

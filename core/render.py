@@ -20,7 +20,7 @@ from core import autoscaler_values as values
 from core import resources
 from core.autoscaler_versions import IMAGE_REPOSITORY
 from core.config.parse import read_stack_file
-from core.hetzner import USER_DATA_LIMIT_BYTES
+from core.hetzner import NODE_GROUP_LABEL, USER_DATA_LIMIT_BYTES
 from core.manifests import (
     manifests_yaml,
     node_controller_manifests,
@@ -28,7 +28,7 @@ from core.manifests import (
     smoke_test_deployment,
 )
 from core.plan import StackPlan, plan_stack
-from core.talos_config import NODE_GROUP_LABEL, WorkerConfig, redact
+from core.talos_config import WorkerConfig, redact
 
 #: What render shows for the values that exist only once the snapshots do.
 CONFIG_HASH_PLACEHOLDER = "<sha256 of the Talos config and images>"

@@ -35,9 +35,9 @@ from hcloud.actions import BoundAction
 from hcloud.servers import BoundServer
 
 from core.autoscaler_values import DEPLOYMENT_NAME
+from core.hetzner import NODE_GROUP_LABEL
 from core.image_builder.api import describe, is_transient
 from core.provider_id_setter import (
-    NODE_GROUP_LABEL,
     PROVIDER_ID_PREFIX,
     ApiError,
     KubernetesApi,

@@ -26,7 +26,7 @@ import yaml
 
 from core import redaction, safe_yaml, talos_versions, validators
 from core.errors import InputError, bounded
-from core.hetzner import USER_DATA_LIMIT_BYTES
+from core.hetzner import NODE_GROUP_LABEL, USER_DATA_LIMIT_BYTES
 from core.node_controller import GENERATION_LABEL
 from core.node_labels import label_problem
 from core.redaction import shown
@@ -75,7 +75,6 @@ CLUSTER_NETWORK_FIELDS = ("podSubnets", "serviceSubnets")
 #: ... and each of these a list when present.
 LIST_PATHS = tuple(f"cluster.network.{field}" for field in CLUSTER_NETWORK_FIELDS)
 #: Names a node's pool, like the autoscaler's own node templates do.
-NODE_GROUP_LABEL = "hcloud/node-group"
 #: The autoscaler's scale-from-zero template carries it (FACTS §1.5): real nodes must too.
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 #: ``cloud-provider=external``: the providerID comes from the setter or a CCM, not the kubelet.

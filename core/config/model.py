@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -34,7 +35,7 @@ from core.autoscaler_versions import (
     autoscaler_image,
 )
 from core.config.secrets import Secret, SecretValue, as_secret
-from core.hetzner import Architecture
+from core.hetzner import NODE_GROUP_LABEL, Architecture
 from core.node_labels import label_problems
 from core.redaction import shown
 from core.resources import PROJECT
@@ -54,8 +55,20 @@ POOL_SIZE_MAX = 999_999
 #: An ``extraArgs`` key: a flag name, optionally with the chart's ``_suffix``.
 EXTRA_ARG_PATTERN = re.compile(r"^-{0,2}[a-z0-9]+(-[a-z0-9]+)*(_[A-Za-z0-9_-]*)?$")
 DEFAULT_BUILDER_SERVER_TYPES: dict[Architecture, str] = {"amd64": "cx23", "arm64": "cax11"}
-#: Labels every snapshot gets from the image builder (``image_builder.pipeline.snapshot_labels``).
-SNAPSHOT_IDENTITY_LABELS = ("os", "talos-version", "talos-schematic", "arch", "managed-by")
+
+
+class SnapshotLabel(StrEnum):
+    """Labels every snapshot gets from the builder (``image_builder.pipeline.snapshot_labels``)."""
+
+    OS = "os"
+    TALOS_VERSION = "talos-version"
+    TALOS_SCHEMATIC = "talos-schematic"
+    ARCH = "arch"
+    MANAGED_BY = "managed-by"
+
+
+SNAPSHOT_IDENTITY_LABELS = tuple(label.value for label in SnapshotLabel)
+DEFAULT_FACTORY_URL = "https://factory.talos.dev"
 SCHEMATIC_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 HTTP_URL = re.compile(r"^https?://[^/\s]+")
 #: Helm chart versions are SemVer (``9.56.0``, ``9.56.0-rc.1``).
@@ -66,8 +79,6 @@ COZYSTACK_NAMESPACE = "cozy-cluster-autoscaler-hetzner"
 #: maximum keeps the longest build below the age at which builders count as leftovers.
 WRITE_TIMEOUT_MINUTES = 30
 WRITE_TIMEOUT_MAX_MINUTES = 60
-#: The label the autoscaler gives every server of a pool (``hetzner_node_group.go``).
-NODE_GROUP_SERVER_LABEL = "hcloud/node-group"
 #: Kubernetes counts replicas in int32.
 INT32_MAX = 2**31 - 1
 #: A spread placement group holds at most this many servers (Hetzner; the provider refuses
@@ -157,7 +168,8 @@ def _catalogue(info: ValidationInfo) -> hetzner.Catalogue:
     return catalogue if isinstance(catalogue, hetzner.Catalogue) else hetzner.BUILT_IN_CATALOGUE
 
 
-def _location(value: str) -> str:
+def check_location(value: str) -> str:
+    """``image.location`` (and the CLI's ``--location``): a Hetzner Cloud location."""
     location = value.lower()
     if location not in hetzner.NETWORK_ZONE_BY_LOCATION:
         known = ", ".join(hetzner.NETWORK_ZONE_BY_LOCATION)
@@ -165,7 +177,7 @@ def _location(value: str) -> str:
     return location
 
 
-Location = Annotated[str, AfterValidator(_location)]
+Location = Annotated[str, AfterValidator(check_location)]
 
 
 def _node_labels(labels: dict[str, str]) -> dict[str, str]:
@@ -299,9 +311,9 @@ class NodeGroup(ConfigModel):
     @field_validator("server_labels")
     @classmethod
     def _own_server_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        if NODE_GROUP_SERVER_LABEL in labels:
+        if NODE_GROUP_LABEL in labels:
             raise ValueError(
-                f"{NODE_GROUP_SERVER_LABEL} is set by the autoscaler (it marks the pool's "
+                f"{NODE_GROUP_LABEL} is set by the autoscaler (it marks the pool's "
                 "servers); use other keys"
             )
         return labels
@@ -336,13 +348,12 @@ class TalosSettings(ConfigModel):
     #: ``machine.nodeAnnotations``: Kilo's location and keepalive (Cozystack's guide).
     node_annotations: KubernetesAnnotations = Field(default_factory=dict)
     registry_mirrors: dict[str, list[str]] = Field(default_factory=dict)
-    image_factory_url: str = "https://factory.talos.dev"
+    image_factory_url: str = DEFAULT_FACTORY_URL
 
     @field_validator("version")
     @classmethod
     def _talos_version(cls, version: str) -> str:
-        talos_versions.check_talos_supported(talos_versions.parse_talos_version(version))
-        return version
+        return check_talos_version(version)
 
     @field_validator("kubernetes_version")
     @classmethod
@@ -358,19 +369,12 @@ class TalosSettings(ConfigModel):
     @field_validator("schematic_id")
     @classmethod
     def _schematic(cls, schematic_id: str | None) -> str | None:
-        if schematic_id is not None and not SCHEMATIC_ID_PATTERN.match(schematic_id):
-            raise ValueError(
-                f"{shown(schematic_id)} is not an Image Factory schematic id (64 lower-case hex "
-                "characters, as shown by factory.talos.dev)"
-            )
-        return schematic_id
+        return None if schematic_id is None else check_schematic_id(schematic_id)
 
     @field_validator("image_factory_url")
     @classmethod
     def _factory_url(cls, url: str) -> str:
-        if not HTTP_URL.match(url):
-            raise ValueError(f"{shown(url)} is not an http(s) URL like https://factory.talos.dev")
-        return url.rstrip("/")
+        return check_factory_url(url)
 
     @field_validator("registry_mirrors")
     @classmethod
@@ -403,6 +407,29 @@ class TalosSettings(ConfigModel):
     @property
     def talos_version(self) -> talos_versions.Version:
         return talos_versions.parse_talos_version(self.version)
+
+
+def check_talos_version(version: str) -> str:
+    """``talos.version`` (and the CLI's ``--talos-version``): a Talos release this program knows."""
+    talos_versions.check_talos_supported(talos_versions.parse_talos_version(version))
+    return version
+
+
+def check_schematic_id(schematic_id: str) -> str:
+    """``talos.schematicId`` (and the CLI's ``--schematic-id``)."""
+    if not SCHEMATIC_ID_PATTERN.match(schematic_id):
+        raise ValueError(
+            f"{shown(schematic_id)} is not an Image Factory schematic id (64 lower-case hex "
+            "characters, as shown by factory.talos.dev)"
+        )
+    return schematic_id
+
+
+def check_factory_url(url: str) -> str:
+    """``talos.imageFactoryUrl`` (and the CLI's ``--factory-url``), without a trailing ``/``."""
+    if not HTTP_URL.match(url):
+        raise ValueError(f"{shown(url)} is not an http(s) URL like {DEFAULT_FACTORY_URL}")
+    return url.rstrip("/")
 
 
 class NetworkSettings(ConfigModel):
@@ -458,7 +485,7 @@ class NetworkSettings(ConfigModel):
         return self
 
 
-def _preferences(value: str | list[str]) -> str | list[str]:
+def check_preferences(value: str | list[str]) -> str | list[str]:
     """One value, or an ordered list of distinct ones (the first preferred)."""
     if isinstance(value, list):
         if not value:
@@ -491,10 +518,10 @@ def preferences(value: str | list[str]) -> tuple[str, ...]:
 class ImageSettings(ConfigModel):
     #: Where the builder runs: one location, or several tried in order when Hetzner has no
     #: capacity.
-    location: Annotated[Location | list[Location], AfterValidator(_preferences)] = "fsn1"
+    location: Annotated[Location | list[Location], AfterValidator(check_preferences)] = "fsn1"
     #: Per architecture one server type, or several tried in order.
     builder_server_types: dict[
-        Architecture, Annotated[str | list[str], AfterValidator(_preferences)]
+        Architecture, Annotated[str | list[str], AfterValidator(check_preferences)]
     ] = Field(default_factory=lambda: dict(DEFAULT_BUILDER_SERVER_TYPES), validate_default=True)
     labels: HetznerLabels = Field(default_factory=dict)
     write_timeout: int = WRITE_TIMEOUT_MINUTES
@@ -536,13 +563,7 @@ class ImageSettings(ConfigModel):
     @field_validator("labels")
     @classmethod
     def _own_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        taken = sorted(set(labels) & set(SNAPSHOT_IDENTITY_LABELS))
-        if taken:
-            raise ValueError(
-                f"{', '.join(taken)} identify the snapshot and are set by this program "
-                f"({', '.join(SNAPSHOT_IDENTITY_LABELS)}); use other keys"
-            )
-        return labels
+        return check_own_snapshot_labels(labels)
 
     @field_validator("write_timeout")
     @classmethod
@@ -560,6 +581,17 @@ class ImageSettings(ConfigModel):
                         "must be written from a server of the same architecture"
                     )
         return self
+
+
+def check_own_snapshot_labels(labels: dict[str, str]) -> dict[str, str]:
+    """``image.labels`` (and the CLI's ``--label``): none of the snapshot's identity labels."""
+    taken = sorted(set(labels) & set(SNAPSHOT_IDENTITY_LABELS))
+    if taken:
+        raise ValueError(
+            f"{', '.join(taken)} identify the snapshot and are set by this program "
+            f"({', '.join(SNAPSHOT_IDENTITY_LABELS)}); use other keys"
+        )
+    return labels
 
 
 def check_write_timeout(minutes: int) -> int:

@@ -48,7 +48,7 @@ from core.config.sources import (
     stack_file,
 )
 from core.hetzner_catalogue import CatalogueUnavailable, TokenRefused, fetch_catalogue
-from core.image_builder.api import DEFAULT_ENDPOINT, api_endpoint
+from core.image_builder.api import api_endpoint
 
 #: Keys that existed in earlier releases: a stack that still sets one is told what replaced it.
 REMOVED_KEYS: dict[str, str] = {
@@ -196,7 +196,7 @@ def read_engine_config(
     warnings: list[str] = []
     catalogue: hetzner.Catalogue | None = None
     if preview and isinstance(token, str) and token:
-        endpoint = hcloud_endpoint(flat) or DEFAULT_ENDPOINT
+        endpoint = hcloud_endpoint(flat)
         try:
             catalogue = fetch_catalogue(token, endpoint)
         except TokenRefused as error:
@@ -218,7 +218,8 @@ def read_engine_config(
     return stack, warnings
 
 
-def hcloud_endpoint(flat: Mapping[str, Any]) -> str | None:
-    """The Hetzner API URL the hcloud provider uses: ``hcloud:endpoint`` or ``HCLOUD_ENDPOINT``."""
+def hcloud_endpoint(flat: Mapping[str, Any]) -> str:
+    """The Hetzner API URL the hcloud provider uses: ``hcloud:endpoint``, ``HCLOUD_ENDPOINT``,
+    else the public API."""
     configured = flat.get("hcloud:endpoint")
     return api_endpoint(configured if isinstance(configured, str) else None)

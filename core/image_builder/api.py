@@ -18,10 +18,10 @@ import requests
 from hcloud import APIException, Client
 from hcloud.actions import BoundAction
 
+from core.resources import PROJECT
 from core.waits import Backoff, WaitTimeout, exponential, until
 
 DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
-APPLICATION = "hcloud-talos-autoscaler"
 #: Connect and read timeout of one request, in seconds.
 REQUEST_TIMEOUT = (10.0, 30.0)
 #: Action polls: 1 s, 2 s, 4 s, ... then every 30 s.
@@ -42,9 +42,10 @@ TRANSIENT_CODES = frozenset(
 )
 
 
-def api_endpoint(configured: str | None) -> str | None:
-    """The API URL as the hcloud provider reads it: ``hcloud:endpoint``, else HCLOUD_ENDPOINT."""
-    return configured or os.environ.get("HCLOUD_ENDPOINT") or None
+def api_endpoint(configured: str | None = None, stored: str | None = None) -> str:
+    """The API URL as the hcloud provider reads it: ``hcloud:endpoint``, else HCLOUD_ENDPOINT,
+    else ``stored`` (what a dynamic resource's state holds), else the public API."""
+    return configured or os.environ.get("HCLOUD_ENDPOINT") or stored or DEFAULT_ENDPOINT
 
 
 class ApiClient(Client):
@@ -53,7 +54,7 @@ class ApiClient(Client):
     def __init__(
         self,
         token: str,
-        endpoint: str | None = None,
+        endpoint: str = DEFAULT_ENDPOINT,
         *,
         poll: Backoff = ACTION_POLL,
         request_timeout: tuple[float, float] = REQUEST_TIMEOUT,
@@ -61,8 +62,8 @@ class ApiClient(Client):
     ) -> None:
         super().__init__(
             token=token,
-            api_endpoint=endpoint or DEFAULT_ENDPOINT,
-            application_name=APPLICATION,
+            api_endpoint=endpoint,
+            application_name=PROJECT,
             poll_interval=lambda retries: poll(retries),
             timeout=request_timeout,
         )

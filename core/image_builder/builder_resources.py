@@ -26,13 +26,14 @@ from hcloud.servers import Server
 from hcloud.ssh_keys import SSHKey
 
 from core.image_builder.api import ApiClient, describe, is_transient
+from core.resources import PROJECT
 from core.validators import LABEL_VALUE_MAX
 from core.waits import until
 
-BUILDER_LABEL = "hcloud-talos-autoscaler/builder"
-SCOPE_LABEL = "hcloud-talos-autoscaler/scope"
+BUILDER_LABEL = f"{PROJECT}/builder"
+SCOPE_LABEL = f"{PROJECT}/scope"
 #: The scope of builds started with the CLI (Pulumi builds use ``<project>.<stack>``).
-CLI_SCOPE = "hcloud-talos-autoscaler"
+CLI_SCOPE = PROJECT
 #: A builder older than this belongs to a build that cannot still be running: it
 #: is well above the longest possible build (``pipeline.Limits.longest_build``).
 STALE_AFTER = timedelta(hours=3)

@@ -32,7 +32,7 @@ from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
 from hcloud.ssh_keys import BoundSSHKey
 
-from core.config import WRITE_TIMEOUT_MINUTES
+from core.config.model import DEFAULT_FACTORY_URL, WRITE_TIMEOUT_MINUTES, SnapshotLabel
 from core.hetzner import Architecture
 from core.image_builder import rescue
 from core.image_builder.api import ActionFailed, ApiClient, describe, wait_for
@@ -48,10 +48,10 @@ from core.image_builder.builder_resources import (
     remove,
     remove_stale,
 )
+from core.resources import PROJECT
 from core.validators import hetzner_label_problems
 from core.waits import Interrupted, until
 
-MANAGED_BY = "hcloud-talos-autoscaler"
 BUILDER_BASE_IMAGE = "ubuntu-24.04"
 #: Test-only: the tests point the build at a loopback sshd and a file instead of the
 #: rescue system's port 22 and its disk. Read here only, never from stack config or state.
@@ -132,7 +132,7 @@ class BuildRequest:
     architecture: Architecture
     location: str
     server_type: str
-    factory_url: str = "https://factory.talos.dev"
+    factory_url: str = DEFAULT_FACTORY_URL
     #: Where and on what else the builder may run, in order, when Hetzner has no capacity.
     fallback_locations: tuple[str, ...] = ()
     fallback_server_types: tuple[str, ...] = ()
@@ -231,14 +231,14 @@ def image_url(request: SnapshotIdentity) -> str:
 
 def snapshot_labels(request: SnapshotIdentity) -> dict[str, str]:
     """Labels that identify a finished snapshot: what it holds and who manages it."""
-    labels = {
-        "os": "talos",
-        "talos-version": request.talos_version,
-        "talos-schematic": request.schematic_id[:32],
-        "arch": request.architecture,
-        "managed-by": MANAGED_BY,
-        **request.extra_labels,
+    identity = {
+        SnapshotLabel.OS: "talos",
+        SnapshotLabel.TALOS_VERSION: request.talos_version,
+        SnapshotLabel.TALOS_SCHEMATIC: request.schematic_id[:32],
+        SnapshotLabel.ARCH: request.architecture,
+        SnapshotLabel.MANAGED_BY: PROJECT,
     }
+    labels = {label.value: value for label, value in identity.items()} | request.extra_labels
     check_labels(labels)
     return labels
 

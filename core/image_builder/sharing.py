@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 
 from core.image_builder.pipeline import SnapshotIdentity
+from core.resources import PROJECT
 
-IDENTITY_LABEL = "hcloud-talos-autoscaler/identity"
-USER_LABEL_PREFIX = "hcloud-talos-autoscaler/user."
+IDENTITY_LABEL = f"{PROJECT}/identity"
+USER_LABEL_PREFIX = f"{PROJECT}/user."
 
 
 def identity(request: SnapshotIdentity) -> str:

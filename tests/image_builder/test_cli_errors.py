@@ -11,8 +11,10 @@ import pytest
 from image_builder.fixtures import SCHEMATIC
 from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 from loopback import LoopbackServer
+from test_config import changed, parse
 
 from cli.image_builder import main
+from core.config import ConfigError
 
 BUILD = ["build", "--talos-version", "v1.11.6", "--arch", "amd64", "--location", "fsn1"]
 
@@ -138,14 +140,55 @@ def test_bad_arguments_are_listed_before_any_call(
     assert code == 2 and out == ""
     for expected in (
         "--talos-version: '1.11' is not a Talos version",
-        "--location: 'mars' is not a Hetzner location",
+        "--location: 'mars' is not a Hetzner Cloud location",
         "--label: 'noequals' is not key=value (e.g. --label team=platform)",
         "--label: label key 'bad key' is not a valid Hetzner label key",
-        "--label: os identifies the snapshot",
-        "--schematic-id: 'XYZ' is not 64 lower-case hex characters",
+        "--label: os identify the snapshot",
+        "--schematic-id: 'XYZ' is not an Image Factory schematic id (64 lower-case hex",
     ):
         assert expected in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "key", "value"),
+    [
+        (["--talos-version", "v1.5.0"], "talos.version", "v1.5.0"),
+        (["--talos-version", "1.11"], "talos.version", "1.11"),
+        (["--location", "mars"], "image.location", "mars"),
+        (["--location", "fsn1", "--location", "fsn1"], "image.location", ["fsn1", "fsn1"]),
+        (["--schematic-id", "XYZ"], "talos.schematicId", "XYZ"),
+        (["--factory-url", "factory.talos.dev"], "talos.imageFactoryUrl", "factory.talos.dev"),
+        (["--label", "os=windows"], "image.labels", {"os": "windows"}),
+    ],
+)
+def test_the_cli_refuses_what_the_stack_config_refuses_with_the_same_message(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    arguments: list[str],
+    key: str,
+    value: Any,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(changed(key, value))
+    (config_message,) = [problem.message for problem in caught.value.problems if problem.key == key]
+    endpoint = f"http://127.0.0.1:{closed_port()}/v1"  # never contacted
+    base = ["build", "--talos-version", "v1.11.6", "--arch", "amd64", "--location", "nbg1"]
+    code, out, err = run(capsys, monkeypatch, [*base, *arguments], endpoint=endpoint)
+    assert code == 2 and out == ""
+    assert f"  - {arguments[0]}: {config_message}\n" in err, err
+
+
+def test_the_cli_takes_a_location_and_factory_url_as_the_stack_config_holds_them(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    hetzner_api: HetznerEmulator,
+) -> None:
+    factory = f"http://127.0.0.1:{closed_port()}"
+    args = [*BUILD[:-1], "FSN1", "--extension", "siderolabs/zfs", "--factory-url", f"{factory}/"]
+    code, _, err = run(capsys, monkeypatch, args, endpoint=hetzner_api.endpoint)
+    assert code == 1, err  # past the argument checks: the factory is not there
+    assert f"cannot reach the Image Factory at {factory} (" in err
 
 
 def test_an_unreachable_image_factory_is_a_runtime_failure(
