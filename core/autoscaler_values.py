@@ -506,7 +506,7 @@ def node_registration_warning(provider_id: str) -> str | None:
         "(hcloud://<server-id>) on autoscaled nodes, and the autoscaler deletes nodes without "
         "it after --max-node-provision-time (15m). Keep none only if your own cloud controller "
         "sets it on nodes that Local CCM already initialized; otherwise remove the key to deploy "
-        "the providerID setter (see README, Node registration)"
+        "the providerID setter (see docs/autoscaler.md, Node registration)"
     )
 
 

@@ -10,7 +10,7 @@
 - the node controller: ``node_controller.py`` next to the setter's script (whose clients it
   shares) and its ``config.json`` (the stack's network, each pool's generation, the rollout
   settings) in its own ConfigMap, with its own ServiceAccount and ClusterRole: it drains
-  and replaces nodes of an outdated generation (README, Upgrading Talos or Kubernetes).
+  and replaces nodes of an outdated generation (docs/upgrades.md).
   A second Deployment rather than a grown setter: only it holds the rights to evict pods
   and delete Nodes and needs a Hetzner token that may delete servers, and a stuck drain
   never delays the registration of new nodes;

@@ -657,7 +657,7 @@ class ResourceRequirements(ConfigModel):
 
 
 class RolloutSettings(ConfigModel):
-    """How running nodes of an outdated generation are replaced (README, Upgrading)."""
+    """How running nodes of an outdated generation are replaced (docs/upgrades.md)."""
 
     strategy: Literal["replace", "none"] = "replace"
     #: Nodes of the stack drained at once.

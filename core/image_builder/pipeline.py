@@ -1,6 +1,6 @@
 """One Talos snapshot build, as the guide's step 1 does by hand, with guaranteed teardown.
 
-The steps are ``Step`` (in order; the README's "The Talos image build" lists the same):
+The steps are ``Step`` (in order; docs/image-build.md lists the same):
 remove stale builders of this scope, check the server types, upload a temporary ed25519
 key (kept in memory), create the builder server (stopped), enable rescue with that key,
 power on, wait for SSH, stream the Image Factory image through ``xz -d`` onto the disk,
@@ -64,7 +64,7 @@ CAPACITY_CODES = frozenset({"resource_unavailable", "placement_error", "no_space
 
 
 class Step(StrEnum):
-    """The steps of a build, in order: the names errors, logs, timings, README and tests use."""
+    """The steps of a build, in order: the names errors, logs, timings, docs and tests use."""
 
     REMOVE_STALE_BUILDERS = "remove stale builders"
     CHECK_SERVER_TYPES = "check server types"
