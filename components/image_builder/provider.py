@@ -8,7 +8,6 @@ state; the builder server and key live and die inside ``create``.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +23,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.configured_provider import ConfiguredProvider
+from components.configured_provider import ConfiguredProvider, log_line
 from core.config import WRITE_TIMEOUT_MINUTES
 from core.hetzner_access import current_hetzner_access
 from core.image_builder.api import ApiClient, describe
@@ -100,7 +99,7 @@ class TalosSnapshotProvider(ConfiguredProvider):
                 register_schematic(request.factory_url, props["extensions"])
             shared = sharing_labels(request, request.builder_scope)
             sharable = replace(request, extra_labels={**request.extra_labels, **shared})
-            result = build_image(client, sharable, log=_log)
+            result = build_image(client, sharable, log=log_line)
             image_id, disk_size = result.image_id, result.disk_size
         outs = {
             **props,
@@ -174,7 +173,7 @@ class TalosSnapshotProvider(ConfiguredProvider):
             if others:
                 labels.pop(mine, None)
                 client.images.update(Image(id=int(_id)), labels=labels)
-                _log(
+                log_line(
                     f"snapshot {_id} kept: still used by {', '.join(sorted(others.values()))}; "
                     "only this stack's user label was removed"
                 )
@@ -201,15 +200,11 @@ def _shared_snapshot(client: ApiClient, request: BuildRequest) -> BoundImage | N
     labels = {**(image.labels or {}), **sharing_labels(request, request.builder_scope)}
     updated = client.images.update(image, labels=labels)
     users_now = ", ".join(sorted(users(dict(updated.labels or {})).values()))
-    _log(
+    log_line(
         f"snapshot {image.id} with the same Talos version, schematic, architecture and factory "
         f"exists: shared instead of building (used by {users_now})"
     )
     return updated
-
-
-def _log(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def _id(value: int | None) -> int:

@@ -11,7 +11,6 @@ after the autoscaler was updated. A record whose ``keep_servers`` is true
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, ClassVar
 
 import pulumi
@@ -23,7 +22,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.configured_provider import ConfiguredProvider
+from components.configured_provider import ConfiguredProvider, log_line
 from core.hetzner_access import current_hetzner_access
 from core.image_builder.api import ApiClient
 from core.kubeconfig import KubeconfigError, kubernetes_access
@@ -34,10 +33,6 @@ TOKEN = "hcloud_token"
 #: Another network: the new record is created, and deleting the old one sweeps the old network.
 REPLACE_ON = ("pool", "network_id")
 UPDATE_IN_PLACE = ("namespace", "keep_servers", TOKEN)
-
-
-def _log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 class PoolServersProvider(ConfiguredProvider):
@@ -67,7 +62,7 @@ class PoolServersProvider(ConfiguredProvider):
             pool=props["pool"], network_id=int(props["network_id"]), namespace=props["namespace"]
         )
         if props.get("keep_servers"):
-            _log(
+            log_line(
                 f"pool {target.pool}: servers kept (autoscaler.keepServersOnDestroy); list them "
                 f"with `hcloud server list -l {target.selector}`"
             )
@@ -85,10 +80,10 @@ class PoolServersProvider(ConfiguredProvider):
             api,
             kubernetes_problem=problem,
             limits=self.limits,
-            log=_log,
+            log=log_line,
         )
         for line in report.lines():
-            _log(line)
+            log_line(line)
 
 
 class PoolServers(Resource, module="autoscaler", name="PoolServers"):
