@@ -22,14 +22,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import REPO, shipped_config
-from e2e.kube_cluster import KubeCluster, free_port
+from e2e.kube_cluster import KubeCluster, eventually, free_port
 from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 
 from core.config import parse_stack_config, sections_from_flat_config
@@ -313,17 +313,6 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture

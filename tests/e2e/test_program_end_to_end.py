@@ -35,7 +35,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -47,7 +46,7 @@ import pytest
 import yaml
 from e2e.chart_repository import ChartRepository
 from e2e.engine_fixtures import PulumiEnv
-from e2e.kube_cluster import KubeCluster
+from e2e.kube_cluster import KubeCluster, eventually
 from e2e.kubelet_stand_in import NODE as KUBELET_NODE
 from e2e.kubelet_stand_in import KubeletStandIn
 from image_builder.fixtures import RAW_IMAGE, RescueSystem
@@ -116,17 +115,6 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in PROJECT_DIRS:
         shutil.copytree(REPO / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
     return checkout
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.2)
 
 
 def urn_parts(urn: str) -> tuple[str, str]:
