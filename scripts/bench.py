@@ -41,17 +41,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from image_builder.stand_ins import (  # noqa: E402
-    TEST_TOKEN,
-    HetznerEmulator,
-    ImageFactory,
-    RescueSshd,
-    blank_disk,
-    generated_raw_image,
-    talos_shaped_raw_image,
-)
+sys.path.insert(0, str(REPO))
 
 from core import autoscaler_values as values  # noqa: E402
 from core.config import (  # noqa: E402
@@ -69,6 +59,14 @@ from core.image_builder.schematic import schematic_id_for  # noqa: E402
 from core.plan import StackPlan, plan_stack  # noqa: E402
 from core.render import render_stack  # noqa: E402
 from core.waits import format_seconds, looks_within  # noqa: E402
+
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator  # noqa: E402
+from tests.stand_ins.image_factory import (  # noqa: E402
+    ImageFactory,
+    generated_raw_image,
+    talos_shaped_raw_image,
+)
+from tests.stand_ins.rescue_sshd import RescueSshd, blank_disk  # noqa: E402
 
 MIB = 1024 * 1024
 

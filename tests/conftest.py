@@ -26,15 +26,16 @@ import pulumi
 import pytest
 import yaml
 from google.protobuf import json_format
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
-from kubernetes_stand_in import KubernetesApiStandIn
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
+from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
+
 #: Fixtures of the image-build stand-ins (API emulator, Image Factory, real sshd), and of the
 #: end-to-end suite (real engine pieces; used only by the opt-in tests/e2e).
-pytest_plugins = ["image_builder.fixtures", "e2e.engine_fixtures"]
+pytest_plugins = ["tests.image_builder.fixtures", "tests.e2e.engine_fixtures"]
 
 REPO = Path(__file__).resolve().parents[1]
 

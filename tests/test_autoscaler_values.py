@@ -9,12 +9,13 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import SHARED_REFERENCE
-from manifest_paths import package_values
 
 from core import autoscaler_values as values
 from core.autoscaler_versions import AutoscalerImage, autoscaler_image, parse_image_tag
 from core.config import AutoscalerSettings, ConfigError
+
+from tests.conftest import SHARED_REFERENCE
+from tests.manifest_paths import package_values
 
 #: Top-level keys documented in the chart's values.yaml (kubernetes/autoscaler
 #: charts/cluster-autoscaler/values.yaml) that this program emits.

@@ -18,10 +18,11 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from conftest import REPO, MockRuntime, set_path, shipped_config
-from image_builder.stand_ins import TEST_TOKEN
 
 from cli.render import main as render_main
+
+from tests.conftest import REPO, MockRuntime, set_path, shipped_config
+from tests.stand_ins.hetzner_api import TEST_TOKEN
 
 P = "hcloud-talos-autoscaler"
 WORKER = (REPO / "examples" / "worker.yaml").read_text()

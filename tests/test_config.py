@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import set_path
-from image_builder.stand_ins import TEST_TOKEN
 
 from core.config import (
     ConfigError,
@@ -19,45 +17,11 @@ from core.config import (
     sections_from_flat_config,
 )
 
+from tests.conftest import set_path
+from tests.stack_config import VALID, changed, parse, problems_of
+from tests.stand_ins.hetzner_api import TEST_TOKEN
+
 REPO = Path(__file__).resolve().parents[1]
-
-VALID: dict[str, Any] = {
-    "talos": {
-        "version": "v1.11.6",
-        "kubernetesVersion": "1.33.1",
-        "workerConfigFile": "examples/worker.yaml",
-    },
-    "network": {},
-    "image": {},
-    "autoscaler": {
-        "nodeGroups": [
-            {
-                "name": "workers-fsn1",
-                "minSize": 0,
-                "maxSize": 3,
-                "instanceType": "cpx22",
-                "region": "fsn1",
-            }
-        ]
-    },
-}
-
-
-def parse(sections: dict[str, Any], token: Any = TEST_TOKEN) -> Any:
-    return parse_stack_config(sections, token, REPO)
-
-
-def problems_of(sections: dict[str, Any], token: Any = TEST_TOKEN) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        parse(sections, token)
-    return [str(problem) for problem in caught.value.problems]
-
-
-def changed(path: str, value: Any) -> dict[str, Any]:
-    """VALID with one key (dotted, list indexes as numbers) set; None deletes it."""
-    sections = copy.deepcopy(VALID)
-    set_path(sections, path.split("."), value)
-    return sections
 
 
 def test_valid_minimal_stack_gets_the_documented_defaults() -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from tests.conftest import REPO
 
 #: Installed first in the child interpreter: any import of Pulumi raises.
 BLOCK_PULUMI = """

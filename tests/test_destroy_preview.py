@@ -6,13 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
-from image_builder.fixtures import fast_client
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
-from kubernetes_stand_in import KubernetesApiStandIn
-
 from core.provider_id_setter import KubernetesApi
 from core.server_sweep import PoolTarget, preview_pool
+
+from tests.conftest import REPO
+from tests.image_builder.fixtures import fast_client
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
+from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 
 POOL = "workers-fsn1"
 LABEL = {"hcloud/node-group": POOL}

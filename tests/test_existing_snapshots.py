@@ -10,12 +10,13 @@ from typing import Any
 
 import pulumi
 import pytest
-from conftest import REPO, MockRuntime, shipped_config
-from image_builder.fixtures import fast_client
-from image_builder.stand_ins import HetznerEmulator
 
 from core.hetzner import Architecture
 from core.image_builder.existing import find_existing
+
+from tests.conftest import REPO, MockRuntime, shipped_config
+from tests.image_builder.fixtures import fast_client
+from tests.stand_ins.hetzner_api import HetznerEmulator
 
 MAIN = REPO / "__main__.py"
 P = "hcloud-talos-autoscaler"
@@ -122,7 +123,7 @@ def test_an_unusable_existing_snapshot_fails_the_preview_before_anything_is_crea
     [(0, "0 is not a snapshot id"), ("os = talos", "is neither a snapshot id nor a label")],
 )
 def test_a_bad_reference_is_refused_offline(value: Any, expected: str) -> None:
-    from test_config import changed, problems_of
+    from tests.stack_config import changed, problems_of
 
     found = problems_of(changed("image", {"existing": {"amd64": value}}))
     assert any(expected in problem for problem in found), found

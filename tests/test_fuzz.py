@@ -16,14 +16,15 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from image_builder.stand_ins import TEST_TOKEN
 
 from cli.render import main as render_main
 from core.config import ConfigError, parse_stack_config, sections_from_flat_config
 from core.talos_config import dump_documents
+
+from tests.conftest import REPO
+from tests.stand_ins.hetzner_api import TEST_TOKEN
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STACKS = {name: (REPO / f"Pulumi.{name}.yaml").read_text() for name in ("dev", "prod")}

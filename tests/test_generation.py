@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, set_path, shipped_config
 
 from core.config import ConfigError, parse_stack_config, sections_from_flat_config
 from core.node_controller import GENERATION_LABEL
 from core.plan import StackPlan, plan_stack
 from core.talos_config import load_documents
+
+from tests.conftest import REPO, set_path, shipped_config
 
 P = "hcloud-talos-autoscaler"
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from hcloud import APIException, Client
 from hcloud.networks import Network, NetworkSubnet
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
+
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 
 
 @pytest.fixture

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MockRuntime
-from image_builder.stand_ins import HetznerEmulator
-from test_config import changed, parse, problems_of
-from test_live_checks_and_warnings import MAIN, dev_config, preview_error
 
 from core.plan import plan_stack
 from core.render import Rendered, _images
+
+from tests.conftest import MockRuntime
+from tests.stack_config import changed, parse, problems_of
+from tests.stand_ins.hetzner_api import HetznerEmulator
+from tests.test_live_checks_and_warnings import MAIN, dev_config, preview_error
 
 P = "hcloud-talos-autoscaler"
 

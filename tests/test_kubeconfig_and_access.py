@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes_stand_in import KubernetesApiStandIn
 
 from core.hetzner_access import HetznerAccess, current_hetzner_access
 from core.image_builder.api import DEFAULT_ENDPOINT
 from core.kubeconfig import KubeconfigError, kubernetes_access
 from core.provider_id_setter import ApiError
+
+from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 
 
 def node_names(access_config: dict[str, str], environ: dict[str, str], home: Path) -> list[str]:

@@ -12,11 +12,12 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from conftest import REPO, MockRuntime
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 
 from cli.render import main as render_main
 from core.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
+
+from tests.conftest import REPO, MockRuntime
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 
 MAIN = REPO / "__main__.py"
 P = "hcloud-talos-autoscaler"
@@ -139,7 +140,7 @@ def test_an_api_that_never_answers_is_given_up_on_at_the_deadline(silent_server:
 
 
 def test_a_non_json_answer_is_unavailable_not_a_traceback(tmp_path: Path) -> None:
-    from image_builder.stand_ins import ImageFactory
+    from tests.stand_ins.image_factory import ImageFactory
 
     served = ImageFactory(b"raw").start()  # answers 404 text, not the API's JSON
     try:

@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
-from kubernetes_stand_in import KubernetesApiStandIn
-from test_provider_id_setter import free_port
 
 from core.manifests import CONTROLLER_COMMAND
 from core.node_controller import (
@@ -33,6 +30,10 @@ from core.node_controller import (
     ServerApi,
 )
 from core.provider_id_setter import ApiError, KubernetesApi
+
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
+from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
+from tests.test_provider_id_setter import free_port
 
 NETWORK = 4711
 OTHER_NETWORK = 4712

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from kubernetes_stand_in import KubernetesApiStandIn
 
 from cli.nodes import main
 from core.config.parse import read_stack_file
 from core.node_controller import DRAIN_FAILED_ANNOTATION, DRAINING_ANNOTATION, GENERATION_LABEL
 from core.plan import plan_stack
+
+from tests.conftest import REPO
+from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 
 POOL = "workers-fsn1"
 NAMESPACE = "cozy-cluster-autoscaler-hetzner"

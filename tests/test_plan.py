@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, shipped_config
-from image_builder.stand_ins import TEST_TOKEN
 
 from core import safe_yaml
 from core.autoscaler_values import decode_cluster_config
@@ -17,6 +15,9 @@ from core.config import ConfigError, parse_stack_config, sections_from_flat_conf
 from core.config.parse import read_stack_file
 from core.plan import PlannedResource, StackPlan, plan_stack
 from core.talos_config import decode_user_data
+
+from tests.conftest import REPO, shipped_config
+from tests.stand_ins.hetzner_api import TEST_TOKEN
 
 P = "hcloud-talos-autoscaler"
 C = f"{P}:index"

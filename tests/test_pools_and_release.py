@@ -11,11 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import SHARED_REFERENCE, TEST_TOKEN, MockRuntime, shipped_config
-from image_builder.stand_ins import HetznerEmulator
-from kubernetes_stand_in import KubernetesApiStandIn
-from test_bad_input import changed, project, render
-from test_provider_id_setter import run_standalone_until_registered
 
 from core import autoscaler_values as values
 from core import provider_id_setter as setter_module
@@ -24,6 +19,12 @@ from core.config import AutoscalerSettings
 from core.config.rules import SECRET_SETTINGS
 from core.manifests import provider_id_setter_manifests
 from core.render import render_stack
+
+from tests.conftest import SHARED_REFERENCE, TEST_TOKEN, MockRuntime, shipped_config
+from tests.stand_ins.hetzner_api import HetznerEmulator
+from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
+from tests.test_bad_input import changed, project, render
+from tests.test_provider_id_setter import run_standalone_until_registered
 
 MAIN = Path(__file__).parent.parent / "__main__.py"
 #: Hetzner API tokens have 64 characters.

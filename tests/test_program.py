@@ -10,24 +10,20 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from conftest import REPO, MockRuntime, shipped_config
-from image_builder.stand_ins import TEST_TOKEN
-from manifest_paths import package_values, pod_spec, required_node_terms
 
 from core.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
 from core.config import parse_stack_config, sections_from_flat_config
 from core.plan import plan_stack
 from core.talos_config import WorkerConfig, worker_configs_sha256
 
-MAIN = REPO / "__main__.py"
+from tests.conftest import REPO, MockRuntime, shipped_config
+from tests.manifest_paths import package_values, pod_spec, required_node_terms
+from tests.program import HELM, K8S_SECRET, MAIN, OUTPUT_CONTRACT, PACKAGE, dev_config
+from tests.stand_ins.hetzner_api import TEST_TOKEN
+
 NETWORK = "hcloud:index/network:Network"
 SUBNET = "hcloud:index/networkSubnet:NetworkSubnet"
 COMPONENT = "hcloud-talos-autoscaler:index:PrivateNetwork"
-
-
-def dev_config() -> dict[str, Any]:
-    """The shipped dev stack's config, plus a token as `pulumi config set --secret` would."""
-    return shipped_config("dev")
 
 
 def test_dev_stack_registers_network_and_subnet_under_the_component(
@@ -128,9 +124,6 @@ def test_token_can_come_from_the_environment(
 # ---- the whole graph --------------------------------------------------------------
 
 SNAPSHOT = "pulumi-python:dynamic:Resource"
-PACKAGE = "kubernetes:cozystack.io/v1alpha1:Package"
-HELM = "kubernetes:helm.sh/v3:Release"
-K8S_SECRET = "kubernetes:core/v1:Secret"
 
 
 def secret_named(runtime: MockRuntime, name: str) -> Any:
@@ -410,29 +403,6 @@ def test_a_worker_config_problem_registers_nothing(
     ):
         pulumi_runtime.run(MAIN, config)
     assert pulumi_runtime.resources == []
-
-
-#: The stack outputs other stacks may rely on (docs/configuration.md, "Stack outputs");
-#: renaming one breaks them.
-OUTPUT_CONTRACT = {
-    "networkId",
-    "networkName",
-    "networkZone",
-    "subnetIpRange",
-    "imageIds",
-    "autoscalerNamespace",
-    "nodeGroups",
-    "credentialsSecret",
-    "talosConfigSecret",
-    "workerConfigSha256",
-    "poolGenerations",
-    "autoscalerRelease",
-    "autoscalerLogsTarget",
-    "kubectlLogs",
-    "kubectlNodes",
-    "kubectlNodeLabels",
-    "kubectlProviderIds",
-}
 
 
 def test_every_contracted_output_is_exported(pulumi_runtime: MockRuntime) -> None:

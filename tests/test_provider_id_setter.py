@@ -12,8 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
-from kubernetes_stand_in import PROVIDER_ID_FORBIDDEN, KubernetesApiStandIn
 
 from core import provider_id_setter as setter_module
 from core.manifests import SETTER_COMMAND
@@ -25,6 +23,9 @@ from core.provider_id_setter import (
     ProviderIdSetter,
     serve_health,
 )
+
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
+from tests.stand_ins.kubernetes_api import PROVIDER_ID_FORBIDDEN, KubernetesApiStandIn
 
 NETWORK = 4711
 POOL = {"hcloud/node-group": "workers-fsn1"}

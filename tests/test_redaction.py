@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, SHARED_REFERENCE
 
 from cli.render import main as render_main
 from core import redaction
 from core.talos_config import CONTROL_PLANE_KEYS, REMOVED_SECTIONS, talos_keys
 from core.talos_versions import parse_talos_version
+
+from tests.conftest import REPO, SHARED_REFERENCE
 
 SCHEMAS = SHARED_REFERENCE / "talos-schemas"
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
-from image_builder.stand_ins import HetznerEmulator
-from kubernetes_stand_in import KubernetesApiStandIn
-from manifest_paths import pod_spec
-from test_provider_id_setter import run_standalone_until_registered
 
 from core.config.parse import read_stack_file
 from core.manifests import provider_id_setter_manifests
 from core.plan import plan_stack
+
+from tests.conftest import REPO
+from tests.manifest_paths import pod_spec
+from tests.stand_ins.hetzner_api import HetznerEmulator
+from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
+from tests.test_provider_id_setter import run_standalone_until_registered
 
 
 def run_render(*args: str, project_dir: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -18,9 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, MockRuntime, Registered, shipped_config
-from image_builder.stand_ins import TEST_TOKEN
-from manifest_paths import package_values
 
 from core.config.parse import read_stack_file
 from core.plan import plan_stack
@@ -32,6 +29,10 @@ from core.render import (
     render_stack,
 )
 from core.talos_config import decode_user_data
+
+from tests.conftest import REPO, MockRuntime, Registered, shipped_config
+from tests.manifest_paths import package_values
+from tests.stand_ins.hetzner_api import TEST_TOKEN
 
 MAIN = REPO / "__main__.py"
 P = "hcloud-talos-autoscaler"

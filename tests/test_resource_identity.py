@@ -13,7 +13,8 @@ import pickle
 from typing import Any
 
 import pytest
-from conftest import REPO, MockRuntime, shipped_config
+
+from tests.conftest import REPO, MockRuntime, shipped_config
 
 MAIN = REPO / "__main__.py"
 P = "hcloud-talos-autoscaler"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 
 import pulumi
-from conftest import MockRuntime
-from manifest_paths import pod_spec, required_anti_affinity, required_node_terms
 
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
 from components.smoke_test import SmokeTest, SmokeTestArgs
 from core.config import Taint
 from core.manifests import smoke_test_deployment
+
+from tests.conftest import MockRuntime
+from tests.manifest_paths import pod_spec, required_anti_affinity, required_node_terms
 
 SECRET = "kubernetes:core/v1:Secret"
 NAMESPACE = "kubernetes:core/v1:Namespace"

@@ -14,11 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dynamic_host import DynamicHost
 from hcloud import Client
-from image_builder.fixtures import fast_client
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator, SilentApi
-from kubernetes_stand_in import KubernetesApiStandIn
 from pulumi.dynamic import Config, ConfigureRequest
 
 from components.server_sweep import provider as provider_module
@@ -32,6 +28,11 @@ from core.server_sweep import (
     SweepReport,
     sweep_pool,
 )
+
+from tests.dynamic_host import DynamicHost
+from tests.image_builder.fixtures import fast_client
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator, SilentApi
+from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 
 NETWORK = 4711
 OTHER_NETWORK = 4712

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+
+from tests.conftest import REPO
 
 SCRIPT = REPO / "scripts" / "system_deps.py"
 EVERYTHING = "sshd,xz,curl,npm,venv"

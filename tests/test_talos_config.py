@@ -15,7 +15,6 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO, SHARED_REFERENCE
 
 from core import talos_config
 from core.config import Taint
@@ -30,6 +29,8 @@ from core.talos_config import (
     redact,
     validate_worker_documents,
 )
+
+from tests.conftest import REPO, SHARED_REFERENCE
 
 SCHEMAS = SHARED_REFERENCE / "talos-schemas"
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, set_path
-from image_builder.stand_ins import TEST_TOKEN
 
 from core.autoscaler_values import template_labels
 from core.config import ConfigError, parse_stack_config
@@ -25,6 +23,9 @@ from core.talos_config import (
     talos_keys,
 )
 from core.talos_versions import parse_talos_version
+
+from tests.conftest import REPO, set_path
+from tests.stand_ins.hetzner_api import TEST_TOKEN
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KUBERNETES_FOR = {11: "1.33.1", 12: "1.34.2", 13: "1.35.0"}

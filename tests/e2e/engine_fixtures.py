@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_REFERENCE, load_toolchain
-from e2e.kube_cluster import KubeCluster
-from e2e.kubelet_stand_in import KubeletStandIn
+
+from tests.conftest import SHARED_REFERENCE, load_toolchain
+from tests.e2e.kube_cluster import KubeCluster
+from tests.stand_ins.kubelet import KubeletStandIn
 
 #: The real pieces every e2e test needs: CLI, Python language host and dynamic-provider
 #: shim, the Kubernetes and hcloud providers, control plane.
@@ -65,7 +66,7 @@ def kube(
 
 @pytest.fixture(scope="session")
 def kubelet(kube: KubeCluster) -> Iterator[KubeletStandIn]:
-    """One Ready node on which every pod is reported running (see kubelet_stand_in)."""
+    """One Ready node on which every pod is reported running (see tests/stand_ins/kubelet.py)."""
     stand_in = KubeletStandIn(kube).start()
     yield stand_in
     stand_in.stop()
@@ -145,7 +146,7 @@ def pulumi_env(pulumi_install: Path, e2e_tools: dict[str, Path], tmp_path: Path)
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_PYTHON_CMD": sys.executable,
-        "PYTHONPATH": str(Path(__file__).parents[1]),  # e2e.throwaway_provider
+        "PYTHONPATH": str(Path(__file__).parents[2]),  # tests.e2e.throwaway_provider
         "PATH": os.pathsep.join([*bins, str(Path(sys.executable).parent), os.environ["PATH"]]),
     }
     pulumi_env = PulumiEnv(home, f"file://{state}", pulumi_install, env, user_path)

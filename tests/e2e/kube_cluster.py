@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pki
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.stand_ins import pki
 
 LOOPBACK = "127.0.0.1"
 #: The Service network; its first address is the `kubernetes` Service (in the serving cert).

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
-from conftest import SHARED_REFERENCE
-from e2e.engine_fixtures import PulumiEnv
-from e2e.kube_cluster import KubeCluster
-from e2e.throwaway_provider import Marker
 from pulumi import automation as auto
+
+from tests.conftest import SHARED_REFERENCE
+from tests.e2e.engine_fixtures import PulumiEnv
+from tests.e2e.kube_cluster import KubeCluster
+from tests.e2e.throwaway_provider import Marker
 
 NAMESPACE = "e2e-throwaway"
 PACKAGE = "cozystack.e2e-throwaway"

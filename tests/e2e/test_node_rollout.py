@@ -28,15 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, shipped_config
-from e2e.kube_cluster import KubeCluster, eventually, free_port
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
 
 from core.config import parse_stack_config, sections_from_flat_config
 from core.manifests import CONTROLLER_COMMAND, CONTROLLER_NAME, node_controller_manifests
 from core.node_controller import COMPONENT, DRAIN_FAILED_ANNOTATION, GENERATION_LABEL
 from core.plan import plan_stack
 from core.talos_config import NODE_GROUP_LABEL
+
+from tests.conftest import REPO, shipped_config
+from tests.e2e.kube_cluster import KubeCluster, eventually, free_port
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 
 NAMESPACE = "rollout-e2e"
 POOL = "workers-fsn1"

@@ -44,15 +44,6 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e.chart_repository import ChartRepository
-from e2e.engine_fixtures import PulumiEnv
-from e2e.kube_cluster import KubeCluster, eventually
-from e2e.kubelet_stand_in import NODE as KUBELET_NODE
-from e2e.kubelet_stand_in import KubeletStandIn
-from image_builder.fixtures import RAW_IMAGE, RescueSystem
-from image_builder.stand_ins import HetznerEmulator, ImageFactory
-from kubernetes_stand_in import KubernetesApiStandIn
-from test_program import OUTPUT_CONTRACT
 
 from core.autoscaler_values import (
     CREDENTIALS_SECRET,
@@ -68,6 +59,17 @@ from core.image_builder.sharing import is_sharing_label
 from core.manifests import CLUSTER_ROLE, SCRIPT_FILE, SETTER_NAME
 from core.plan import StackPlan, plan_stack
 from core.talos_config import NODE_GROUP_LABEL
+
+from tests.e2e.engine_fixtures import PulumiEnv
+from tests.e2e.kube_cluster import KubeCluster, eventually
+from tests.program import OUTPUT_CONTRACT
+from tests.stand_ins.chart_repository import ChartRepository
+from tests.stand_ins.hetzner_api import HetznerEmulator
+from tests.stand_ins.image_factory import RAW_IMAGE, ImageFactory
+from tests.stand_ins.kubelet import NODE as KUBELET_NODE
+from tests.stand_ins.kubelet import KubeletStandIn
+from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
+from tests.stand_ins.rescue_sshd import RescueSystem
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "hcloud-talos-autoscaler"

@@ -1,7 +1,7 @@
 """A dynamic provider for the engine test: its create and delete leave traces on disk.
 
 Pulumi pickles the provider by reference, so the engine's ``pulumi-resource-pulumi-python``
-process imports this module (the tests put ``tests`` on its PYTHONPATH).
+process imports this module (the tests put the repository on its PYTHONPATH).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Real local stand-ins for an image build: API emulator, Image Factory and OpenSSH."""
+"""Fixtures of an image build on the stand-ins (``tests/stand_ins``): API emulator, Image Factory
+and OpenSSH, and the build's command line."""
 
 from __future__ import annotations
 
@@ -6,26 +7,19 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from image_builder.stand_ins import (
-    SSHD,
-    TEST_TOKEN,
-    HetznerEmulator,
-    ImageFactory,
-    RescueSshd,
-    blank_disk,
-    generated_raw_image,
-)
 
 from core.image_builder.api import ApiClient
 from core.image_builder.pipeline import BuildRequest, Limits
 from core.image_builder.schematic import schematic_id_for
 from core.waits import exponential
 
-RAW_IMAGE = generated_raw_image()
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
+from tests.stand_ins.image_factory import RAW_IMAGE, ImageFactory
+from tests.stand_ins.rescue_sshd import SSHD, RescueSshd, RescueSystem, blank_disk
+
 DISK_SIZE = len(RAW_IMAGE) + 1024 * 1024
 #: Every bound of a build, with room for a machine whose cores other builds keep busy: no
 #: test waits for one of these to run out (a test of a limit sets its own, see ``limits``),
@@ -40,16 +34,6 @@ TEST_LIMITS = Limits(
     teardown=60,
     stale_sweep=60,
 )
-
-
-@dataclass
-class RescueSystem:
-    """A real sshd on loopback; the emulator writes the rescue key into ``authorized_keys``."""
-
-    port: int
-    authorized_keys: Path
-    disk: Path
-    sshd: RescueSshd
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
-from image_builder.fixtures import RAW_IMAGE, SCHEMATIC, RescueSystem
-from image_builder.stand_ins import HetznerEmulator, ImageFactory, talos_shaped_raw_image
 
 from core.image_builder.api import ApiClient
 from core.image_builder.pipeline import BuildError, BuildRequest, BuildResult, build_image
+
+from tests.image_builder.fixtures import SCHEMATIC
+from tests.stand_ins.hetzner_api import HetznerEmulator
+from tests.stand_ins.image_factory import RAW_IMAGE, ImageFactory, talos_shaped_raw_image
+from tests.stand_ins.rescue_sshd import RescueSystem
 
 MIB = 1024 * 1024
 TALOS_SHAPED = talos_shaped_raw_image()

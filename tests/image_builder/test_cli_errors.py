@@ -8,13 +8,14 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
-from image_builder.fixtures import SCHEMATIC
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator
-from loopback import LoopbackServer
-from test_config import changed, parse
 
 from cli.image_builder import main
 from core.config import ConfigError
+
+from tests.image_builder.fixtures import SCHEMATIC
+from tests.stack_config import changed, parse
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
+from tests.stand_ins.loopback import LoopbackServer
 
 BUILD = ["build", "--talos-version", "v1.11.6", "--arch", "amd64", "--location", "fsn1"]
 

@@ -20,17 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from image_builder.fixtures import (
-    RAW_IMAGE,
-    SCHEMATIC,
-    RescueSystem,
-    build_arguments,
-    cli_command,
-    cli_env,
-    fast_client,
-    run_cli,
-)
-from image_builder.stand_ins import HetznerEmulator, ImageFactory, SilentApi
 
 from core.image_builder.api import ApiClient
 from core.image_builder.builder_resources import (
@@ -47,6 +36,18 @@ from core.image_builder.pipeline import (
     BuildRequest,
     build_image,
 )
+
+from tests.image_builder.fixtures import (
+    SCHEMATIC,
+    build_arguments,
+    cli_command,
+    cli_env,
+    fast_client,
+    run_cli,
+)
+from tests.stand_ins.hetzner_api import HetznerEmulator, SilentApi
+from tests.stand_ins.image_factory import RAW_IMAGE, ImageFactory
+from tests.stand_ins.rescue_sshd import RescueSystem
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

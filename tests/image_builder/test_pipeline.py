@@ -7,9 +7,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-from conftest import REPO
-from image_builder.fixtures import RAW_IMAGE, RescueSystem
-from image_builder.stand_ins import SYSTEM_IMAGES, HetznerEmulator, ImageFactory
 
 from core.config import WRITE_TIMEOUT_MAX_MINUTES
 from core.hetzner import Architecture
@@ -29,6 +26,12 @@ from core.image_builder.pipeline import (
     check_labels,
     snapshot_labels,
 )
+
+from tests.conftest import REPO
+from tests.stand_ins.hetzner_api import HetznerEmulator
+from tests.stand_ins.hetzner_state import SYSTEM_IMAGES
+from tests.stand_ins.image_factory import RAW_IMAGE, ImageFactory
+from tests.stand_ins.rescue_sshd import RescueSystem
 
 
 def assert_nothing_left(hetzner: HetznerEmulator) -> None:

@@ -11,18 +11,8 @@ from typing import Any
 
 import pytest
 import requests
-from dynamic_host import DynamicHost
 from google.protobuf import json_format
 from hcloud import APIException
-from image_builder.fixtures import (
-    RAW_IMAGE,
-    SCHEMATIC,
-    RescueSystem,
-    build_arguments,
-    cli_env,
-    run_cli,
-)
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator, ImageFactory, SilentApi
 from pulumi.dynamic import Config, ConfigureRequest
 from pulumi.runtime.proto import provider_pb2
 
@@ -37,6 +27,12 @@ from core.image_builder.pipeline import (
     snapshot_labels,
 )
 from core.image_builder.schematic import schematic_id_for, schematic_yaml
+
+from tests.dynamic_host import DynamicHost
+from tests.image_builder.fixtures import SCHEMATIC, build_arguments, cli_env, run_cli
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator, SilentApi
+from tests.stand_ins.image_factory import RAW_IMAGE, ImageFactory
+from tests.stand_ins.rescue_sshd import RescueSystem
 
 
 @pytest.fixture

@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from image_builder.fixtures import SCHEMATIC, RescueSystem
-from image_builder.stand_ins import TEST_TOKEN, HetznerEmulator, ImageFactory
 
 from components.image_builder.provider import TalosSnapshotProvider
 from core.image_builder.pipeline import SSH_PORT_ENV, TARGET_DEVICE_ENV
 from core.image_builder.sharing import IDENTITY_LABEL, USER_LABEL_PREFIX
+
+from tests.image_builder.fixtures import SCHEMATIC
+from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
+from tests.stand_ins.image_factory import ImageFactory
+from tests.stand_ins.rescue_sshd import RescueSystem
 
 DEV, PROD = "hcloud-talos-autoscaler.dev", "hcloud-talos-autoscaler.prod"
 

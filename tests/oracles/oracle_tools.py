@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import SHARED_REFERENCE, load_toolchain
+
+from tests.conftest import SHARED_REFERENCE, load_toolchain
 
 #: Talos minors the program supports (``core.talos_versions``); one loader each.
 TALOS_MINORS = (8, 9, 10, 11, 12, 13)

@@ -19,14 +19,21 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, MockRuntime
-from image_builder.stand_ins import TEST_TOKEN
-from oracle_tools import PACKAGE_SOURCE, UPSTREAM_CHART, WRAPPER_CHART, helm_template, reference
-from test_program import HELM, K8S_SECRET, MAIN, PACKAGE, dev_config
 
 from components import engine_config
 from core.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
 from core.plan import StackPlan
+
+from tests.conftest import REPO, MockRuntime
+from tests.oracles.oracle_tools import (
+    PACKAGE_SOURCE,
+    UPSTREAM_CHART,
+    WRAPPER_CHART,
+    helm_template,
+    reference,
+)
+from tests.program import HELM, K8S_SECRET, MAIN, PACKAGE, dev_config
+from tests.stand_ins.hetzner_api import TEST_TOKEN
 
 AUTOSCALER = "hcloud-talos-autoscaler:autoscaler"
 

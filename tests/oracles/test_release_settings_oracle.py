@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import MockRuntime
-from test_chart_oracle import (
+
+from tests.conftest import MockRuntime
+from tests.oracles.test_chart_oracle import (
     AUTOSCALER,
     flags,
     one,
@@ -25,7 +26,7 @@ from test_chart_oracle import (
     render_release,
     run_program,
 )
-from test_program import dev_config
+from tests.program import dev_config
 
 RELEASE_SETTINGS: dict[str, Any] = {
     "replicas": 2,

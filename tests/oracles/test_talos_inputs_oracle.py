@@ -18,10 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, MockRuntime
-from oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
-from test_program import dev_config
-from test_talos_oracle import (
+
+from core.talos_config import (
+    dump_documents,
+    load_documents,
+    talos_keys,
+    validate_worker_documents,
+)
+from core.talos_versions import parse_talos_version
+
+from tests.conftest import REPO, MockRuntime
+from tests.oracles.oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
+from tests.oracles.test_talos_oracle import (
     _append,
     _set,
     as_talos_reads_it,
@@ -33,14 +41,7 @@ from test_talos_oracle import (
     talos_release,
     user_data_by_pool,
 )
-
-from core.talos_config import (
-    dump_documents,
-    load_documents,
-    talos_keys,
-    validate_worker_documents,
-)
-from core.talos_versions import parse_talos_version
+from tests.program import dev_config
 
 Mutation = Callable[[list[dict[str, Any]]], None]
 

@@ -20,10 +20,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, MockRuntime
-from oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
-from test_chart_oracle import AUTOSCALER, Program, legacy, prod_config, run_program
-from test_program import dev_config
 
 from core.autoscaler_versions import FEATURE_SINCE
 from core.config import parse_stack_config, sections_from_flat_config
@@ -36,6 +32,11 @@ from core.talos_config import (
     validate_worker_documents,
 )
 from core.talos_versions import KUBERNETES_RANGE_BY_TALOS_MINOR
+
+from tests.conftest import REPO, MockRuntime
+from tests.oracles.oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
+from tests.oracles.test_chart_oracle import AUTOSCALER, Program, legacy, prod_config, run_program
+from tests.program import dev_config
 
 TALOS = "hcloud-talos-autoscaler:talos"
 FIXTURES = REPO / "tests" / "fixtures"

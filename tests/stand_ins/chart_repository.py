@@ -16,8 +16,9 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import yaml
-from conftest import SHARED_REFERENCE
-from loopback import Answer, LoopbackServer, answering
+
+from tests.conftest import SHARED_REFERENCE
+from tests.stand_ins.loopback import Answer, LoopbackServer, answering
 
 CHART = SHARED_REFERENCE / "charts" / "cluster-autoscaler"
 

@@ -1,170 +1,46 @@
-"""Local stand-ins for the image build: Hetzner Cloud API emulator, Image Factory, rescue sshd.
+"""A STAND-IN for the Hetzner Cloud API: an emulator, and an API that never answers.
 
-The first two are stdlib HTTP servers on 127.0.0.1. The emulator speaks enough
-of the Hetzner Cloud API for the official ``hcloud`` library: actions that run
-for a while and finish, locks (``423 locked`` while an action runs), unique names
-(``409 uniqueness_error``), the error envelope, label selectors, pagination, rate
-limits and real ``created`` timestamps, plus fault injection per step, including
-answers lost after the request took effect. Networks and their subnets behave as the
-public API documents them: a subnet with servers attached cannot be deleted, a deleted
-network detaches its servers. Servers report 127.0.0.1 as their
-public IPv4 so a real OpenSSH server on loopback (``RescueSshd``) plays the rescue
-system. ``SilentApi`` accepts connections and never answers.
+The emulator is a stdlib HTTP server on 127.0.0.1 that speaks enough of the Hetzner Cloud API
+for the official ``hcloud`` library: actions that run for a while and finish, locks
+(``423 locked`` while an action runs), unique names (``409 uniqueness_error``), the error
+envelope, label selectors, pagination, rate limits and real ``created`` timestamps, plus fault
+injection per step, including answers lost after the request took effect. Networks and their
+subnets behave as the public API documents them: a subnet with servers attached cannot be
+deleted, a deleted network detaches its servers. What the emulated project holds, its catalogue
+and its faults are in ``hetzner_state.py``. Servers report 127.0.0.1 as their public IPv4 so a
+real OpenSSH server on loopback (``rescue_sshd.py``) plays the rescue system. ``SilentApi``
+accepts connections and never answers.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import ipaddress
 import itertools
 import json
-import lzma
-import re
 import socket
-import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from loopback import Answer, LoopbackServer, answering
-
-
-def now_iso() -> str:
-    """A timestamp as the API writes them (``2026-11-24T12:00:00+00:00``)."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
-LOCATIONS = {
-    name: (index, zone)
-    for index, (name, zone) in enumerate(
-        [
-            ("fsn1", "eu-central"),
-            ("nbg1", "eu-central"),
-            ("hel1", "eu-central"),
-            ("ash", "us-east"),
-            ("hil", "us-west"),
-            ("sin", "ap-southeast"),
-        ],
-        start=1,
-    )
-}
-
-
-SERVER_TYPES: dict[str, dict[str, Any]] = {
-    name: {"disk": disk, "architecture": arch, "cores": cores, "memory": memory}
-    for name, disk, arch, cores, memory in [
-        ("cx23", 40, "x86", 2, 4.0),
-        ("cpx22", 80, "x86", 2, 4.0),
-        ("cpx32", 160, "x86", 4, 8.0),
-        ("ccx13", 80, "x86", 2, 8.0),
-        ("cax11", 40, "arm", 2, 4.0),
-        ("cax21", 80, "arm", 4, 8.0),
-        ("tiny", 20, "x86", 1, 1.0),
-    ]
-}
-
-#: System images by (name, architecture): one image per architecture, as Hetzner lists them.
-SYSTEM_IMAGES: dict[tuple[str, str], int] = {
-    ("ubuntu-24.04", "x86"): 161547269,
-    ("ubuntu-24.04", "arm"): 161547270,
-}
+from tests.stand_ins.hetzner_state import (
+    LOCATIONS,
+    SERVER_TYPES,
+    SYSTEM_IMAGES,
+    Action,
+    Faults,
+    HetznerState,
+    now_iso,
+)
+from tests.stand_ins.loopback import Answer, LoopbackServer, answering
 
 #: The token the emulator accepts: 64 characters, as Hetzner Cloud tokens are (the hcloud
 #: provider refuses any other length, and so does the stack config).
 TEST_TOKEN = "test-token-" + "0" * 53
-
-
-@dataclass
-class Action:
-    """Runs from ``started`` for ``seconds``; its effect (``on_success``) lands when it ends."""
-
-    id: int
-    command: str
-    resources: list[dict[str, Any]]
-    seconds: float
-    fail: bool = False
-    error_code: str = "action_failed"
-    on_success: Any = None
-    on_failure: Any = None
-    started: float = field(default_factory=time.monotonic)
-    started_at: str = field(default_factory=now_iso)
-
-    @property
-    def finished(self) -> bool:
-        return time.monotonic() >= self.started + self.seconds
-
-    def as_json(self) -> dict[str, Any]:
-        finished = self.finished
-        status = ("error" if self.fail else "success") if finished else "running"
-        return {
-            "id": self.id,
-            "command": self.command,
-            "status": status,
-            "progress": 100 if finished else 50,
-            "started": self.started_at,
-            "finished": now_iso() if finished else None,
-            "resources": self.resources,
-            "error": {"code": self.error_code, "message": f"{self.command} failed"}
-            if finished and self.fail
-            else None,
-        }
-
-
-@dataclass
-class Faults:
-    """What goes wrong, per step; counters are consumed as requests arrive."""
-
-    server_create_status: int | None = None
-    rescue_action_fails: bool = False
-    rescue_skips_key: bool = False
-    power_off_never_off: bool = False
-    snapshot_action_fails: bool = False
-    server_delete_failures: int = 0
-    #: Server deletes answer 403 ``forbidden``, as for a read-only token.
-    server_delete_forbidden: bool = False
-    rate_limited_requests: int = 0
-    #: Requests (``POST /servers``, ``POST /ssh_keys``, ``POST create_image``) whose next
-    #: answer is lost after the request took effect: ``"gateway"`` answers 504 from the
-    #: proxy (an HTML page), ``"read timeout"`` answers only after ``lost_answer_delay``.
-    lost_answers: dict[str, str] = field(default_factory=dict)
-    lost_answer_delay: float = 1.0
-    #: A snapshot is taken until the build asks to delete it: Hetzner refuses that delete
-    #: (``locked``) and finishes the snapshot, so the next try succeeds. Tests of a build that
-    #: stops mid-snapshot wait for the build's own request instead of racing a timer.
-    snapshot_runs_until_deleted: bool = False
-    #: (server type, location) -> the error code ``POST /servers`` answers there (no capacity).
-    refused_placements: dict[tuple[str, str], str] = field(default_factory=dict)
-    #: (server type, location) whose server create is accepted, then its action fails with
-    #: ``placement_error`` (Hetzner's asynchronous placement failure).
-    failed_placements: set[tuple[str, str]] = field(default_factory=set)
-
-
-@dataclass
-class HetznerState:
-    servers: dict[int, dict[str, Any]] = field(default_factory=dict)
-    ssh_keys: dict[int, dict[str, Any]] = field(default_factory=dict)
-    images: dict[int, dict[str, Any]] = field(default_factory=dict)
-    #: Networks as the API stores them (``subnets``); their ``servers`` come from the
-    #: servers' ``private_net``.
-    networks: dict[int, dict[str, Any]] = field(default_factory=dict)
-    placement_groups: dict[int, dict[str, Any]] = field(default_factory=dict)
-    actions: dict[int, Action] = field(default_factory=dict)
-    requests: list[tuple[str, str]] = field(default_factory=list)
-    #: The ``image`` of each ``POST /servers`` (an id, or a name the API resolves).
-    server_images: list[Any] = field(default_factory=list)
-    #: When each request arrived (``time.monotonic()``).
-    request_times: list[float] = field(default_factory=list)
-    #: Most servers that existed at once (concurrent builds show as 2).
-    peak_servers: int = 0
 
 
 class HetznerEmulator(LoopbackServer):
@@ -1103,92 +979,6 @@ def _matches(labels: dict[str, str], term: str) -> bool:
     return term.removeprefix("!") not in labels if term.startswith("!") else term in labels
 
 
-class ImageFactory(LoopbackServer):
-    """Serves ``/image/{schematic}/{version}/hcloud-{arch}.raw.xz`` and ``POST /schematics``.
-
-    With ``stall_after`` set, a download sends that many bytes and then nothing more
-    (the connection stays open) until the factory stops.
-    """
-
-    def __init__(self, raw_image: bytes, corrupt: bool = False) -> None:
-        self.raw_image = raw_image
-        self.compressed = _xz(raw_image)
-        if corrupt:
-            self.compressed = self.compressed[: len(self.compressed) // 2] + b"garbage"
-        self.known_schematics: set[str] = set()
-        self.downloads: list[str] = []
-        self.stall_after: int | None = None
-        #: With this set, a download trickles (``trickle`` bytes every 50 ms) and holds its
-        #: last bytes until the event is set: a slow download whose end the test decides.
-        self.throttled_until: threading.Event | None = None
-        self.trickle = 32 * 1024
-        #: Set once a download has stalled (the build is mid-write).
-        self.stalled = threading.Event()
-        self._released = threading.Event()
-        factory = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_: Any) -> None:
-                return
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                schematic_id = hashlib.sha256(body).hexdigest()
-                factory.known_schematics.add(schematic_id)
-                self._send(201, json.dumps({"id": schematic_id}).encode())
-
-            def do_GET(self) -> None:
-                match = re.fullmatch(
-                    r"/image/([0-9a-f]{64})/(v[\d.]+)/hcloud-(amd64|arm64)\.raw\.xz", self.path
-                )
-                if match is None or match.group(1) not in factory.known_schematics:
-                    self._send(404, b"not found")
-                    return
-                factory.downloads.append(self.path)
-                if factory.throttled_until is not None:
-                    self._throttled(factory.compressed, factory.throttled_until)
-                    return
-                if factory.stall_after is None:
-                    self._send(200, factory.compressed)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(factory.compressed)))
-                self.end_headers()
-                self.wfile.write(factory.compressed[: factory.stall_after])
-                self.wfile.flush()
-                factory.stalled.set()
-                factory._released.wait()
-                self.close_connection = True
-
-            def _throttled(self, data: bytes, release: threading.Event) -> None:
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                held = len(data) - 1024
-                for offset in range(0, held, factory.trickle):
-                    self.wfile.write(data[offset : min(held, offset + factory.trickle)])
-                    self.wfile.flush()
-                    time.sleep(0.05)
-                release.wait(timeout=120)
-                self.wfile.write(data[held:])
-
-            def _send(self, status: int, data: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        super().__init__(Handler)
-
-    @property
-    def url(self) -> str:
-        return self.base_url
-
-    def stop(self) -> None:
-        self._released.set()
-        super().stop()
-
-
 class SilentApi:
     """A TCP port that accepts connections and never answers: an API that hangs."""
 
@@ -1223,185 +1013,3 @@ class SilentApi:
         self._socket.close()
         for connection in self._held:
             connection.close()
-
-
-@functools.cache
-def _xz(raw_image: bytes) -> bytes:
-    """The fastest preset: `xz -d` reads any, and big benchmark images compress in seconds."""
-    return lzma.compress(raw_image, format=lzma.FORMAT_XZ, preset=0)
-
-
-def generated_raw_image(size: int = 3 * 1024 * 1024, seed: int = 11) -> bytes:
-    """A disk image with long zero runs and some random blocks, like a real raw image."""
-    import random
-
-    rng = random.Random(seed)
-    chunks: Iterator[bytes] = (
-        rng.randbytes(64 * 1024) if index % 5 == 0 else bytes(64 * 1024)
-        for index in range(size // (64 * 1024))
-    )
-    return b"".join(chunks)
-
-
-def talos_shaped_raw_image(
-    size: int = 3 * 1024 * 1024, seed: int = 11, data_per_8mib: int = 256 * 1024
-) -> bytes:
-    """A raw image shaped like Talos's: data in its first MiB (boot partitions), then MiBs of
-    zeros with ``data_per_8mib`` bytes of data every 8 MiB, and data in its last MiB; so a
-    sparse write skips whole MiB blocks."""
-    import random
-
-    rng = random.Random(seed)
-    mib, block = 1024 * 1024, data_per_8mib
-    image = bytearray(size)
-    image[:mib] = rng.randbytes(min(mib, size))
-    for offset in range(8 * mib, size - mib, 8 * mib):
-        image[offset : offset + block] = rng.randbytes(block)
-    image[size - mib :] = rng.randbytes(mib)
-    return bytes(image)
-
-
-def blank_disk(path: Path, size: int) -> Path:
-    """A file standing for the builder's disk: ``size`` bytes of 0xff (never an image byte
-    pattern), written a MiB at a time."""
-    mib = 1024 * 1024
-    with path.open("wb") as disk:
-        for offset in range(0, size, mib):
-            disk.write(b"\xff" * min(mib, size - offset))
-    return path
-
-
-SSHD = Path("/usr/sbin/sshd")
-
-
-class RescueSshd:
-    """A real OpenSSH server on a free loopback port, configured in ``home``.
-
-    The emulator writes each rescue key into ``authorized_keys``, as Hetzner's rescue
-    system would accept it. Commands run with ``home/shims`` first on the PATH, so a
-    test can make the rescue system's disk misbehave (``break_disk``).
-    """
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.authorized_keys = home / "authorized_keys"
-        self.shims = home / "shims"
-        self.port = _free_port()
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def break_disk(self, fault: str) -> None:
-        """Make writes to the disk (``dd of=...``) go wrong silently: dd still succeeds.
-
-        ``"corrupt"`` flips bytes after the write, ``"drop"`` discards the write.
-        """
-        writes = {
-            "corrupt": '/usr/bin/dd "$@" || exit; '
-            'printf CORRUPTED | /usr/bin/dd of="$out" bs=1 seek=4096 conv=notrunc status=none',
-            "drop": '/usr/bin/dd "${kept[@]}" of=/dev/null',
-        }
-        shim = self.shims / "dd"
-        shim.write_text(
-            "#!/bin/bash\n"
-            'out=; kept=()\nfor arg in "$@"; do\n'
-            '  case $arg in of=*) out=${arg#of=} ;; conv=*) ;; *) kept+=("$arg") ;; esac\n'
-            'done\n[ -n "$out" ] || exec /usr/bin/dd "$@"\n' + writes[fault] + "\n"
-        )
-        shim.chmod(0o755)
-
-    def discarding_disk(self, leave_nonzero_at: int | None = None) -> None:
-        """Make ``blkdiscard`` work on the file standing for the disk as on a real disk that
-        reads back zeros once discarded: its blocks are deallocated (a hole punched over the
-        whole file). With ``leave_nonzero_at``, a few old bytes stay at that offset: a disk
-        whose discard does not zero everything."""
-        leave = (
-            f'printf LEFTOVER | /usr/bin/dd of="$dev" bs=1 seek={leave_nonzero_at} '
-            "conv=notrunc status=none\n"
-            if leave_nonzero_at is not None
-            else ""
-        )
-        shim = self.shims / "blkdiscard"
-        shim.write_text(
-            '#!/bin/bash\nset -e\ndev=${!#}\n[ -f "$dev" ] || exit 1\n'
-            'fallocate --punch-hole --offset 0 --length "$(stat -c %s "$dev")" "$dev"\n'
-            + leave
-            + f"touch {self.home / 'discarded'}\n"
-        )
-        shim.chmod(0o755)
-
-    @property
-    def discarded(self) -> bool:
-        """Whether the build discarded the disk (through ``discarding_disk``'s blkdiscard)."""
-        return (self.home / "discarded").exists()
-
-    def start(self, timeout: float = 60) -> RescueSshd:
-        if not SSHD.exists():
-            raise RuntimeError("openssh-server is not installed: `make setup` installs it")
-        self.home.mkdir(parents=True, exist_ok=True)
-        host_key = self.home / "host_ed25519"
-        host_key.write_bytes(
-            Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.OpenSSH,
-                serialization.NoEncryption(),
-            )
-        )
-        host_key.chmod(0o600)
-        self.authorized_keys.write_text("")
-        self.shims.mkdir(exist_ok=True)
-        session = self.home / "session"
-        session.write_text(
-            f'#!/bin/bash\nPATH={self.shims}:$PATH exec bash -c "$SSH_ORIGINAL_COMMAND"\n'
-        )
-        session.chmod(0o755)
-        config = self.home / "sshd_config"
-        config.write_text(
-            "\n".join(
-                [
-                    f"Port {self.port}",
-                    "ListenAddress 127.0.0.1",
-                    f"HostKey {host_key}",
-                    f"AuthorizedKeysFile {self.authorized_keys}",
-                    "PermitRootLogin prohibit-password",
-                    "PasswordAuthentication no",
-                    "KbdInteractiveAuthentication no",
-                    "UsePAM no",
-                    "UseDNS no",
-                    "PrintMotd no",
-                    "PrintLastLog no",
-                    "X11Forwarding no",
-                    "StrictModes no",
-                    f"PidFile {self.home / 'sshd.pid'}",
-                    f"ForceCommand {session}",
-                    "",
-                ]
-            )
-        )
-        Path("/run/sshd").mkdir(exist_ok=True)
-        self._process = subprocess.Popen(
-            [str(SSHD), "-D", "-e", "-f", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise RuntimeError(f"sshd did not start: {stderr}")
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"sshd did not listen on 127.0.0.1:{self.port} within {timeout}s")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -15,7 +15,7 @@ import datetime
 import threading
 from typing import Any
 
-from e2e.kube_cluster import KubeCluster
+from tests.e2e.kube_cluster import KubeCluster
 
 NODE = "e2e-kubelet"
 MERGE_PATCH = "application/merge-patch+json"

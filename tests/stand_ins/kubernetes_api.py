@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlparse
 
-import pki
 import yaml
-from loopback import Answer, LoopbackServer, answering
+
+from tests.stand_ins import pki
+from tests.stand_ins.loopback import Answer, LoopbackServer, answering
 
 MERGE_PATCH = "application/merge-patch+json"
 PROVIDER_ID_FORBIDDEN = 'node updates may not change providerID except from "" to valid'

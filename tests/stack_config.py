@@ -1,0 +1,51 @@
+"""A valid stack config's sections, and the ways tests change and parse them."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from core.config import ConfigError, parse_stack_config
+
+from tests.conftest import REPO, set_path
+from tests.stand_ins.hetzner_api import TEST_TOKEN
+
+VALID: dict[str, Any] = {
+    "talos": {
+        "version": "v1.11.6",
+        "kubernetesVersion": "1.33.1",
+        "workerConfigFile": "examples/worker.yaml",
+    },
+    "network": {},
+    "image": {},
+    "autoscaler": {
+        "nodeGroups": [
+            {
+                "name": "workers-fsn1",
+                "minSize": 0,
+                "maxSize": 3,
+                "instanceType": "cpx22",
+                "region": "fsn1",
+            }
+        ]
+    },
+}
+
+
+def parse(sections: dict[str, Any], token: Any = TEST_TOKEN) -> Any:
+    return parse_stack_config(sections, token, REPO)
+
+
+def problems_of(sections: dict[str, Any], token: Any = TEST_TOKEN) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(sections, token)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def changed(path: str, value: Any) -> dict[str, Any]:
+    """VALID with one key (dotted, list indexes as numbers) set; None deletes it."""
+    sections = copy.deepcopy(VALID)
+    set_path(sections, path.split("."), value)
+    return sections
