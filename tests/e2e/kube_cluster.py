@@ -28,6 +28,14 @@ from tests.stand_ins import pki
 LOOPBACK = "127.0.0.1"
 #: The Service network; its first address is the `kubernetes` Service (in the serving cert).
 SERVICE_RANGE = "10.0.0.0/24"
+#: The API server's audit log keeps the requests of ServiceAccounts (the in-cluster helpers run
+#: with their tokens), one event each when answered; nobody else's (admin, controllers).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}, {"level": "None"}],
+}
 
 
 def free_port() -> int:
@@ -101,6 +109,9 @@ class KubeCluster:
             ],
         )
         self.apiserver_port = self.apiserver_port or free_port()
+        audit_policy = self.directory / "audit-policy.yaml"
+        audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        self.audit_log = self.directory / "audit.log"
         self._spawn(
             "kube-apiserver",
             [
@@ -120,6 +131,8 @@ class KubeCluster:
                 # Loopback cannot be a Service endpoint; nothing here needs the `kubernetes` one.
                 "--endpoint-reconciler-type=none",
                 f"--cert-dir={certificates}",
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={self.audit_log}",
             ],
         )
         self.kubeconfig = self.directory / "kubeconfig"
@@ -236,6 +249,12 @@ class KubeCluster:
         status, body = self.request("GET", path)
         return body if status == 200 else None
 
+    def audited(self, username: str) -> list[dict[str, Any]]:
+        """The audit events of ``username``'s answered requests (ServiceAccounts only)."""
+        lines = self.audit_log.read_text().splitlines() if self.audit_log.exists() else []
+        events = [json.loads(line) for line in lines if line.strip()]
+        return [event for event in events if event["user"]["username"] == username]
+
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -301,6 +320,13 @@ def _decoded(payload: bytes) -> Any:
         return json.loads(payload) if payload else None
     except json.JSONDecodeError:
         return payload.decode(errors="replace")
+
+
+def call(kube: KubeCluster, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+    """A request as cluster-admin that must succeed (or find the object there already)."""
+    status, answer = kube.request(method, path, body, **kwargs)
+    assert status < 300 or status == 409, f"{method} {path}: {status} {answer}"
+    return answer
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:

@@ -9,7 +9,9 @@ nodes" gives them: ``login file://``, ``stack init``, ``config set --secret hclo
 run (``preview.yml``, ``deploy.yml``: what ``pulumi/actions`` runs), ``stack output --json``
 against the output contract, the ``examples/consumer`` program reading the outputs through a
 ``StackReference``, ``destroy --yes`` with autoscaled servers and Nodes in the way, ``stack
-rm``. The dev stack also runs the providerID setter's script against the real API server.
+rm``. The dev stack also runs the providerID setter's script against the real API server and,
+chained to the ``talos.version`` change, the node controller's replacement of the autoscaled
+nodes that booted the old generation, under a PodDisruptionBudget.
 
 What is real: the Pulumi CLI and engine v3.274.1, the Python language host (v3.259.0: it
 creates the project's ``.venv`` from ``requirements.txt`` as ``Pulumi.yaml`` says and runs
@@ -31,12 +33,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import ssl
 import subprocess
-import sys
+import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,18 +58,29 @@ from core.autoscaler_values import (
 from core.config.parse import read_stack_file
 from core.image_builder.pipeline import Step
 from core.image_builder.sharing import is_sharing_label
-from core.manifests import CLUSTER_ROLE, SCRIPT_FILE, SETTER_NAME
+from core.manifests import CLUSTER_ROLE, CONTROLLER_CONFIG_FILE, CONTROLLER_NAME, SETTER_NAME
+from core.node_controller import GENERATION_LABEL
 from core.plan import StackPlan, plan_stack
 from core.talos_config import NODE_GROUP_LABEL
 
 from tests.e2e.engine_fixtures import PulumiEnv
-from tests.e2e.kube_cluster import KubeCluster, eventually
+from tests.e2e.helper_pod import helper_pod
+from tests.e2e.kube_cluster import KubeCluster, call, eventually, free_port
+from tests.e2e.workload import (
+    Background,
+    Sample,
+    Watcher,
+    deployment,
+    disruptions_allowed,
+    pdb,
+    ready_nodes,
+)
 from tests.program import OUTPUT_CONTRACT
 from tests.stand_ins.chart_repository import ChartRepository
 from tests.stand_ins.hetzner_api import HetznerEmulator
 from tests.stand_ins.image_factory import RAW_IMAGE, ImageFactory
 from tests.stand_ins.kubelet import NODE as KUBELET_NODE
-from tests.stand_ins.kubelet import KubeletStandIn
+from tests.stand_ins.kubelet import KubeletStandIn, PoolStandIn, register_node
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 from tests.stand_ins.rescue_sshd import RescueSystem
 
@@ -151,6 +164,8 @@ class ProgramStack:
     #: Destroyed and removed (the test got to its end).
     removed: bool = False
     initialized: bool = False
+    #: When the last `pulumi` operation returned (time.monotonic()).
+    finished: float = 0.0
 
     @classmethod
     def derived(
@@ -242,6 +257,7 @@ class ProgramStack:
         log = self.logs / f"{len(list(self.logs.iterdir())):02d}-{command[0]}.jsonl"
         observed = {**(env or {}), "PULUMI_DEBUG_COMMANDS": "true"}
         result = self.pulumi(*command, "--event-log", str(log), env=observed)
+        self.finished = time.monotonic()
         events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         steps: dict[str, list[str]] = {}
         for event in events:
@@ -529,51 +545,225 @@ def consumer_reads_the_outputs(program: ProgramStack, outputs: dict[str, Any]) -
         program.pulumi("stack", "rm", "--yes", "--force", name, cwd=consumer)
 
 
+#: A workload on the autoscaled nodes, guarded by a PodDisruptionBudget (`minAvailable: 2`).
+WORKLOAD_NAMESPACE = "rollout-workload"
+WORKLOAD = "web"
+
+
+@dataclass
+class Outdated:
+    """Autoscaled nodes of the stack's first pool that booted the generation before a change,
+    and the guarded workload on them, watched from before the change on."""
+
+    pool: str
+    generation: str
+    #: Node name -> its server's id.
+    servers: dict[str, int]
+    pool_stand_in: PoolStandIn
+    watcher: Watcher
+
+
+def outdated_nodes_run_a_guarded_workload(
+    program: ProgramStack, outputs: dict[str, Any], kubelet: KubeletStandIn, background: Background
+) -> Outdated:
+    """Before the ``talos.version`` change: three nodes as the autoscaler makes them from the
+    stack's config — servers labelled with the pool, in the stack's network, each with its
+    node's name and address; Nodes labelled with the pool and the generation their worker
+    config says (the ``poolGenerations`` output, which the controller is given too) — running
+    a Deployment of three pods, one a node, whose PDB says ``minAvailable: 2``."""
+    kube, hetzner, plan = program.kube, program.hetzner, program.plan
+    pool = plan.servers.pools[0]
+    generation = outputs["poolGenerations"][pool]
+    namespace = plan.secrets.namespace
+    controller = program.get(f"/api/v1/namespaces/{namespace}/configmaps/{CONTROLLER_NAME}")
+    assert json.loads(controller["data"][CONTROLLER_CONFIG_FILE])["pools"] == {pool: generation}
+    network_id = int(outputs["networkId"])
+    servers = {}
+    for index in range(3):
+        name, address = f"{pool}-0a{index:02x}", subnet_host(plan, 30 + index)
+        servers[name] = hetzner.add_server(
+            name, {NODE_GROUP_LABEL: pool}, private_ips={network_id: address}
+        )
+        register_node(kube, name, address, {NODE_GROUP_LABEL: pool, GENERATION_LABEL: generation})
+
+    call(
+        kube,
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": WORKLOAD_NAMESPACE}},
+    )
+    kubelet.elsewhere.add(WORKLOAD_NAMESPACE)
+    pool_stand_in = PoolStandIn(kube, WORKLOAD_NAMESPACE, list(servers))
+    background.start(pool_stand_in)
+    budget = pdb(WORKLOAD_NAMESPACE, WORKLOAD, 2)
+    call(
+        kube,
+        "POST",
+        f"/apis/policy/v1/namespaces/{WORKLOAD_NAMESPACE}/poddisruptionbudgets",
+        budget,
+    )
+    pods = deployment(WORKLOAD_NAMESPACE, WORKLOAD, 3, node_selector={NODE_GROUP_LABEL: pool})
+    call(kube, "POST", f"/apis/apps/v1/namespaces/{WORKLOAD_NAMESPACE}/deployments", pods)
+    eventually(
+        lambda: ready_nodes(kube, WORKLOAD_NAMESPACE, WORKLOAD) == sorted(servers),
+        "one pod Ready on each outdated node",
+        60,
+    )
+    eventually(
+        lambda: disruptions_allowed(kube, WORKLOAD_NAMESPACE, WORKLOAD) == 1,
+        "the disruption controller allows one disruption",
+        60,
+    )
+    watcher = Watcher(kube, WORKLOAD_NAMESPACE, WORKLOAD)
+    background.start(watcher)
+    return Outdated(pool, generation, servers, pool_stand_in, watcher)
+
+
+def controller_replaces_the_outdated_nodes(
+    program: ProgramStack,
+    outputs: dict[str, Any],
+    outdated: Outdated,
+    kubelet: KubeletStandIn,
+    tmp_path: Path,
+) -> int:
+    """After the ``up``: the node controller as its Deployment runs it — the scripts and
+    ``config.json`` of its ConfigMap as Pulumi wrote them into the API server, its
+    ServiceAccount's token, the Hetzner token of the stack's Secret, its own pacing (a pass
+    every 10 s while it drains) — replaces every outdated node, one at a time, without the
+    PDB ever violated (sampled every 0.2 s since before the change). The autoscaler's part
+    (a new node of the new generation for the evicted pods) is played by the test. Returns
+    the new node's server (destroy's sweep deletes it)."""
+    kube, hetzner, plan = program.kube, program.hetzner, program.plan
+    up_ended = program.finished
+    pool, old = outdated.pool, outdated.generation
+    new = outputs["poolGenerations"][pool]
+    assert new != old
+    namespace = plan.secrets.namespace
+    spare, address = f"{pool}-0b00", subnet_host(plan, 40)
+    spare_id = hetzner.add_server(
+        spare, {NODE_GROUP_LABEL: pool}, private_ips={int(outputs["networkId"]): address}
+    )
+    register_node(kube, spare, address, {NODE_GROUP_LABEL: pool, GENERATION_LABEL: new})
+    outdated.pool_stand_in.nodes.append(spare)
+
+    hetzner_requests = len(hetzner.state.requests)
+    knobs = {"HCLOUD_ENDPOINT": hetzner.endpoint, "NODE_CONTROLLER_HEALTH_PORT": str(free_port())}
+    account_variable = "NODE_CONTROLLER_SERVICE_ACCOUNT_DIR"
+    started = time.monotonic()
+    with helper_pod(kube, namespace, CONTROLLER_NAME, tmp_path, account_variable, knobs) as pod:
+        config = json.loads(pod.files[CONTROLLER_CONFIG_FILE])
+        assert config["pools"] == outputs["poolGenerations"] == {pool: new}
+        assert config["networkId"] == int(outputs["networkId"])
+        eventually(
+            lambda: (
+                pod.log.read_text().count("; the autoscaler replaces it") == len(outdated.servers)
+            ),
+            "every outdated node replaced",
+            timeout=60 * len(outdated.servers) + 60,
+        )
+        replaced = time.monotonic()
+    outdated.watcher.stop()
+    samples: list[Sample] = list(outdated.watcher.samples)
+    timeline = [
+        f"{0:6.1f}s `pulumi up` ends (the ConfigMap holds generation {new}; was {old})",
+        f"{started - up_ended:6.1f}s the controller starts",
+        *outdated.watcher.timeline(
+            tuple(outdated.servers), since=up_ended - outdated.watcher.started
+        ),
+        f"{replaced - up_ended:6.1f}s every outdated node replaced",
+    ]
+    log = pod.log.read_text()
+    assert pod.process.returncode in (0, -15), log
+    assert "Forbidden" not in log and " 403" not in log, log
+    assert not outdated.pool_stand_in.errors, outdated.pool_stand_in.errors
+
+    # Each outdated node: decided on with both generations, cordoned, drained; its server
+    # and Node deleted. The new node stays.
+    for name, server_id in outdated.servers.items():
+        assert (
+            f"node {name} (pool {pool}, server {server_id}): generation {old}, current {new}: "
+            "cordoned, draining" in log
+        ), log
+        assert (
+            f"node {name} (pool {pool}): drained; deleted server {server_id} "
+            f"(generation {old}, current {new})" in log
+        ), log
+        assert server_id not in hetzner.state.servers
+        assert program.get(f"/api/v1/nodes/{name}") is None
+        events = program.get(
+            f"/api/v1/namespaces/default/events?fieldSelector=involvedObject.name={name}"
+        )
+        assert "RolloutDraining" in {event["reason"] for event in events["items"]}
+    assert spare_id in hetzner.state.servers
+    assert program.get(f"/api/v1/nodes/{spare}") is not None
+    eventually(
+        lambda: ready_nodes(kube, WORKLOAD_NAMESPACE, WORKLOAD) == [spare] * 3,
+        "the workload Ready again, on the new node",
+    )
+
+    # Sampled from before the `up` to the last replacement: the PDB never violated, one node
+    # at a time, the other node of the cluster never touched.
+    assert samples and samples[0].at < up_ended - outdated.watcher.started
+    for sample in samples:
+        assert sample.ready >= 2, sample
+        assert sample.disruptions_allowed is None or sample.disruptions_allowed >= 0, sample
+        assert len(sample.cordoned) <= 1, sample
+        assert KUBELET_NODE in sample.nodes and KUBELET_NODE not in sample.cordoned
+
+    # What the controller asked: the Hetzner emulator's requests, the API server's audit log.
+    hetzner_asked = Counter(
+        f"{method} {re.sub(r'/[0-9]+', '/{id}', path)}"
+        for method, path in hetzner.state.requests[hetzner_requests:]
+    )
+    audited = kube.audited(f"system:serviceaccount:{namespace}:{CONTROLLER_NAME}")
+    kube_asked = Counter(
+        " ".join(
+            [
+                event["verb"],
+                "/".join(
+                    part
+                    for part in (
+                        event["objectRef"]["resource"],
+                        event["objectRef"].get("subresource"),
+                    )
+                    if part
+                ),
+                str(event["responseStatus"]["code"]),
+            ]
+        )
+        for event in audited
+    )
+    assert hetzner_asked["DELETE /v1/servers/{id}"] == len(outdated.servers), hetzner_asked
+    assert kube_asked["delete nodes 200"] == len(outdated.servers), kube_asked
+    assert kube_asked["create pods/eviction 201"] >= len(outdated.servers), kube_asked
+    assert not [key for key in kube_asked if key.endswith(" 403")], kube_asked
+
+    # The workload goes (the namespace's pods confirmed gone by the pool stand-in).
+    call(kube, "DELETE", f"/api/v1/namespaces/{WORKLOAD_NAMESPACE}")
+    eventually(
+        lambda: program.get(f"/api/v1/namespaces/{WORKLOAD_NAMESPACE}") is None,
+        f"namespace {WORKLOAD_NAMESPACE} finalized",
+    )
+    kubelet.elsewhere.discard(WORKLOAD_NAMESPACE)
+
+    print(
+        f"\nchained rollout of {len(outdated.servers)} nodes, from the end of `up`:\n"
+        + "\n".join(timeline)
+        + f"\nminimum {WORKLOAD} pods Ready: {min(sample.ready for sample in samples)} "
+        f"(PDB minAvailable 2), {len(samples)} samples"
+        + "\ncontroller's Kubernetes requests (audit log): "
+        + ", ".join(f"{key}: {count}" for key, count in sorted(kube_asked.items()))
+        + f" ({sum(kube_asked.values())})"
+        + "\ncontroller's Hetzner requests: "
+        + ", ".join(f"{key}: {count}" for key, count in sorted(hetzner_asked.items()))
+        + f" ({sum(hetzner_asked.values())})"
+    )
+    return spare_id
+
+
 def subnet_host(plan: StackPlan, index: int) -> str:
     """The ``index``-th address of the stack's subnet (where the autoscaler's servers are)."""
     return str(ipaddress.ip_network(plan.network.subnet)[index])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def add_node(
-    kube: KubeCluster,
-    name: str,
-    address: str,
-    labels: dict[str, str],
-    provider_id: str | None = None,
-) -> None:
-    """A Node as a kubelet registers it (and its InternalIP)."""
-    spec = {"providerID": provider_id} if provider_id else {}
-    status, body = kube.request(
-        "POST",
-        "/api/v1/nodes",
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}},
-            "spec": spec,
-        },
-    )
-    assert status == 201, body
-    status, body = kube.request(
-        "PATCH",
-        f"/api/v1/nodes/{name}/status",
-        {
-            "status": {
-                "addresses": [
-                    {"type": "InternalIP", "address": address},
-                    {"type": "Hostname", "address": name},
-                ]
-            }
-        },
-        content_type=MERGE_PATCH,
-    )
-    assert status == 200, body
 
 
 def provider_id_setter_registers_nodes(
@@ -589,56 +779,30 @@ def provider_id_setter_registers_nodes(
     server_id = hetzner.add_server(
         f"{pool}-7a3c", {NODE_GROUP_LABEL: pool}, private_ips={network_id: address}
     )
-    add_node(kube, f"{pool}-7a3c", address, {NODE_GROUP_LABEL: pool})
-    add_node(kube, "bare-metal-1", "192.168.1.10", {})
+    register_node(kube, f"{pool}-7a3c", address, {NODE_GROUP_LABEL: pool})
+    register_node(kube, "bare-metal-1", "192.168.1.10", {})
 
-    config_map = program.get(f"/api/v1/namespaces/{namespace}/configmaps/{SETTER_NAME}")
-    script = tmp_path / SCRIPT_FILE
-    script.write_text(config_map["data"][SCRIPT_FILE])
-    account = tmp_path / "serviceaccount"
-    account.mkdir()
-    token = kube.service_account_token(namespace, SETTER_NAME)
-    (account / "token").write_text(token)
-    shutil.copy(kube.ca_crt, account / "ca.crt")
-    (account / "namespace").write_text(namespace)
-    credentials = program.get(f"/api/v1/namespaces/{namespace}/secrets/{CREDENTIALS_SECRET}")
-    env = {
-        "PATH": os.environ["PATH"],
-        "HCLOUD_TOKEN": base64.b64decode(credentials["data"]["token"]).decode(),
+    knobs = {
         "HCLOUD_ENDPOINT": hetzner.endpoint,
-        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-        "KUBERNETES_SERVICE_PORT": str(kube.apiserver_port),
-        "PROVIDER_ID_SETTER_SERVICE_ACCOUNT_DIR": str(account),
         "PROVIDER_ID_SETTER_LOOP_SECONDS": "0.5",
         "PROVIDER_ID_SETTER_HEALTH_PORT": str(free_port()),
     }
-    log = tmp_path / "setter.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-B", "-u", str(script)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+    account_variable = "PROVIDER_ID_SETTER_SERVICE_ACCOUNT_DIR"
+    with helper_pod(kube, namespace, SETTER_NAME, tmp_path, account_variable, knobs) as setter:
+        eventually(
+            lambda: (
+                (program.get(f"/api/v1/nodes/{pool}-7a3c") or {}).get("spec", {}).get("providerID")
+            ),
+            "the setter registers the node",
+            timeout=30,
         )
-        try:
-            eventually(
-                lambda: (
-                    (program.get(f"/api/v1/nodes/{pool}-7a3c") or {})
-                    .get("spec", {})
-                    .get("providerID")
-                ),
-                "the setter registers the node",
-                timeout=30,
-            )
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    log, token = setter.log.read_text(), setter.token
     assert (
         program.get(f"/api/v1/nodes/{pool}-7a3c")["spec"]["providerID"] == f"hcloud://{server_id}"
-    ), log.read_text()
+    ), log
     assert "providerID" not in program.get("/api/v1/nodes/bare-metal-1")["spec"]
     assert program.get(f"/api/v1/nodes/{KUBELET_NODE}")["spec"].get("providerID") is None
-    assert "Forbidden" not in log.read_text() and "403" not in log.read_text(), log.read_text()
+    assert "Forbidden" not in log and "403" not in log, log
 
     # Its ClusterRole is all it gets: no Secrets.
     status, _ = kube.request("GET", f"/api/v1/namespaces/{namespace}/secrets", token=token)
@@ -687,7 +851,7 @@ def destroy_leaves_nothing(
         server_id = hetzner.add_server(
             f"{pool}-{index:04x}", {NODE_GROUP_LABEL: pool}, private_ips={network_id: address}
         )
-        add_node(
+        register_node(
             kube,
             f"{pool}-{index:04x}",
             address,
@@ -701,7 +865,7 @@ def destroy_leaves_nothing(
     elsewhere = hetzner.add_server(
         f"{pool}-elsewhere", {NODE_GROUP_LABEL: pool}, private_ips={other_network: "10.200.0.5"}
     )
-    add_node(
+    register_node(
         kube,
         f"{pool}-elsewhere",
         "10.200.0.5",
@@ -710,7 +874,7 @@ def destroy_leaves_nothing(
     )
     bastion = hetzner.add_server("bastion", {"team": "platform"})
     if program.get("/api/v1/nodes/bare-metal-1") is None:
-        add_node(kube, "bare-metal-1", "192.168.1.10", {})
+        register_node(kube, "bare-metal-1", "192.168.1.10", {})
 
     destroyed = program.run("destroy", "--yes")
     assert {op for ops in destroyed.steps.values() for op in ops} == {"delete"}
@@ -791,7 +955,9 @@ def derive(
 
 
 def test_dev_stack_package_mode_end_to_end(
-    derive: Callable[[str, dict[str, Any]], ProgramStack], tmp_path: Path
+    derive: Callable[[str, dict[str, Any]], ProgramStack],
+    kubelet: KubeletStandIn,
+    tmp_path: Path,
 ) -> None:
     program = derive("dev", {})
     program.init()
@@ -799,11 +965,16 @@ def test_dev_stack_package_mode_end_to_end(
     outputs = up_creates_the_stack(program)
     nothing_changes(program)
     state_holds_no_plaintext_secret(program)
-    outputs = new_talos_version_through_the_pr_workflow(program, outputs)
+    with Background() as background:
+        outdated = outdated_nodes_run_a_guarded_workload(program, outputs, kubelet, background)
+        outputs = new_talos_version_through_the_pr_workflow(program, outputs)
+        replacement = controller_replaces_the_outdated_nodes(
+            program, outputs, outdated, kubelet, tmp_path
+        )
     outputs_keep_the_contract(program, outputs)
     consumer_reads_the_outputs(program, outputs)
     registered = provider_id_setter_registers_nodes(program, outputs, tmp_path)
-    destroy_leaves_nothing(program, outputs, [registered])
+    destroy_leaves_nothing(program, outputs, [registered, replacement])
 
 
 def test_prod_stack_helm_mode_end_to_end(
