@@ -66,7 +66,8 @@ def kube(
 
 @pytest.fixture(scope="session")
 def kubelet(kube: KubeCluster) -> Iterator[KubeletStandIn]:
-    """One Ready node on which every pod is reported running (see tests/stand_ins/kubelet.py)."""
+    """One Ready node on which every pod is reported running (see tests/stand_ins/kubelet.py),
+    but those of the namespaces in its ``elsewhere``."""
     stand_in = KubeletStandIn(kube).start()
     yield stand_in
     stand_in.stop()

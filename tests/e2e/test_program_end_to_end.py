@@ -662,6 +662,10 @@ def controller_replaces_the_outdated_nodes(
             timeout=60 * len(outdated.servers) + 60,
         )
         replaced = time.monotonic()
+    eventually(
+        lambda: not set(outdated.servers) & outdated.watcher.samples[-1].nodes,
+        "the watcher samples the last deletion",
+    )
     outdated.watcher.stop()
     samples: list[Sample] = list(outdated.watcher.samples)
     timeline = [
