@@ -15,8 +15,9 @@ import os
 from cli import add_stack_arguments
 from core.config import ConfigError, Problem
 from core.config.parse import read_stack_file
-from core.image_builder.api import ApiClient, api_endpoint
-from core.kubeconfig import KubeconfigError, kubernetes_access
+from core.hetzner.access import api_endpoint, environment_token
+from core.hetzner.api import ApiClient
+from core.kubernetes.kubeconfig import KubeconfigError, kubernetes_access
 from core.plan import plan_stack
 from core.server_sweep import PoolTarget, preview_pool
 
@@ -35,7 +36,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def destroy_preview(args: argparse.Namespace) -> int:
     stack, _ = read_stack_file(args.project_dir, args.stack)
     plan = plan_stack(stack)
-    token = os.environ.get("HCLOUD_TOKEN")
+    token = environment_token()
     if not token:
         raise ConfigError(
             [Problem("", "HCLOUD_TOKEN is not set: export the stack's Hetzner token to look")]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import traceback
@@ -50,7 +49,8 @@ from core.config.model import (
     check_talos_version,
 )
 from core.errors import EXIT_BAD_INPUT, EXIT_RUNTIME_FAILURE
-from core.image_builder.api import DEFAULT_ENDPOINT, ApiClient, api_endpoint
+from core.hetzner.access import DEFAULT_ENDPOINT, api_endpoint, environment_token
+from core.hetzner.api import ApiClient
 from core.image_builder.builder_resources import STALE_AFTER, find_stale, remove_stale
 from core.image_builder.pipeline import BuildError, BuildRequest, Limits, build_image
 from core.image_builder.schematic import register_schematic
@@ -68,7 +68,7 @@ class BadArguments(ValueError):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    token = os.environ.get("HCLOUD_TOKEN")
+    token = environment_token()
     endpoint = api_endpoint()
     try:
         problems = [] if token else ["HCLOUD_TOKEN is not set (a Hetzner Cloud API token)"]

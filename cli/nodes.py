@@ -2,9 +2,10 @@
 pool, generation (current or outdated), Talos and kubelet versions, age, and what the node
 controller is doing with it.
 
-The cluster is reached as the Kubernetes provider reaches it (``core.kubeconfig``: the stack
-file's ``kubernetes:kubeconfig``/``kubernetes:context``, else ``KUBECONFIG``, else
-``~/.kube/config``). The current generations are the ones the deployed controller works with
+The cluster is reached as the Kubernetes provider reaches it
+(``core.kubernetes.kubeconfig``: the stack file's ``kubernetes:kubeconfig``/
+``kubernetes:context``, else ``KUBECONFIG``, else ``~/.kube/config``). The current
+generations are the ones the deployed controller works with
 (its ConfigMap); the stack file's own, when they differ, mean a ``pulumi up`` is pending.
 Exit codes as ``render``'s: 0 done, 2 bad input, 1 the cluster could not be read.
 """
@@ -22,15 +23,15 @@ from typing import Any
 
 from cli import add_stack_arguments
 from core import safe_yaml
+from core.autoscaler.manifests import CONTROLLER_NAME
 from core.config import stack_file
 from core.config.parse import read_stack_file
 from core.config.sources import STACK_FILE_LIMITS
 from core.errors import EXIT_BAD_INPUT, EXIT_RUNTIME_FAILURE, InputError
-from core.kubeconfig import KubeconfigError, kubernetes_access
-from core.manifests import CONTROLLER_NAME
-from core.node_status import controller_settings, node_rows, table
+from core.kubernetes.client import ApiError, KubernetesApi
+from core.kubernetes.kubeconfig import KubeconfigError, kubernetes_access
+from core.kubernetes.node_status import controller_settings, node_rows, table
 from core.plan import plan_stack
-from core.provider_id_setter import ApiError, KubernetesApi
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

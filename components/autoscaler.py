@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from core import resources
-from core.autoscaler_values import (
+from core.autoscaler.values import (
     CHART_NAME,
     PACKAGE_NAME,
     RELEASE_NAME,

@@ -17,7 +17,7 @@ import pulumi
 from components.engine_config import stops_cleanly
 from components.secrets import AutoscalerSecrets
 from core.plan import StackPlan
-from core.talos_config import WorkerConfig, worker_configs_sha256
+from core.talos.worker_config import WorkerConfig, worker_configs_sha256
 
 
 class AutoscalerConfig:

@@ -4,7 +4,7 @@ and the way they tell the user what they do.
 A dynamic provider runs in its own process; refresh and destroy give it only the state,
 whose token and endpoint may be older than the stack's, so both providers keep the stack
 config from ``configure`` and reach Hetzner with the stack's current access
-(``core.hetzner_access``).
+(``core.hetzner.access``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 
 from pulumi.dynamic import ConfigureRequest, ResourceProvider
 
-from core.hetzner_access import ProviderConfig
+from core.hetzner.access import ProviderConfig
 
 
 class ConfiguredProvider(ResourceProvider):

@@ -8,7 +8,6 @@ prints) without a traceback; nothing is registered after it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -19,8 +18,9 @@ from pulumi.runtime import config as runtime_config
 from core.config import ConfigError, Problem, StackConfig, reveal
 from core.config.parse import hcloud_endpoint, read_engine_config
 from core.errors import InputError
-from core.hetzner import Architecture
-from core.image_builder.api import ApiClient
+from core.hetzner.access import environment_token
+from core.hetzner.api import ApiClient
+from core.hetzner.facts import Architecture
 from core.image_builder.existing import find_existing
 from core.plan import StackPlan, plan_stack
 
@@ -68,7 +68,7 @@ def _existing_images(stack: StackConfig, endpoint: str) -> dict[Architecture, in
     if not stack.image.existing:
         return {}
     token = reveal(stack.hcloud_token) if stack.hcloud_token is not None else None
-    token = token or os.environ.get("HCLOUD_TOKEN")
+    token = token or environment_token()
     if not token:
         raise ConfigError(
             [Problem("image.existing", "needs the Hetzner token to look the snapshots up")]

@@ -1,4 +1,4 @@
-"""The objects of an in-cluster helper (``core.manifests``), registered under its component.
+"""An in-cluster helper's objects (``core.autoscaler.manifests``), registered under its component.
 
 The providerID setter and the node controller are registered the same way: ConfigMap,
 ServiceAccount and ClusterRole, the binding once both exist, the Deployment once its script
@@ -18,8 +18,8 @@ from core import resources
 def register_helper_objects(
     parent: pulumi.ComponentResource, name: str, manifests: pulumi.Output[list[dict[str, Any]]]
 ) -> k8s.apps.v1.Deployment:
-    """``manifests`` as ``core.manifests`` orders them, children of ``parent`` named after
-    ``name``; returns the Deployment."""
+    """``manifests`` as ``core.autoscaler.manifests`` orders them, children of ``parent``
+    named after ``name``; returns the Deployment."""
 
     def part(index: int, key: str) -> pulumi.Output[Any]:
         return manifests.apply(lambda objects: objects[index][key])

@@ -1,7 +1,7 @@
 """The node controller's Kubernetes objects, applied into the autoscaler's namespace.
 
-What it does and why it is its own Deployment: ``core.manifests``; the script:
-``core/node_controller.py``. Its ``config.json`` is wired from the network's id and the
+What it does and why it is its own Deployment: ``core.autoscaler.manifests``; the script:
+``core/kubernetes/node_controller.py``. Its ``config.json`` is wired from the network's id and the
 pools' generations (``AutoscalerConfig.generations``), so a new generation is an in-place
 ConfigMap update that the running controller reads; Pulumi never waits for the rollout.
 """
@@ -15,7 +15,7 @@ import pulumi
 from components.in_cluster_helper import register_helper_objects
 from components.secrets import AutoscalerSecrets
 from core import resources
-from core.manifests import node_controller_manifests
+from core.autoscaler.manifests import node_controller_manifests
 from core.plan import RolloutPlan
 
 

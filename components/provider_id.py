@@ -1,7 +1,7 @@
 """The providerID setter's Kubernetes objects, applied into the autoscaler's namespace.
 
-Why the setter exists, and the objects themselves: ``core.manifests``; the script:
-``core/provider_id_setter.py``.
+Why the setter exists, and the objects themselves: ``core.autoscaler.manifests``; the script:
+``core/kubernetes/provider_id_setter.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pulumi
 from components.in_cluster_helper import register_helper_objects
 from components.secrets import AutoscalerSecrets
 from core import resources
-from core.manifests import provider_id_setter_manifests
+from core.autoscaler.manifests import provider_id_setter_manifests
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from core import resources
-from core.autoscaler_values import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
+from core.autoscaler.values import CREDENTIALS_KEY, CREDENTIALS_SECRET, TALOS_CONFIG_SECRET
 from core.plan import StackPlan
 
 

@@ -8,8 +8,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from core import resources
+from core.autoscaler.manifests import smoke_test_deployment
 from core.config import Taint
-from core.manifests import smoke_test_deployment
 from core.plan import SmokeTestPlan
 
 

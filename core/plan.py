@@ -21,24 +21,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import autoscaler_values as values
 from core import resources
-from core.autoscaler_versions import (
+from core.autoscaler import values
+from core.config import ConfigError, Problem, StackConfig, Taint, reveal
+from core.hetzner.access import DEFAULT_ENDPOINT
+from core.hetzner.facts import NODE_GROUP_LABEL, Architecture, architecture_of
+from core.image_builder.identity import image_url, snapshot_labels
+from core.image_builder.schematic import schematic_id_for
+from core.releases.autoscaler import (
     DEFAULT_CHART_REPOSITORY,
     DEFAULT_CHART_VERSION,
     AutoscalerImage,
 )
-from core.config import ConfigError, Problem, StackConfig, Taint, reveal
-from core.hetzner import NODE_GROUP_LABEL, Architecture, architecture_of
-from core.image_builder.api import DEFAULT_ENDPOINT
-from core.image_builder.pipeline import image_url, snapshot_labels
-from core.image_builder.schematic import schematic_id_for
 from core.resources import PROJECT, Child, Component
-from core.talos_config import (
-    WorkerConfig,
-    render_worker_configs,
-    worker_config_warnings,
-)
+from core.talos.worker_config import WorkerConfig, worker_config_warnings
+from core.worker_configs import render_worker_configs
 
 
 @dataclass(frozen=True)

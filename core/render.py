@@ -16,19 +16,20 @@ from pathlib import Path
 
 import yaml
 
-from core import autoscaler_values as values
 from core import resources
-from core.autoscaler_versions import IMAGE_REPOSITORY
-from core.config.parse import read_stack_file
-from core.hetzner import NODE_GROUP_LABEL, USER_DATA_LIMIT_BYTES
-from core.manifests import (
+from core.autoscaler import values
+from core.autoscaler.manifests import (
     manifests_yaml,
     node_controller_manifests,
     provider_id_setter_manifests,
     smoke_test_deployment,
 )
+from core.config.parse import read_stack_file
+from core.hetzner.facts import NODE_GROUP_LABEL, USER_DATA_LIMIT_BYTES
 from core.plan import StackPlan, plan_stack
-from core.talos_config import WorkerConfig, redact
+from core.releases.autoscaler import IMAGE_REPOSITORY
+from core.talos.documents import redact
+from core.talos.worker_config import WorkerConfig
 
 #: What render shows for the values that exist only once the snapshots do.
 CONFIG_HASH_PLACEHOLDER = "<sha256 of the Talos config and images>"

@@ -72,7 +72,7 @@ HELM_RELEASE = Child("kubernetes:helm.sh/v3:Release", "release")
 PROVIDER_ID_SETTER = Component("ProviderIdSetter", "provider-id-setter")
 NODE_CONTROLLER = Component("NodeController", "node-controller")
 #: What each in-cluster helper (the providerID setter, the node controller) registers, in
-#: the order of ``core.manifests``' objects: ConfigMap, ServiceAccount, ClusterRole,
+#: the order of ``core.autoscaler.manifests``' objects: ConfigMap, ServiceAccount, ClusterRole,
 #: ClusterRoleBinding, Deployment.
 HELPER_CHILDREN = (
     Child("kubernetes:core/v1:ConfigMap", "script"),

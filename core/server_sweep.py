@@ -34,10 +34,10 @@ from hcloud import APIException, Client
 from hcloud.actions import BoundAction
 from hcloud.servers import BoundServer
 
-from core.autoscaler_values import DEPLOYMENT_NAME
-from core.hetzner import NODE_GROUP_LABEL
-from core.image_builder.api import describe, is_transient
-from core.provider_id_setter import (
+from core.autoscaler.values import DEPLOYMENT_NAME
+from core.hetzner.api import describe, is_transient
+from core.hetzner.facts import NODE_GROUP_LABEL
+from core.kubernetes.client import (
     PROVIDER_ID_PREFIX,
     ApiError,
     KubernetesApi,

@@ -4,7 +4,7 @@ Every wait of a build (an action, the server powering off, SSH coming up, a
 delete refused while the server is locked) and of the destroy sweep (the autoscaler
 stopping, delete actions) goes through ``until``: it has a deadline, backs off between
 looks, and fails with a message naming what it waited for. (The providerID setter's
-loop cannot use it: that script is a single file with the standard library only.)
+loop cannot use it: the in-cluster scripts use the standard library only.)
 """
 
 from __future__ import annotations

@@ -43,16 +43,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core import autoscaler_values as values  # noqa: E402
+from core.autoscaler import values  # noqa: E402
 from core.config import (  # noqa: E402
     WRITE_TIMEOUT_MAX_MINUTES,
     WRITE_TIMEOUT_MINUTES,
     load_stack_file,
     parse_stack_config,
 )
-from core.hetzner import Architecture  # noqa: E402
+from core.hetzner.api import ACTION_POLL, REQUEST_TIMEOUT, ApiClient  # noqa: E402
+from core.hetzner.facts import Architecture  # noqa: E402
 from core.image_builder import rescue  # noqa: E402
-from core.image_builder.api import ACTION_POLL, REQUEST_TIMEOUT, ApiClient  # noqa: E402
 from core.image_builder.builder_resources import STALE_AFTER  # noqa: E402
 from core.image_builder.pipeline import BuildRequest, Limits, build_image  # noqa: E402
 from core.image_builder.schematic import schematic_id_for  # noqa: E402

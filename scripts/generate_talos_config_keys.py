@@ -1,4 +1,4 @@
-"""Generate ``core/talos_config_keys.json`` from the official Talos JSON schemas.
+"""Generate ``core/talos/config_keys.json`` from the official Talos JSON schemas.
 
 The program must not need the schemas at run time, so the allowed key paths
 per Talos minor and document kind are extracted once and committed; a test
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-OUTPUT = Path(__file__).resolve().parents[1] / "core" / "talos_config_keys.json"
+OUTPUT = Path(__file__).resolve().parents[1] / "core" / "talos" / "config_keys.json"
 SCHEMA_NAME = re.compile(r"config\.schema\.v(\d+)\.(\d+)\.json$")
 #: The legacy single document has no ``kind``; it is keyed by its version.
 MAIN_DOCUMENT = "v1alpha1"

@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 import yaml
 
-from core import autoscaler_values as values
-from core.autoscaler_versions import AutoscalerImage, autoscaler_image, parse_image_tag
+from core.autoscaler import values
 from core.config import AutoscalerSettings, ConfigError
+from core.releases.autoscaler import AutoscalerImage, autoscaler_image, parse_image_tag
 
 from tests.conftest import SHARED_REFERENCE
 from tests.manifest_paths import package_values

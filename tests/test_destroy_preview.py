@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.provider_id_setter import KubernetesApi
+from core.kubernetes.client import KubernetesApi
 from core.server_sweep import PoolTarget, preview_pool
 
 from tests.conftest import REPO

@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from core.hetzner import Architecture
+from core.hetzner.facts import Architecture
 from core.image_builder.existing import find_existing
 
 from tests.conftest import REPO, MockRuntime, shipped_config

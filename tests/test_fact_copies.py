@@ -8,21 +8,21 @@ from pathlib import Path
 
 import yaml
 
-from core import node_controller, provider_id_setter
-from core.hetzner import NODE_GROUP_LABEL
-from core.image_builder.api import DEFAULT_ENDPOINT
-from core.manifests import CONTROLLER_NAME
+from core.autoscaler.manifests import CONTROLLER_NAME
+from core.hetzner.access import DEFAULT_ENDPOINT
+from core.hetzner.facts import NODE_GROUP_LABEL
+from core.kubernetes import client, node_controller
 from core.resources import PROJECT
 
 
 def test_the_setter_matches_the_pool_label_the_program_gives_servers_and_nodes() -> None:
-    assert provider_id_setter.NODE_GROUP_LABEL == NODE_GROUP_LABEL
+    assert client.NODE_GROUP_LABEL == NODE_GROUP_LABEL
 
 
 def test_the_scripts_fall_back_to_the_public_api_the_program_falls_back_to() -> None:
-    assert provider_id_setter.DEFAULT_HCLOUD_ENDPOINT == DEFAULT_ENDPOINT
+    assert client.DEFAULT_HCLOUD_ENDPOINT == DEFAULT_ENDPOINT
     env = {"HCLOUD_TOKEN": "t", "KUBERNETES_SERVICE_HOST": "10.96.0.1"}
-    assert provider_id_setter.PodAccess.from_environment(env).hcloud_endpoint == DEFAULT_ENDPOINT
+    assert client.PodAccess.from_environment(env).hcloud_endpoint == DEFAULT_ENDPOINT
 
 
 def test_the_node_controllers_names_are_the_projects() -> None:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from cli.render import main as render_main
 from core.config import ConfigError, parse_stack_config, sections_from_flat_config
-from core.talos_config import dump_documents
+from core.talos.documents import dump_documents
 
 from tests.conftest import REPO
 from tests.stand_ins.hetzner_api import TEST_TOKEN

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from core.config import ConfigError, parse_stack_config, sections_from_flat_config
-from core.node_controller import GENERATION_LABEL
+from core.kubernetes.node_controller import GENERATION_LABEL
 from core.plan import StackPlan, plan_stack
-from core.talos_config import load_documents
+from core.talos.documents import load_documents
 
 from tests.conftest import REPO, set_path, shipped_config
 

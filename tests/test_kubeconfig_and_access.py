@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.hetzner_access import HetznerAccess, current_hetzner_access
-from core.image_builder.api import DEFAULT_ENDPOINT
-from core.kubeconfig import KubeconfigError, kubernetes_access
-from core.provider_id_setter import ApiError
+from core.hetzner.access import DEFAULT_ENDPOINT, HetznerAccess, current_hetzner_access
+from core.kubernetes.kubeconfig import KubeconfigError, kubernetes_access
+from core.kubernetes.provider_id_setter import ApiError
 
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 

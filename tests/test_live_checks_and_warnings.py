@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cli.render import main as render_main
-from core.hetzner_catalogue import CatalogueUnavailable, fetch_catalogue
+from core.hetzner.catalogue import CatalogueUnavailable, fetch_catalogue
 
 from tests.conftest import REPO, MockRuntime
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator

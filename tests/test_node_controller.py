@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from core.manifests import CONTROLLER_COMMAND
-from core.node_controller import (
+from core.autoscaler.manifests import CONTROLLER_COMMAND, controller_files
+from core.kubernetes.node_controller import (
     DRAIN_FAILED_ANNOTATION,
     DRAINING_ANNOTATION,
     GENERATION_LABEL,
@@ -29,7 +28,7 @@ from core.node_controller import (
     RolloutConfig,
     ServerApi,
 )
-from core.provider_id_setter import ApiError, KubernetesApi
+from core.kubernetes.provider_id_setter import ApiError, KubernetesApi
 
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
@@ -561,9 +560,8 @@ def test_the_script_runs_from_the_config_map_folder(
 ) -> None:
     folder = tmp_path / "opt"
     folder.mkdir()
-    core = Path(__file__).resolve().parent.parent / "core"
-    for name in ("node_controller.py", "provider_id_setter.py"):
-        shutil.copy(core / name, folder / name)
+    for name, text in controller_files().items():
+        (folder / name).write_text(text)
     (folder / "config.json").write_text(
         json.dumps({"networkId": NETWORK, "pools": {POOL: NEW}, "drainTimeoutSeconds": 60})
     )

@@ -12,7 +12,11 @@ import pytest
 
 from cli.nodes import main
 from core.config.parse import read_stack_file
-from core.node_controller import DRAIN_FAILED_ANNOTATION, DRAINING_ANNOTATION, GENERATION_LABEL
+from core.kubernetes.node_controller import (
+    DRAIN_FAILED_ANNOTATION,
+    DRAINING_ANNOTATION,
+    GENERATION_LABEL,
+)
 from core.plan import plan_stack
 
 from tests.conftest import REPO

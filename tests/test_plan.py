@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from core import safe_yaml
-from core.autoscaler_values import decode_cluster_config
+from core.autoscaler.values import decode_cluster_config
 from core.config import ConfigError, parse_stack_config, sections_from_flat_config
 from core.config.parse import read_stack_file
 from core.plan import PlannedResource, StackPlan, plan_stack
-from core.talos_config import decode_user_data
+from core.talos.user_data import decode_user_data
 
 from tests.conftest import REPO, shipped_config
 from tests.stand_ins.hetzner_api import TEST_TOKEN

@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from core import autoscaler_values as values
-from core import provider_id_setter as setter_module
-from core.autoscaler_versions import FEATURE_SINCE, AutoscalerImage, parse_image_tag
+from core.autoscaler import values
+from core.autoscaler.manifests import provider_id_setter_manifests, setter_files
 from core.config import AutoscalerSettings
 from core.config.rules import SECRET_SETTINGS
-from core.manifests import provider_id_setter_manifests
+from core.releases.autoscaler import FEATURE_SINCE, AutoscalerImage, parse_image_tag
 from core.render import render_stack
 
 from tests.conftest import SHARED_REFERENCE, TEST_TOKEN, MockRuntime, shipped_config
@@ -431,7 +430,8 @@ def test_the_cluster_role_grants_exactly_the_calls_the_script_makes(
     tmp_path: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
 ) -> None:
     script = tmp_path / "provider_id_setter.py"
-    script.write_bytes(Path(setter_module.__file__).read_bytes())
+    for name, text in setter_files().items():
+        (tmp_path / name).write_text(text)
     run_standalone_until_registered(script, hetzner_api, kubernetes_api)
 
     made = {_verb(method, path) for method, path in kubernetes_api.state.requests}

@@ -11,10 +11,10 @@ import pulumi
 import pytest
 import yaml
 
-from core.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
+from core.autoscaler.values import CONFIG_HASH_ANNOTATION, config_fingerprint
 from core.config import parse_stack_config, sections_from_flat_config
 from core.plan import plan_stack
-from core.talos_config import WorkerConfig, worker_configs_sha256
+from core.talos.worker_config import WorkerConfig, worker_configs_sha256
 
 from tests.conftest import REPO, MockRuntime, shipped_config
 from tests.manifest_paths import package_values, pod_spec, required_node_terms
@@ -247,9 +247,9 @@ def test_the_node_controller_is_wired_from_the_network_and_the_generations(
     exports = pulumi_runtime.run(MAIN, config)
     config_map = pulumi_runtime.named("node-controller-script")
     data = config_map.inputs["data"]
-    # Both scripts byte for byte: the controller imports the setter's clients from its side.
-    for name in ("node_controller.py", "provider_id_setter.py"):
-        assert data[name].encode() == (REPO / "core" / name).read_bytes()
+    # The script and the modules it imports from its side, byte for byte.
+    for name in ("node_controller.py", "client.py", "rollout.py"):
+        assert data[name].encode() == (REPO / "core" / "kubernetes" / name).read_bytes()
     settings = json.loads(data["config.json"])
     assert settings == {
         "networkId": int(exports["networkId"].value),
@@ -529,15 +529,18 @@ def test_the_registered_config_map_holds_the_tested_script_byte_for_byte(
     pulumi_runtime: MockRuntime,
 ) -> None:
     pulumi_runtime.run(MAIN, dev_config())
-    script = (REPO / "core" / "provider_id_setter.py").read_bytes()
+    folder = REPO / "core" / "kubernetes"
     config_map = pulumi_runtime.named("provider-id-setter-script")
     deployment = next(
         d
         for d in pulumi_runtime.by_type("kubernetes:apps/v1:Deployment")
         if d.name == "provider-id-setter-deployment"
     )
-    (key,) = config_map.inputs["data"]
-    assert config_map.inputs["data"][key].encode() == script
+    data = config_map.inputs["data"]
+    assert sorted(data) == ["client.py", "provider_id_setter.py"]
+    for name, text in data.items():
+        assert text.encode() == (folder / name).read_bytes()
+    key = "provider_id_setter.py"
     pod = pod_spec(deployment.inputs)
     (volume,) = pod["volumes"]
     assert volume["configMap"]["name"] == config_map.inputs["metadata"]["name"]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from core import provider_id_setter as setter_module
-from core.manifests import SETTER_COMMAND
-from core.provider_id_setter import (
+from core.autoscaler.manifests import SETTER_COMMAND, setter_files
+from core.kubernetes import client as client_module
+from core.kubernetes import provider_id_setter as setter_module
+from core.kubernetes.provider_id_setter import (
     ApiError,
     HetznerApi,
     KubernetesApi,
@@ -126,7 +127,7 @@ def test_nodes_are_listed_page_by_page(
     kubernetes_api: KubernetesApiStandIn,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(setter_module, "NODES_PER_PAGE", 2)
+    monkeypatch.setattr(client_module, "NODES_PER_PAGE", 2)
     server = hetzner_api.add_server("pool-z", POOL, private_ips={NETWORK: "10.100.0.50"})
     for index in range(4):
         kubernetes_api.add_node(f"metal-{index}", internal_ip=f"192.168.1.{index}")
@@ -353,13 +354,14 @@ def test_the_script_runs_standalone(
 ) -> None:
     copy = tmp_path / "alone" / "provider_id_setter.py"
     copy.parent.mkdir()
-    copy.write_bytes(Path(setter_module.__file__).read_bytes())
+    for name, text in setter_files().items():
+        (copy.parent / name).write_text(text)
     run_standalone_until_registered(copy, hetzner_api, kubernetes_api)
 
 
 def test_missing_token_exits_with_a_reason(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-I", str(Path(setter_module.__file__))],
+        [sys.executable, *SETTER_COMMAND[1:-1], str(Path(setter_module.__file__))],
         env={"PATH": os.environ.get("PATH", "")},
         capture_output=True,
         text=True,

@@ -16,8 +16,9 @@ import yaml
 
 from cli.render import main as render_main
 from core import redaction
-from core.talos_config import CONTROL_PLANE_KEYS, REMOVED_SECTIONS, talos_keys
-from core.talos_versions import parse_talos_version
+from core.releases.talos import parse_talos_version
+from core.talos.keys import talos_keys
+from core.talos.validation import CONTROL_PLANE_KEYS, REMOVED_SECTIONS
 
 from tests.conftest import REPO, SHARED_REFERENCE
 

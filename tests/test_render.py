@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.autoscaler.manifests import provider_id_setter_manifests
 from core.config.parse import read_stack_file
-from core.manifests import provider_id_setter_manifests
 from core.plan import plan_stack
 
 from tests.conftest import REPO
@@ -150,15 +150,19 @@ def test_render_writes_the_provider_id_setter_that_runs_as_tested(
     assert manifests == provider_id_setter_manifests(
         "cozy-cluster-autoscaler-hetzner", "hetzner-credentials", "token"
     )
-    ((key, script),) = by_kind["ConfigMap"]["data"].items()
-    assert script.encode() == (REPO / "core" / "provider_id_setter.py").read_bytes()
+    data = by_kind["ConfigMap"]["data"]
+    assert sorted(data) == ["client.py", "provider_id_setter.py"]
+    for name, text in data.items():
+        assert text.encode() == (REPO / "core" / "kubernetes" / name).read_bytes()
+    key = "provider_id_setter.py"
     container = pod_spec(by_kind["Deployment"])["containers"][0]
     (mount,) = container["volumeMounts"]
     assert container["command"][-1] == f"{mount['mountPath']}/{key}"
 
     mounted = tmp_path / "mounted" / key
     mounted.parent.mkdir()
-    mounted.write_text(script)
+    for name, text in data.items():
+        (mounted.parent / name).write_text(text)
     run_standalone_until_registered(mounted, hetzner_api, kubernetes_api)
 
 
@@ -258,8 +262,8 @@ def test_render_shows_each_pools_generation_and_writes_the_node_controller(
         "Deployment",
     ]
     data = manifests[0]["data"]
-    for name in ("node_controller.py", "provider_id_setter.py"):
-        assert data[name] == (REPO / "core" / name).read_text()
+    for name in ("node_controller.py", "client.py", "rollout.py"):
+        assert data[name] == (REPO / "core" / "kubernetes" / name).read_text()
     settings = json.loads(data["config.json"])
     assert settings["pools"] == generations
     assert settings["networkId"] == f"<id of network {plan.network.shown_name}>"

@@ -28,7 +28,7 @@ from core.render import (
     placement_group_placeholder,
     render_stack,
 )
-from core.talos_config import decode_user_data
+from core.talos.user_data import decode_user_data
 
 from tests.conftest import REPO, MockRuntime, Registered, shipped_config
 from tests.manifest_paths import package_values

@@ -8,8 +8,8 @@ import pulumi
 
 from components.secrets import AutoscalerSecrets, AutoscalerSecretsArgs
 from components.smoke_test import SmokeTest, SmokeTestArgs
+from core.autoscaler.manifests import smoke_test_deployment
 from core.config import Taint
-from core.manifests import smoke_test_deployment
 
 from tests.conftest import MockRuntime
 from tests.manifest_paths import pod_spec, required_anti_affinity, required_node_terms

@@ -19,8 +19,8 @@ from pulumi.dynamic import Config, ConfigureRequest
 
 from components.server_sweep import provider as provider_module
 from components.server_sweep.provider import PoolServersProvider
-from core.image_builder.api import ApiClient
-from core.provider_id_setter import KubernetesApi
+from core.hetzner.api import ApiClient
+from core.kubernetes.provider_id_setter import KubernetesApi
 from core.server_sweep import (
     PoolTarget,
     SweepError,

@@ -16,19 +16,15 @@ import jsonschema
 import pytest
 import yaml
 
-from core import talos_config
 from core.config import Taint
-from core.talos_config import (
-    WorkerConfigError,
-    WorkerConfigSpec,
-    build_worker_config,
-    decode_user_data,
-    dump_documents,
-    encode_user_data,
-    load_documents,
-    redact,
-    validate_worker_documents,
-)
+from core.talos.documents import REDACTED, dump_documents, load_documents, redact
+from core.talos.keys import deprecated_keys, talos_keys
+from core.talos.node_labels import label_problem
+from core.talos.problems import WorkerConfigError
+from core.talos.spec import WorkerConfigSpec
+from core.talos.user_data import decode_user_data, encode_user_data
+from core.talos.validation import validate_worker_documents
+from core.talos.worker_config import build_worker_config
 
 from tests.conftest import REPO, SHARED_REFERENCE
 
@@ -123,7 +119,7 @@ def test_committed_key_table_matches_the_schemas() -> None:
     sys.modules[spec_.name] = generator  # its dataclasses look their module up
     spec_.loader.exec_module(generator)
     assert json.loads(generator.OUTPUT.read_text()) == generator.generate(SCHEMAS), (
-        "core/talos_config_keys.json is stale: run "
+        "core/talos/config_keys.json is stale: run "
         "`python scripts/generate_talos_config_keys.py ../shared/reference/talos-schemas`"
     )
 
@@ -362,7 +358,7 @@ def test_redact_hides_tokens_keys_and_secrets() -> None:
     ):
         assert secret not in shown
     assert "https://192.0.2.10:6443" in shown
-    assert talos_config.REDACTED in shown
+    assert REDACTED in shown
 
 
 # ---- configs carried over from an older Talos release (FACTS 4.2) ------------------
@@ -432,7 +428,7 @@ def test_talos_1_13_still_decodes_machine_network() -> None:
         for p in validate_worker_documents(documents, upgraded_spec(13))
         if "unknown key" in p.message
     ]
-    warned = [w.split(":", 1)[0] for w in talos_config.deprecated_keys(documents, talos)]
+    warned = [w.split(":", 1)[0] for w in deprecated_keys(documents, talos)]
     assert "machine.network" in warned
     assert "machine.network.hostname" not in warned  # reported once, at the outermost key
     assert "machine.install.extraKernelArgs" in warned
@@ -469,7 +465,7 @@ def test_truly_unknown_keys_are_still_refused(talos_minor: int, mutate: Any, pat
 def test_deprecated_keys_are_exactly_those_the_official_schema_omits(talos_minor: int) -> None:
     """The table adds only keys outside the schema, and the schema really lacks them."""
     schema = schema_for(talos_minor)
-    keys = talos_config.talos_keys(spec(talos_minor).talos)
+    keys = talos_keys(spec(talos_minor).talos)
     for field in keys.deprecated:
         assert field.path not in keys.documents["v1alpha1"], field.path
         document: dict[str, Any] = {}
@@ -503,7 +499,7 @@ def test_a_base_config_label_the_node_cannot_carry_is_refused(label: str, reason
     with pytest.raises(WorkerConfigError) as caught:
         build_worker_config(base, spec(11))
     assert [str(p) for p in caught.value.problems if reason in p.message] == [
-        f"machine.nodeLabels.{label}: {talos_config.label_problem(label)}"
+        f"machine.nodeLabels.{label}: {label_problem(label)}"
     ]
 
 

@@ -9,20 +9,17 @@ from typing import Any
 
 import pytest
 
-from core.autoscaler_values import template_labels
+from core.autoscaler.values import template_labels
 from core.config import ConfigError, parse_stack_config
 from core.config.parse import read_stack_file
 from core.config.rules import extension_warnings
-from core.talos_config import (
-    WorkerConfigError,
-    WorkerConfigSpec,
-    build_worker_config,
-    dump_documents,
-    load_documents,
-    render_worker_configs,
-    talos_keys,
-)
-from core.talos_versions import parse_talos_version
+from core.releases.talos import parse_talos_version
+from core.talos.documents import dump_documents, load_documents
+from core.talos.keys import talos_keys
+from core.talos.problems import WorkerConfigError
+from core.talos.spec import WorkerConfigSpec
+from core.talos.worker_config import build_worker_config
+from core.worker_configs import render_worker_configs
 
 from tests.conftest import REPO, set_path
 from tests.stand_ins.hetzner_api import TEST_TOKEN

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from core.talos_versions import KUBERNETES_RANGE_BY_TALOS_MINOR
+from core.releases.talos import KUBERNETES_RANGE_BY_TALOS_MINOR
 
 from tests.conftest import load_toolchain
 

@@ -25,16 +25,12 @@ from pulumi.dynamic import (
 
 from components.configured_provider import ConfiguredProvider, log_line
 from core.config import WRITE_TIMEOUT_MINUTES
-from core.hetzner_access import current_hetzner_access
-from core.image_builder.api import ApiClient, describe
+from core.hetzner.access import current_hetzner_access
+from core.hetzner.api import ApiClient, describe
+from core.hetzner.facts import HETZNER_ARCHITECTURE
 from core.image_builder.builder_resources import CLI_SCOPE
-from core.image_builder.pipeline import (
-    HETZNER_ARCHITECTURE,
-    BuildRequest,
-    Limits,
-    build_image,
-    snapshot_labels,
-)
+from core.image_builder.identity import snapshot_labels
+from core.image_builder.pipeline import BuildRequest, Limits, build_image
 from core.image_builder.schematic import register_schematic
 from core.image_builder.sharing import (
     IDENTITY_LABEL,

@@ -23,9 +23,9 @@ from pulumi.dynamic import (
 )
 
 from components.configured_provider import ConfiguredProvider, log_line
-from core.hetzner_access import current_hetzner_access
-from core.image_builder.api import ApiClient
-from core.kubeconfig import KubeconfigError, kubernetes_access
+from core.hetzner.access import current_hetzner_access
+from core.hetzner.api import ApiClient
+from core.kubernetes.kubeconfig import KubeconfigError, kubernetes_access
 from core.server_sweep import PoolTarget, SweepLimits, sweep_pool
 
 #: Kept in state (as a secret) so that a destroy without the stack's token still works.

@@ -27,25 +27,27 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from core import hetzner, talos_versions, validators
-from core.autoscaler_versions import (
+from core import validators
+from core.config.secrets import Secret, SecretValue, as_secret
+from core.hetzner import facts as hetzner
+from core.hetzner.facts import NODE_GROUP_LABEL, Architecture
+from core.redaction import shown
+from core.releases import talos as talos_versions
+from core.releases.autoscaler import (
     DEFAULT_CHART_REPOSITORY,
     DEFAULT_CHART_VERSION,
     AutoscalerImage,
     autoscaler_image,
 )
-from core.config.secrets import Secret, SecretValue, as_secret
-from core.hetzner import NODE_GROUP_LABEL, Architecture
-from core.node_labels import label_problems
-from core.redaction import shown
 from core.resources import PROJECT
+from core.talos.node_labels import label_problems
 
 __all__ = ["PROJECT"]
 
 #: Top-level keys of the project namespace (``hcloud-talos-autoscaler:<key>``).
 SECTIONS = ("talos", "network", "image", "autoscaler")
 #: The guest agent Hetzner needs, and the extensions whose kernel modules Cozystack's worker
-#: template always loads (``drbd``, ``zfs``, ``spl``; ``core.talos_extensions``).
+#: template always loads (``drbd``, ``zfs``, ``spl``; ``core.talos.extensions``).
 DEFAULT_EXTENSIONS = ("siderolabs/qemu-guest-agent", "siderolabs/drbd", "siderolabs/zfs")
 POOL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 #: Server names are ``<pool>-<16 hex>``; hostnames stop at 63 characters.

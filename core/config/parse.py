@@ -7,14 +7,12 @@ preview with a token checks server types against the project's live list).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from core import hetzner
 from core.config.model import (
     SECTIONS,
     AutoscalerSettings,
@@ -47,8 +45,9 @@ from core.config.sources import (
     shape_problem,
     stack_file,
 )
-from core.hetzner_catalogue import CatalogueUnavailable, TokenRefused, fetch_catalogue
-from core.image_builder.api import api_endpoint
+from core.hetzner import facts as hetzner
+from core.hetzner.access import api_endpoint, environment_token
+from core.hetzner.catalogue import CatalogueUnavailable, TokenRefused, fetch_catalogue
 
 #: Keys that existed in earlier releases: a stack that still sets one is told what replaced it.
 REMOVED_KEYS: dict[str, str] = {
@@ -192,7 +191,7 @@ def read_engine_config(
     """
     sections, token = sections_from_flat_config(flat)
     if token is None:
-        token = os.environ.get("HCLOUD_TOKEN")
+        token = environment_token()
     warnings: list[str] = []
     catalogue: hetzner.Catalogue | None = None
     if preview and isinstance(token, str) and token:

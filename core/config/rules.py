@@ -9,13 +9,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from core import hetzner, talos_versions, validators
+from core import validators
 from core.config.model import PROJECT, SMALLEST_SUBNET_PREFIX, StackConfig
 from core.config.problems import Problem
 from core.config.secrets import Secret
+from core.hetzner import facts as hetzner
 from core.redaction import shown
-from core.talos_config import cluster_subnet_conflicts
-from core.talos_extensions import needed_extensions
+from core.releases import talos as talos_versions
+from core.talos.extensions import needed_extensions
+from core.talos.validation import cluster_subnet_conflicts
 
 #: Hetzner Cloud API tokens are 64 characters; the hcloud provider refuses any other length
 #: ("entered token is invalid (must be exactly 64 characters long)", hcloud/provider.go).

@@ -18,7 +18,7 @@ from core.config.model import PROJECT, TalosSettings
 from core.config.problems import ConfigError, Problem, kind_of
 from core.config.secrets import Secret
 from core.redaction import shown
-from core.talos_config import WORKER_CONFIG_LIMITS
+from core.talos.documents import WORKER_CONFIG_LIMITS
 
 #: A stack file is small; an encrypted worker config in it is the largest value.
 STACK_FILE_LIMITS = safe_yaml.Limits(max_bytes=4 * 1024 * 1024)

@@ -25,7 +25,7 @@ from hcloud.images import Image
 from hcloud.servers import Server
 from hcloud.ssh_keys import SSHKey
 
-from core.image_builder.api import ApiClient, describe, is_transient
+from core.hetzner.api import ApiClient, describe, is_transient
 from core.resources import PROJECT
 from core.validators import LABEL_VALUE_MAX
 from core.waits import until

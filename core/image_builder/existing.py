@@ -13,9 +13,8 @@ from hcloud import APIException
 from hcloud.images import BoundImage
 
 from core.config import Problem
-from core.hetzner import Architecture
-from core.image_builder.api import ApiClient, describe
-from core.image_builder.pipeline import HETZNER_ARCHITECTURE
+from core.hetzner.api import ApiClient, describe
+from core.hetzner.facts import HETZNER_ARCHITECTURE, Architecture
 
 
 def find_existing(

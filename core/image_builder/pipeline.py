@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 import paramiko
 from hcloud import APIException
@@ -32,10 +31,10 @@ from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
 from hcloud.ssh_keys import BoundSSHKey
 
-from core.config.model import DEFAULT_FACTORY_URL, WRITE_TIMEOUT_MINUTES, SnapshotLabel
-from core.hetzner import Architecture
+from core.config.model import DEFAULT_FACTORY_URL, WRITE_TIMEOUT_MINUTES
+from core.hetzner.api import ActionFailed, ApiClient, describe, wait_for
+from core.hetzner.facts import HETZNER_ARCHITECTURE, Architecture
 from core.image_builder import rescue
-from core.image_builder.api import ActionFailed, ApiClient, describe, wait_for
 from core.image_builder.builder_resources import (
     BUILDER_LABEL,
     CLEANUP_COMMAND,
@@ -48,8 +47,7 @@ from core.image_builder.builder_resources import (
     remove,
     remove_stale,
 )
-from core.resources import PROJECT
-from core.validators import hetzner_label_problems
+from core.image_builder.identity import check_labels, image_url, snapshot_labels
 from core.waits import Interrupted, until
 
 BUILDER_BASE_IMAGE = "ubuntu-24.04"
@@ -81,9 +79,6 @@ class Step(StrEnum):
     #: Deleting everything of the run: after every build, failed or not.
     TEARDOWN = "teardown"
 
-
-#: The API names architectures ``x86`` and ``arm``.
-HETZNER_ARCHITECTURE: dict[Architecture, str] = {"amd64": "x86", "arm64": "arm"}
 
 Log = Callable[[str], None]
 
@@ -204,50 +199,6 @@ class BuildError(RuntimeError):
 
 class IntegrityError(RuntimeError):
     """The disk does not hold the image that was streamed onto it."""
-
-
-class SnapshotIdentity(Protocol):
-    """What a snapshot holds (a ``BuildRequest``, or the stack plan's ``SnapshotPlan``)."""
-
-    @property
-    def talos_version(self) -> str: ...
-    @property
-    def schematic_id(self) -> str: ...
-    @property
-    def architecture(self) -> Architecture: ...
-    @property
-    def factory_url(self) -> str: ...
-    @property
-    def extra_labels(self) -> dict[str, str]: ...
-
-
-def image_url(request: SnapshotIdentity) -> str:
-    """The Image Factory's raw image of this Talos release, schematic and architecture."""
-    return (
-        f"{request.factory_url.rstrip('/')}/image/{request.schematic_id}/"
-        f"{request.talos_version}/hcloud-{request.architecture}.raw.xz"
-    )
-
-
-def snapshot_labels(request: SnapshotIdentity) -> dict[str, str]:
-    """Labels that identify a finished snapshot: what it holds and who manages it."""
-    identity = {
-        SnapshotLabel.OS: "talos",
-        SnapshotLabel.TALOS_VERSION: request.talos_version,
-        SnapshotLabel.TALOS_SCHEMATIC: request.schematic_id[:32],
-        SnapshotLabel.ARCH: request.architecture,
-        SnapshotLabel.MANAGED_BY: PROJECT,
-    }
-    labels = {label.value: value for label, value in identity.items()} | request.extra_labels
-    check_labels(labels)
-    return labels
-
-
-def check_labels(labels: dict[str, str]) -> None:
-    """Hetzner's label rules, checked before any call."""
-    problems = hetzner_label_problems(labels)
-    if problems:
-        raise ValueError("; ".join(problems))
 
 
 def build_image(client: ApiClient, request: BuildRequest, log: Log = lambda _: None) -> BuildResult:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-from core.image_builder.pipeline import SnapshotIdentity
+from core.image_builder.identity import SnapshotIdentity
 from core.resources import PROJECT
 
 IDENTITY_LABEL = f"{PROJECT}/identity"

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from core.autoscaler.manifests import CONTROLLER_COMMAND, CONTROLLER_NAME, node_controller_manifests
 from core.config import parse_stack_config, sections_from_flat_config
-from core.manifests import CONTROLLER_COMMAND, CONTROLLER_NAME, node_controller_manifests
-from core.node_controller import COMPONENT, DRAIN_FAILED_ANNOTATION, GENERATION_LABEL
+from core.hetzner.facts import NODE_GROUP_LABEL
+from core.kubernetes.node_controller import COMPONENT, DRAIN_FAILED_ANNOTATION, GENERATION_LABEL
 from core.plan import plan_stack
-from core.talos_config import NODE_GROUP_LABEL
 
 from tests.conftest import REPO, shipped_config
 from tests.e2e.helper_pod import service_account_dir

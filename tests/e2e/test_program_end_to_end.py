@@ -47,7 +47,13 @@ from typing import Any
 import pytest
 import yaml
 
-from core.autoscaler_values import (
+from core.autoscaler.manifests import (
+    CLUSTER_ROLE,
+    CONTROLLER_CONFIG_FILE,
+    CONTROLLER_NAME,
+    SETTER_NAME,
+)
+from core.autoscaler.values import (
     CREDENTIALS_SECRET,
     DEPLOYMENT_NAME,
     PACKAGE_NAME,
@@ -56,12 +62,11 @@ from core.autoscaler_values import (
     expander_priorities,
 )
 from core.config.parse import read_stack_file
+from core.hetzner.facts import NODE_GROUP_LABEL
 from core.image_builder.pipeline import Step
 from core.image_builder.sharing import is_sharing_label
-from core.manifests import CLUSTER_ROLE, CONTROLLER_CONFIG_FILE, CONTROLLER_NAME, SETTER_NAME
-from core.node_controller import GENERATION_LABEL
+from core.kubernetes.rollout import GENERATION_LABEL
 from core.plan import StackPlan, plan_stack
-from core.talos_config import NODE_GROUP_LABEL
 
 from tests.e2e.engine_fixtures import PulumiEnv
 from tests.e2e.helper_pod import helper_pod

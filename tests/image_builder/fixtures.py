@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.image_builder.api import ApiClient
+from core.hetzner.api import ApiClient
 from core.image_builder.pipeline import BuildRequest, Limits
 from core.image_builder.schematic import schematic_id_for
 from core.waits import exponential

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.image_builder.api import ApiClient
+from core.hetzner.api import ApiClient
 from core.image_builder.pipeline import BuildError, BuildRequest, BuildResult, build_image
 
 from tests.image_builder.fixtures import SCHEMATIC

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from core.image_builder.api import ApiClient
+from core.hetzner.api import ApiClient
 from core.image_builder.builder_resources import (
     BUILDER_LABEL,
     CLI_SCOPE,

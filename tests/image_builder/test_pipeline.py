@@ -9,23 +9,16 @@ from dataclasses import replace
 import pytest
 
 from core.config import WRITE_TIMEOUT_MAX_MINUTES
-from core.hetzner import Architecture
-from core.image_builder.api import ApiClient
+from core.hetzner.api import ApiClient
+from core.hetzner.facts import Architecture
 from core.image_builder.builder_resources import (
     BUILDER_LABEL,
     SCOPE_LABEL,
     STALE_AFTER,
     builder_scope,
 )
-from core.image_builder.pipeline import (
-    BuildError,
-    BuildRequest,
-    Limits,
-    Step,
-    build_image,
-    check_labels,
-    snapshot_labels,
-)
+from core.image_builder.identity import check_labels, snapshot_labels
+from core.image_builder.pipeline import BuildError, BuildRequest, Limits, Step, build_image
 
 from tests.conftest import REPO
 from tests.stand_ins.hetzner_api import HetznerEmulator

@@ -19,13 +19,10 @@ from pulumi.runtime.proto import provider_pb2
 from cli import image_builder as cli_module
 from components.image_builder import provider as provider_module
 from components.image_builder.provider import TalosSnapshotProvider, request_from
-from core.image_builder.api import ApiClient
+from core.hetzner.api import ApiClient
 from core.image_builder.builder_resources import BUILDER_LABEL
-from core.image_builder.pipeline import (
-    SSH_PORT_ENV,
-    TARGET_DEVICE_ENV,
-    snapshot_labels,
-)
+from core.image_builder.identity import snapshot_labels
+from core.image_builder.pipeline import SSH_PORT_ENV, TARGET_DEVICE_ENV
 from core.image_builder.schematic import schematic_id_for, schematic_yaml
 
 from tests.dynamic_host import DynamicHost

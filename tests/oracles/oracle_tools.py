@@ -18,7 +18,7 @@ import yaml
 
 from tests.conftest import SHARED_REFERENCE, load_toolchain
 
-#: Talos minors the program supports (``core.talos_versions``); one loader each.
+#: Talos minors the program supports (``core.releases.talos``); one loader each.
 TALOS_MINORS = (8, 9, 10, 11, 12, 13)
 UPSTREAM_CHART = SHARED_REFERENCE / "charts" / "cluster-autoscaler"
 WRAPPER_CHART = SHARED_REFERENCE / "charts" / "cozystack-cluster-autoscaler"

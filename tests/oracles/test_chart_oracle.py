@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from components import engine_config
-from core.autoscaler_values import CONFIG_HASH_ANNOTATION, config_fingerprint
+from core.autoscaler.values import CONFIG_HASH_ANNOTATION, config_fingerprint
 from core.plan import StackPlan
 
 from tests.conftest import REPO, MockRuntime
@@ -349,7 +349,7 @@ def test_a_wrong_secret_key_in_the_values_is_caught(
     pulumi_runtime: MockRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Values that point HCLOUD_TOKEN at a key the Secret does not have."""
-    monkeypatch.setattr("core.autoscaler_values.CREDENTIALS_KEY", "hcloud-token")
+    monkeypatch.setattr("core.autoscaler.values.CREDENTIALS_KEY", "hcloud-token")
     program = run_program(pulumi_runtime, dev_config())
     with pytest.raises(AssertionError, match="hcloud-token"):
         check_autoscaler(program, render_package(program, tmp_path))

@@ -19,13 +19,10 @@ from typing import Any
 
 import pytest
 
-from core.talos_config import (
-    dump_documents,
-    load_documents,
-    talos_keys,
-    validate_worker_documents,
-)
-from core.talos_versions import parse_talos_version
+from core.releases.talos import parse_talos_version
+from core.talos.documents import dump_documents, load_documents
+from core.talos.keys import talos_keys
+from core.talos.validation import validate_worker_documents
 
 from tests.conftest import REPO, MockRuntime
 from tests.oracles.oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
@@ -274,7 +271,7 @@ def test_the_kubespan_endpoints_kind_agrees_with_the_loader(
 
 @pytest.mark.parametrize("minor", [12, 13], ids=lambda m: f"v1.{m}")
 def test_every_network_document_of_the_minor_is_removed_or_kept_on_purpose(minor: int) -> None:
-    table = json.loads((REPO / "core" / "talos_config_keys.json").read_text())
+    table = json.loads((REPO / "core" / "talos" / "config_keys.json").read_text())
     listed = table[f"1.{minor}"]["network_documents"]
     assert sorted(network_kinds(minor)) == sorted(listed["removed"] + listed["kept"])
     assert listed["source"].split()[1] == talos_release(minor)

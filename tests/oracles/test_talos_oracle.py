@@ -21,17 +21,13 @@ from typing import Any
 import pytest
 import yaml
 
-from core.autoscaler_versions import FEATURE_SINCE
 from core.config import parse_stack_config, sections_from_flat_config
-from core.talos_config import (
-    WorkerConfigSpec,
-    dump_documents,
-    load_documents,
-    pool_worker_spec,
-    render_worker_configs,
-    validate_worker_documents,
-)
-from core.talos_versions import KUBERNETES_RANGE_BY_TALOS_MINOR
+from core.releases.autoscaler import FEATURE_SINCE
+from core.releases.talos import KUBERNETES_RANGE_BY_TALOS_MINOR
+from core.talos.documents import dump_documents, load_documents
+from core.talos.spec import WorkerConfigSpec
+from core.talos.validation import validate_worker_documents
+from core.worker_configs import pool_worker_spec, render_worker_configs
 
 from tests.conftest import REPO, MockRuntime
 from tests.oracles.oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
@@ -436,8 +432,8 @@ def test_the_loader_catches_a_wrong_config_our_validation_let_through(
     pulumi_runtime: MockRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A program that writes 1.12's mirror documents for Talos 1.11, with our check switched off."""
-    monkeypatch.setattr("core.talos_config.REGISTRY_DOCUMENTS_SINCE", (1, 8))
-    monkeypatch.setattr("core.talos_config.validate_worker_documents", lambda *_: [])
+    monkeypatch.setattr("core.talos.worker_config.REGISTRY_DOCUMENTS_SINCE", (1, 8))
+    monkeypatch.setattr("core.talos.worker_config.validate_worker_documents", lambda *_: [])
     config = on_minor(dev_config(), 11, mirrors=True, base=base_config_for(11))
     program = run_program(pulumi_runtime, config)
     (user_data,) = user_data_by_pool(program).values()

@@ -16,7 +16,7 @@ from typing import Any
 from hcloud import APIException, Client
 
 from core.errors import InputError
-from core.hetzner import Architecture, Catalogue
+from core.hetzner.facts import Architecture, Catalogue
 
 #: The whole lookup (all pages of server types) gives up after this many seconds.
 DEADLINE_SECONDS = 20.0

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core import talos_versions
-from core.talos_versions import Version
+from core.releases import talos as talos_versions
+from core.releases.talos import Version
 
 IMAGE_REPOSITORY = "registry.k8s.io/autoscaling/cluster-autoscaler"
 #: The first cluster-autoscaler minor whose Hetzner provider reads each setting.

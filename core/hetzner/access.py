@@ -1,4 +1,5 @@
-"""The stack's current Hetzner Cloud access, for the program's dynamic providers.
+"""The Hetzner Cloud token and API endpoint, read in the hcloud provider's order: the one
+place that falls back to ``HCLOUD_TOKEN``, ``HCLOUD_ENDPOINT`` and the public API.
 
 A dynamic provider runs in a process the engine starts; refresh and destroy hand it only
 the state, whose token (or endpoint) may have been rotated away since. So it takes what
@@ -14,7 +15,21 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.image_builder.api import api_endpoint
+#: The public API, when neither ``hcloud:endpoint`` nor ``HCLOUD_ENDPOINT`` is set.
+DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
+TOKEN_VARIABLE = "HCLOUD_TOKEN"
+ENDPOINT_VARIABLE = "HCLOUD_ENDPOINT"
+
+
+def environment_token() -> str | None:
+    """``HCLOUD_TOKEN``: the token the hcloud provider uses when ``hcloud:token`` is unset."""
+    return os.environ.get(TOKEN_VARIABLE)
+
+
+def api_endpoint(configured: str | None = None, stored: str | None = None) -> str:
+    """The API URL as the hcloud provider reads it: ``hcloud:endpoint``, else HCLOUD_ENDPOINT,
+    else ``stored`` (what a dynamic resource's state holds), else the public API."""
+    return configured or os.environ.get(ENDPOINT_VARIABLE) or stored or DEFAULT_ENDPOINT
 
 
 class ProviderConfig(Protocol):
@@ -34,7 +49,7 @@ def current_hetzner_access(
 ) -> HetznerAccess:
     """Token and endpoint in the hcloud provider's order; raises when there is no token."""
     values = config if config is not None else {}
-    token = values.get("hcloud:token") or os.environ.get("HCLOUD_TOKEN") or stored_token
+    token = values.get("hcloud:token") or environment_token() or stored_token
     if not token:
         raise ValueError(
             "no Hetzner token: set it with `pulumi config set --secret hcloud:token` "

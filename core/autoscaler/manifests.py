@@ -1,16 +1,17 @@
 """The Kubernetes objects this program applies besides the chart, as plain data.
 
-- the providerID setter: ``provider_id_setter.py`` (standard library only, kept and tested
-  here) in a ConfigMap, run by an official Python image with its own ServiceAccount and a
-  ClusterRole on nodes. The autoscaler counts a node as registered only when its
-  ``spec.providerID`` is ``hcloud://<server-id>``; on a Cozystack cluster nothing sets it
-  (Local CCM removes the ``uninitialized`` taint first, and a cloud-node controller only
-  initializes nodes that still carry it), so unregistered servers would be deleted after
-  15 minutes;
-- the node controller: ``node_controller.py`` next to the setter's script (whose clients it
-  shares) and its ``config.json`` (the stack's network, each pool's generation, the rollout
-  settings) in its own ConfigMap, with its own ServiceAccount and ClusterRole: it drains
-  and replaces nodes of an outdated generation (docs/upgrades.md).
+- the providerID setter: ``core/kubernetes/provider_id_setter.py`` and the ``client.py``
+  it imports (standard library only, kept and tested there) in a ConfigMap, run by an
+  official Python image with its own ServiceAccount and a ClusterRole on nodes. The
+  autoscaler counts a node as registered only when its ``spec.providerID`` is
+  ``hcloud://<server-id>``; on a Cozystack cluster nothing sets it (Local CCM removes the
+  ``uninitialized`` taint first, and a cloud-node controller only initializes nodes that
+  still carry it), so unregistered servers would be deleted after 15 minutes;
+- the node controller: ``node_controller.py`` next to the same ``client.py``,
+  ``rollout.py`` (the labels and settings it shares with the ``nodes`` command) and its
+  ``config.json`` (the stack's network, each pool's generation, the rollout settings) in
+  its own ConfigMap, with its own ServiceAccount and ClusterRole: it drains and replaces
+  nodes of an outdated generation (docs/upgrades.md).
   A second Deployment rather than a grown setter: only it holds the rights to evict pods
   and delete Nodes and needs a Hetzner token that may delete servers, and a stuck drain
   never delays the registration of new nodes;
@@ -29,20 +30,25 @@ from typing import Any
 import yaml
 
 from core.config import Taint
-from core.hetzner import NODE_GROUP_LABEL
+from core.hetzner.access import TOKEN_VARIABLE
+from core.hetzner.facts import NODE_GROUP_LABEL
 from core.resources import PROJECT
 
 SETTER_NAME = "provider-id-setter"
 #: Official Python image (Docker Hub library/python); the script needs nothing else.
 SETTER_IMAGE = "python:3.14.0-alpine3.22"
 SCRIPT_FILE = "provider_id_setter.py"
+#: The standard-library modules the scripts import by flat name, shipped beside them.
+CLIENT_FILE = "client.py"
+ROLLOUT_FILE = "rollout.py"
 SCRIPT_DIR = "/opt/provider-id-setter"
 #: Cluster-scoped names carry the project's name so they do not collide with others'.
 CLUSTER_ROLE = f"{PROJECT}-{SETTER_NAME}"
 HEALTH_PORT = 8080
-#: Isolated (no PYTHON* variables, no user site), no bytecode written (the root file
-#: system is read-only), unbuffered logs.
-SETTER_COMMAND = ["python", "-I", "-B", "-u", f"{SCRIPT_DIR}/{SCRIPT_FILE}"]
+#: No PYTHON* variables, no user site (the script's folder stays on ``sys.path``: it imports
+#: ``client.py`` from beside it), no bytecode written (the root file system is read-only),
+#: unbuffered logs.
+SETTER_COMMAND = ["python", "-E", "-s", "-B", "-u", f"{SCRIPT_DIR}/{SCRIPT_FILE}"]
 SCRIPT_HASH_ANNOTATION = f"{PROJECT}/script-sha256"
 #: What the setter does, and nothing more: list Nodes and patch them (the API server
 #: itself refuses to change a providerID that is already set). Its script makes no other
@@ -55,21 +61,31 @@ NODE_RULE: dict[str, list[str]] = {
 
 
 @cache
-def setter_script() -> str:
-    """The script exactly as this repository ships (and its tests run) it."""
-    return resources.files("core").joinpath(SCRIPT_FILE).read_text(encoding="utf-8")
+def helper_file(name: str) -> str:
+    """A file of ``core/kubernetes`` exactly as this repository ships (and its tests run) it."""
+    return resources.files("core.kubernetes").joinpath(name).read_text(encoding="utf-8")
+
+
+def setter_files() -> dict[str, str]:
+    """The setter's ConfigMap files: its script and the client it imports."""
+    return {name: helper_file(name) for name in (CLIENT_FILE, SCRIPT_FILE)}
+
+
+def controller_files() -> dict[str, str]:
+    """The node controller's ConfigMap files besides ``config.json``."""
+    return {name: helper_file(name) for name in (CLIENT_FILE, ROLLOUT_FILE, CONTROLLER_SCRIPT_FILE)}
 
 
 def provider_id_setter_manifests(
     namespace: str, credentials_secret: str, credentials_key: str
 ) -> list[dict[str, Any]]:
     """ConfigMap (script), ServiceAccount, ClusterRole, ClusterRoleBinding, Deployment."""
-    script = setter_script()
+    scripts = setter_files()
     return _in_cluster_helper(
         SETTER_NAME,
         namespace,
-        data={SCRIPT_FILE: script},
-        scripts=script,
+        data=scripts,
+        scripts="".join(scripts[name] for name in sorted(scripts)),
         command=SETTER_COMMAND,
         env=[_token_env(credentials_secret, credentials_key)],
         mount=SCRIPT_DIR,
@@ -80,7 +96,7 @@ def provider_id_setter_manifests(
 
 def _token_env(credentials_secret: str, credentials_key: str) -> dict[str, Any]:
     return {
-        "name": "HCLOUD_TOKEN",
+        "name": TOKEN_VARIABLE,
         "valueFrom": {"secretKeyRef": {"name": credentials_secret, "key": credentials_key}},
     }
 
@@ -185,16 +201,8 @@ CONTROLLER_SCRIPT_FILE = "node_controller.py"
 CONTROLLER_CONFIG_FILE = "config.json"
 CONTROLLER_DIR = "/opt/node-controller"
 CONTROLLER_ROLE = f"{PROJECT}-{CONTROLLER_NAME}"
-#: Like the setter's, but the script's folder stays on ``sys.path`` (``-E -s`` instead of
-#: ``-I``): it imports the setter's clients from the file next to it.
-CONTROLLER_COMMAND = [
-    "python",
-    "-E",
-    "-s",
-    "-B",
-    "-u",
-    f"{CONTROLLER_DIR}/{CONTROLLER_SCRIPT_FILE}",
-]
+#: As the setter's.
+CONTROLLER_COMMAND = [*SETTER_COMMAND[:-1], f"{CONTROLLER_DIR}/{CONTROLLER_SCRIPT_FILE}"]
 #: Read Nodes, cordon and annotate them, delete replaced ones; find and evict their pods
 #: (the Eviction API, which honours PodDisruptionBudgets); report on the Node with Events.
 CONTROLLER_RULES: list[dict[str, list[str]]] = [
@@ -205,20 +213,16 @@ CONTROLLER_RULES: list[dict[str, list[str]]] = [
 ]
 
 
-@cache
-def controller_script() -> str:
-    return resources.files("core").joinpath(CONTROLLER_SCRIPT_FILE).read_text(encoding="utf-8")
-
-
 def node_controller_manifests(
     namespace: str, credentials_secret: str, credentials_key: str, config_json: str
 ) -> list[dict[str, Any]]:
-    """ConfigMap (both scripts, config), ServiceAccount, ClusterRole, binding, Deployment.
+    """ConfigMap (script, client, rollout, config), ServiceAccount, ClusterRole, binding,
+    Deployment.
 
     A new ``config.json`` reaches the running pod through the mounted ConfigMap (read every
     pass); a new script rolls the pod.
     """
-    scripts = {SCRIPT_FILE: setter_script(), CONTROLLER_SCRIPT_FILE: controller_script()}
+    scripts = controller_files()
     return _in_cluster_helper(
         CONTROLLER_NAME,
         namespace,

@@ -22,12 +22,12 @@ keep the old one until they are replaced; this loop replaces them:
   uncordoned, annotated, reported (a log line and a Warning Event on the Node) and left for
   ``retryFailedSeconds`` while the others go on.
 
-Deployed from a ConfigMap next to ``provider_id_setter.py``, whose clients it shares, into an
-official ``python:alpine`` image: standard library only. Its settings are a JSON file (the
-ConfigMap's ``config.json``: ``networkId``, ``pools`` (pool -> current generation),
-``strategy`` (``replace`` or ``none``), ``maxUnavailable``, ``drainTimeoutSeconds``), read again
-every pass, so a new generation needs no restart. ``HCLOUD_TOKEN`` must be allowed to delete
-servers.
+Deployed from a ConfigMap next to ``client.py`` (the clients it shares with the providerID
+setter) and ``rollout.py``, into an official ``python:alpine`` image: standard library only.
+Its settings are a JSON file (the ConfigMap's ``config.json``: ``networkId``, ``pools``
+(pool -> current generation), ``strategy`` (``replace`` or ``none``), ``maxUnavailable``,
+``drainTimeoutSeconds``), read again every pass, so a new generation needs no restart.
+``HCLOUD_TOKEN`` must be allowed to delete servers.
 
 ``GET /healthz`` (port 8080) answers 200 while the loop runs on time.
 
@@ -39,7 +39,6 @@ per pod still on it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -53,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING or __package__:  # imported from the repository (tests, the nodes command)
-    from core.provider_id_setter import (
+    from core.kubernetes.client import (
         LIVENESS_GRACE_SECONDS,
         NODE_GROUP_LABEL,
         PROVIDER_ID_PREFIX,
@@ -69,8 +68,14 @@ if TYPE_CHECKING or __package__:  # imported from the repository (tests, the nod
         request_json,
         serve_health,
     )
-else:  # run from the ConfigMap, next to provider_id_setter.py
-    from provider_id_setter import (
+    from core.kubernetes.rollout import (
+        DRAIN_FAILED_ANNOTATION,
+        DRAINING_ANNOTATION,
+        GENERATION_LABEL,
+        RolloutConfig,
+    )
+else:  # run from the ConfigMap, next to client.py and rollout.py
+    from client import (
         LIVENESS_GRACE_SECONDS,
         NODE_GROUP_LABEL,
         PROVIDER_ID_PREFIX,
@@ -85,14 +90,14 @@ else:  # run from the ConfigMap, next to provider_id_setter.py
         parse_node,
         request_json,
         serve_health,
+    )
+    from rollout import (
+        DRAIN_FAILED_ANNOTATION,
+        DRAINING_ANNOTATION,
+        GENERATION_LABEL,
+        RolloutConfig,
     )
 
-#: On every autoscaled node (its pool's worker config): what it booted.
-GENERATION_LABEL = "hcloud-talos-autoscaler/generation"
-#: On a node this controller cordoned: when its drain began (UTC, ISO 8601).
-DRAINING_ANNOTATION = "hcloud-talos-autoscaler/draining-since"
-#: On a node whose drain was given up: when, and why.
-DRAIN_FAILED_ANNOTATION = "hcloud-talos-autoscaler/drain-failed"
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 COMPONENT = "hcloud-talos-autoscaler-node-controller"
 DEFAULT_CONFIG_FILE = "/etc/node-controller/config.json"
@@ -107,35 +112,6 @@ RETRY_FAILED_SECONDS = 3600.0
 EVENT_NAMESPACE = "default"
 
 log = logging.getLogger("node-controller")
-
-
-@dataclass(frozen=True)
-class RolloutConfig:
-    """What the stack says (``config.json``); read again every pass."""
-
-    network_id: int
-    #: Pool -> the generation its nodes should carry.
-    pools: Mapping[str, str]
-    strategy: str = "replace"
-    max_unavailable: int = 1
-    drain_timeout: float = 600.0
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> RolloutConfig:
-        strategy = str(raw.get("strategy", "replace"))
-        if strategy not in {"replace", "none"}:
-            raise ValueError(f"strategy is {strategy!r}; expected replace or none")
-        return cls(
-            network_id=int(raw["networkId"]),
-            pools={str(pool): str(generation) for pool, generation in raw["pools"].items()},
-            strategy=strategy,
-            max_unavailable=max(1, int(raw.get("maxUnavailable", 1))),
-            drain_timeout=float(raw.get("drainTimeoutSeconds", 600)),
-        )
-
-    @classmethod
-    def read(cls, path: Path) -> RolloutConfig:
-        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.hetzner import NODE_GROUP_LABEL
-from core.node_controller import (
+from core.hetzner.facts import NODE_GROUP_LABEL
+from core.kubernetes.rollout import (
     DRAIN_FAILED_ANNOTATION,
     DRAINING_ANNOTATION,
     GENERATION_LABEL,

@@ -11,6 +11,9 @@ from core.redaction import shown
 
 Architecture = Literal["amd64", "arm64"]
 
+#: The API names architectures ``x86`` and ``arm``.
+HETZNER_ARCHITECTURE: dict[Architecture, str] = {"amd64": "x86", "arm64": "arm"}
+
 #: The label the autoscaler gives every server of a pool (``hetzner_node_group.go``); the
 #: pool's nodes get it too. The in-cluster ``provider_id_setter`` (standard library only)
 #: keeps a copy that ``tests/test_fact_copies.py`` holds equal.

@@ -10,7 +10,6 @@ costs tens of requests.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
@@ -18,10 +17,10 @@ import requests
 from hcloud import APIException, Client
 from hcloud.actions import BoundAction
 
+from core.hetzner.access import DEFAULT_ENDPOINT
 from core.resources import PROJECT
 from core.waits import Backoff, WaitTimeout, exponential, until
 
-DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
 #: Connect and read timeout of one request, in seconds.
 REQUEST_TIMEOUT = (10.0, 30.0)
 #: Action polls: 1 s, 2 s, 4 s, ... then every 30 s.
@@ -40,12 +39,6 @@ TRANSIENT_CODES = frozenset(
         "maintenance",
     }
 )
-
-
-def api_endpoint(configured: str | None = None, stored: str | None = None) -> str:
-    """The API URL as the hcloud provider reads it: ``hcloud:endpoint``, else HCLOUD_ENDPOINT,
-    else ``stored`` (what a dynamic resource's state holds), else the public API."""
-    return configured or os.environ.get("HCLOUD_ENDPOINT") or stored or DEFAULT_ENDPOINT
 
 
 class ApiClient(Client):

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from core.hetzner_access import ProviderConfig
-from core.provider_id_setter import KubernetesApi
+from core.hetzner.access import ProviderConfig
+from core.kubernetes.client import KubernetesApi
 
 
 class KubeconfigError(Exception):

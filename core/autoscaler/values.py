@@ -8,7 +8,7 @@ map[pool]{CloudInit, PlacementGroup, Taints, Labels}}`` (Go matches JSON keys
 case-insensitively); ``HCLOUD_CLUSTER_CONFIG_FILE`` names a file holding the same JSON,
 not base64; ``HCLOUD_CLOUD_INIT`` is base64 of the user data (legacy, with
 ``HCLOUD_IMAGE``); ``HCLOUD_PUBLIC_IPV4`` and ``HCLOUD_PUBLIC_IPV6`` both default to true.
-Which image runs and what it reads: ``autoscaler_versions``.
+Which image runs and what it reads: ``core.releases.autoscaler``.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.autoscaler_versions import COZYSTACK_CHART_VERSION, DEFAULT_CHART_VERSION, AutoscalerImage
 from core.config.model import (
     DEFAULT_PRIORITY_CLASS,
     AutoscalerSettings,
     NodeGroup,
 )
 from core.config.problems import ConfigError, Problem
-from core.hetzner import Architecture
+from core.hetzner.facts import Architecture
+from core.releases.autoscaler import COZYSTACK_CHART_VERSION, DEFAULT_CHART_VERSION, AutoscalerImage
 from core.resources import PROJECT
-from core.talos_config import pool_node_labels
+from core.worker_configs import pool_node_labels
 
 PACKAGE_NAME = "cozystack.cluster-autoscaler-hetzner"
 PACKAGE_COMPONENT = "cluster-autoscaler-hetzner"
