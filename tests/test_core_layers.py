@@ -13,14 +13,14 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from conftest import REPO
-
 from core.autoscaler.manifests import (
     CONTROLLER_COMMAND,
     SETTER_COMMAND,
     controller_files,
     setter_files,
 )
+
+from tests.conftest import REPO
 
 #: The scripts the Deployments run (the last word of each command).
 SCRIPTS = {Path(command[-1]).stem for command in (SETTER_COMMAND, CONTROLLER_COMMAND)}
