@@ -299,7 +299,7 @@ def run_script(
     kubernetes_api: KubernetesApiStandIn,
     health_port: int,
 ) -> subprocess.Popen[str]:
-    """The script as the Deployment runs it: one file, isolated mode, nothing of the project."""
+    """The script as the Deployment runs it: from its ConfigMap folder, nothing of the project."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HCLOUD_TOKEN": TEST_TOKEN,

@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING or __package__:  # imported from the repository (tests, the nodes command)
+if TYPE_CHECKING or __package__:  # imported from the repository (tests)
     from core.kubernetes.client import (
         LIVENESS_GRACE_SECONDS,
         NODE_GROUP_LABEL,
