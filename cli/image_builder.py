@@ -41,6 +41,7 @@ from core.config import (
 from core.config.model import (
     DEFAULT_FACTORY_URL,
     HTTP_URL,
+    builder_server_type_problems,
     check_factory_url,
     check_location,
     check_own_snapshot_labels,
@@ -121,6 +122,9 @@ def _build_argument_problems(args: argparse.Namespace) -> list[str]:
     checked("--location", check_preferences, args.location)
     if args.server_type:
         checked("--server-type", check_preferences, args.server_type)
+        args.server_type = [name.lower() for name in args.server_type]
+        wrong = builder_server_type_problems(args.arch, tuple(args.server_type), catalogue=None)
+        problems += [f"--server-type: {problem}" for problem in wrong]
     if args.schematic_id is not None:
         checked("--schematic-id", check_schematic_id, args.schematic_id)
     args.factory_url = checked("--factory-url", check_factory_url, args.factory_url)

@@ -87,7 +87,7 @@ def test_shipped_dev_stack_validates() -> None:
         (
             "image.builderServerTypes",
             {"amd64": "cax11"},
-            "builderServerTypes.amd64 is 'cax11', an arm64",
+            "image.builderServerTypes: amd64: 'cax11' is an arm64 server type; an amd64 image",
         ),
         (
             "autoscaler.deploy",

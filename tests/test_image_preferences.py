@@ -57,7 +57,7 @@ def test_lists_are_preferences_in_order() -> None:
         ({"builderServerTypes": {"amd64": []}}, "builderServerTypes.amd64: is an empty list"),
         (
             {"builderServerTypes": {"amd64": ["cx23", "cax11"]}},
-            "builderServerTypes.amd64 is 'cax11', an arm64 server type",
+            "amd64: 'cax11' is an arm64 server type",
         ),
         ({"builderServerTypes": {"amd64": ["cx23", "cx99"]}}, "'cx99' is not a Hetzner Cloud"),
     ],

@@ -545,16 +545,15 @@ class ImageSettings(ConfigModel):
     def _builder_types(
         cls, server_types: dict[Architecture, str | list[str]], info: ValidationInfo
     ) -> dict[Architecture, str | list[str]]:
-        catalogue = _catalogue(info)
         location = info.data.get("location")
         locations = preferences(location) if location is not None else (None,)
-        problems = []
-        for arch, names in server_types.items():
-            for name in preferences(names):
-                # Orderable in one of the locations is enough: the build skips the others.
-                found = [catalogue.server_type_problem(name, where) for where in locations]
-                if all(found):
-                    problems.append(f"{arch}: {found[0]}")
+        problems = [
+            f"{arch}: {problem}"
+            for arch, names in server_types.items()
+            for problem in builder_server_type_problems(
+                arch, preferences(names), _catalogue(info), locations
+            )
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return {
@@ -572,17 +571,29 @@ class ImageSettings(ConfigModel):
     def _write_timeout(cls, minutes: int) -> int:
         return check_write_timeout(minutes)
 
-    @model_validator(mode="after")
-    def _builder_architectures(self) -> ImageSettings:
-        for arch in self.builder_server_types:
-            for server_type in self.server_types(arch):
-                if hetzner.architecture_of(server_type) != arch:
-                    raise ValueError(
-                        f"builderServerTypes.{arch} is {server_type!r}, an "
-                        f"{hetzner.architecture_of(server_type)} server type; a {arch} image "
-                        "must be written from a server of the same architecture"
-                    )
-        return self
+
+def builder_server_type_problems(
+    arch: Architecture,
+    names: tuple[str, ...],
+    catalogue: hetzner.Catalogue | None,
+    locations: tuple[str | None, ...] = (None,),
+) -> list[str]:
+    """Why builder server types cannot write an ``arch`` image: not orderable in any of the
+    ``locations`` (the build skips the others), or of the other architecture. Without a
+    ``catalogue`` (the image-build CLI) the build asks Hetzner's live list instead."""
+    problems = []
+    for name in names:
+        if catalogue is not None:
+            found = [catalogue.server_type_problem(name, where) for where in locations]
+            if all(found):
+                problems.append(str(found[0]))
+                continue
+        if hetzner.architecture_of(name) != arch:
+            problems.append(
+                f"{name!r} is an {hetzner.architecture_of(name)} server type; an {arch} image "
+                "must be written from a server of the same architecture"
+            )
+    return problems
 
 
 def check_own_snapshot_labels(labels: dict[str, str]) -> dict[str, str]:

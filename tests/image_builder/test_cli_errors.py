@@ -180,6 +180,25 @@ def test_the_cli_refuses_what_the_stack_config_refuses_with_the_same_message(
     assert f"  - {arguments[0]}: {config_message}\n" in err, err
 
 
+def test_a_builder_type_of_the_other_architecture_is_refused_as_the_stack_config_refuses_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(changed("image.builderServerTypes", {"amd64": ["cx23", "cax21"]}))
+    (config_message,) = [
+        problem.message
+        for problem in caught.value.problems
+        if problem.key == "image.builderServerTypes"
+    ]
+    assert config_message.startswith("amd64: ")
+    endpoint = f"http://127.0.0.1:{closed_port()}/v1"  # never contacted
+    args = ["build", "--talos-version", "v1.11.6", "--arch", "amd64", "--location", "nbg1"]
+    args += ["--server-type", "cx23", "--server-type", "CAX21"]
+    code, out, err = run(capsys, monkeypatch, args, endpoint=endpoint)
+    assert code == 2 and out == ""
+    assert f"  - --server-type: {config_message.removeprefix('amd64: ')}\n" in err, err
+
+
 def test_the_cli_takes_a_location_and_factory_url_as_the_stack_config_holds_them(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
