@@ -33,9 +33,14 @@ from pulumi.runtime import rpc, settings
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 
-#: Fixtures of the image-build stand-ins (API emulator, Image Factory, real sshd), and of the
-#: end-to-end suite (real engine pieces; used only by the opt-in tests/e2e).
-pytest_plugins = ["tests.image_builder.fixtures", "tests.e2e.engine_fixtures"]
+#: Fixtures of the image-build stand-ins (API emulator, Image Factory, real sshd), of a pool's
+#: autoscaled servers (the destroy sweep and its provider), and of the end-to-end suite (real
+#: engine pieces; used only by the opt-in tests/e2e).
+pytest_plugins = [
+    "tests.support.image_build",
+    "tests.support.pool_servers",
+    "tests.e2e.engine_fixtures",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -80,7 +80,6 @@ from tests.e2e.workload import (
     pdb,
     ready_nodes,
 )
-from tests.program import OUTPUT_CONTRACT
 from tests.stand_ins.chart_repository import ChartRepository
 from tests.stand_ins.hetzner_api import HetznerEmulator
 from tests.stand_ins.image_factory import RAW_IMAGE, ImageFactory
@@ -88,6 +87,7 @@ from tests.stand_ins.kubelet import NODE as KUBELET_NODE
 from tests.stand_ins.kubelet import KubeletStandIn, PoolStandIn, register_node
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 from tests.stand_ins.rescue_sshd import RescueSystem
+from tests.support.program import OUTPUT_CONTRACT
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "hcloud-talos-autoscaler"

@@ -32,8 +32,8 @@ from tests.oracles.oracle_tools import (
     helm_template,
     reference,
 )
-from tests.program import HELM, K8S_SECRET, MAIN, PACKAGE, dev_config
 from tests.stand_ins.hetzner_api import TEST_TOKEN
+from tests.support.program import HELM, K8S_SECRET, MAIN, PACKAGE, dev_config
 
 AUTOSCALER = "hcloud-talos-autoscaler:autoscaler"
 

@@ -26,7 +26,7 @@ from tests.oracles.test_chart_oracle import (
     render_release,
     run_program,
 )
-from tests.program import dev_config
+from tests.support.program import dev_config
 
 RELEASE_SETTINGS: dict[str, Any] = {
     "replicas": 2,

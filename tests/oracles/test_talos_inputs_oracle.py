@@ -38,7 +38,7 @@ from tests.oracles.test_talos_oracle import (
     talos_release,
     user_data_by_pool,
 )
-from tests.program import dev_config
+from tests.support.program import dev_config
 
 Mutation = Callable[[list[dict[str, Any]]], None]
 

@@ -32,7 +32,7 @@ from core.worker_configs import pool_worker_spec, render_worker_configs
 from tests.conftest import REPO, MockRuntime
 from tests.oracles.oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
 from tests.oracles.test_chart_oracle import AUTOSCALER, Program, legacy, prod_config, run_program
-from tests.program import dev_config
+from tests.support.program import dev_config
 
 TALOS = "hcloud-talos-autoscaler:talos"
 FIXTURES = REPO / "tests" / "fixtures"
