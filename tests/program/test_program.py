@@ -711,7 +711,7 @@ def test_keep_servers_on_destroy_must_be_a_boolean(pulumi_runtime: MockRuntime) 
 
 def test_a_removed_pool_loses_its_record(pulumi_runtime: MockRuntime) -> None:
     """The engine deletes a record the program no longer registers, after the updates:
-    that delete sweeps the pool (tests/test_server_sweep.py)."""
+    that delete sweeps the pool (tests/core/test_server_sweep.py)."""
     config = prod_config()
     pulumi_runtime.run(MAIN, config)
     before = {r.name for r in pulumi_runtime.by_type(POOL_SERVERS)}
