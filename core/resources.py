@@ -3,7 +3,7 @@
 One table for the components (which name their children with it), ``plan`` and
 ``render`` (which list what a stack creates) and the tests (which compare both with what
 the engine registers). Names and types are part of every existing stack's state: a
-changed one replaces the resource (``tests/test_resource_identity.py`` pins them).
+changed one replaces the resource (``tests/program/test_resource_identity.py`` pins them).
 """
 
 from __future__ import annotations

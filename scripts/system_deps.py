@@ -10,7 +10,7 @@ Node.js that ships its own npm, so it is asked for only when neither exists.
     python3 scripts/system_deps.py --dry-run   # print what would be installed
 
 ``--assume-present`` and ``--assume-user`` replace what is read off the machine,
-so the decision can be tested without apt (``tests/test_system_deps.py``).
+so the decision can be tested without apt (``tests/project/test_system_deps.py``).
 """
 
 from __future__ import annotations

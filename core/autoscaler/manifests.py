@@ -52,7 +52,7 @@ SETTER_COMMAND = ["python", "-E", "-s", "-B", "-u", f"{SCRIPT_DIR}/{SCRIPT_FILE}
 SCRIPT_HASH_ANNOTATION = f"{PROJECT}/script-sha256"
 #: What the setter does, and nothing more: list Nodes and patch them (the API server
 #: itself refuses to change a providerID that is already set). Its script makes no other
-#: call (``tests/test_provider_id_setter.py`` compares both).
+#: call (``tests/core/kubernetes/test_provider_id_setter.py`` compares both).
 NODE_RULE: dict[str, list[str]] = {
     "apiGroups": [""],
     "resources": ["nodes"],

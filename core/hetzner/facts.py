@@ -16,7 +16,7 @@ HETZNER_ARCHITECTURE: dict[Architecture, str] = {"amd64": "x86", "arm64": "arm"}
 
 #: The label the autoscaler gives every server of a pool (``hetzner_node_group.go``); the
 #: pool's nodes get it too. The in-cluster ``provider_id_setter`` (standard library only)
-#: keeps a copy that ``tests/test_fact_copies.py`` holds equal.
+#: keeps a copy that ``tests/project/test_fact_copies.py`` holds equal.
 NODE_GROUP_LABEL = "hcloud/node-group"
 
 #: Cloud locations and the network zone each belongs to. A cloud subnet lives in

@@ -4,4 +4,4 @@
 reach the cluster with, and the ``nodes`` command's table.
 
 Only the in-cluster scripts import each other's flat names; nothing else in ``core``
-imports a script (``tests/test_core_layers.py``)."""
+imports a script (``tests/project/test_core_layers.py``)."""
