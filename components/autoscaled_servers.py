@@ -18,11 +18,14 @@ import pulumi
 from components.server_sweep.provider import PoolServers
 from core import resources
 from core.plan import ServersPlan, StackPlan
+from core.pools import PoolPlan
 
 
 @dataclass(frozen=True)
 class AutoscaledServersArgs:
     plan: ServersPlan
+    #: A record per pool, named as the plan names it.
+    pools: tuple[PoolPlan, ...]
     #: Wired from ``PrivateNetwork``: only servers attached to it are deleted.
     network_id: pulumi.Input[str]
     #: Where the autoscaler runs: the sweep waits until none of its pods manages the pool.
@@ -40,7 +43,14 @@ class AutoscaledServersArgs:
         namespace: pulumi.Input[str],
         placement_groups: Mapping[str, pulumi.Resource] | None = None,
     ) -> AutoscaledServersArgs:
-        return cls(plan.servers, network_id, namespace, plan.hcloud_token, placement_groups or {})
+        return cls(
+            plan.servers,
+            plan.pools,
+            network_id,
+            namespace,
+            plan.hcloud_token,
+            placement_groups or {},
+        )
 
 
 class AutoscaledServers(pulumi.ComponentResource):
@@ -51,11 +61,11 @@ class AutoscaledServers(pulumi.ComponentResource):
     ) -> None:
         super().__init__(resources.AUTOSCALED_SERVERS.type, name, None, opts)
         token = pulumi.Output.secret(args.hcloud_token)
-        for pool in args.plan.pools:
+        for pool in args.pools:
             PoolServers(
-                resources.pool_record(pool).name(name),
+                pool.servers_record.name(name),
                 {
-                    "pool": pool,
+                    "pool": pool.name,
                     "network_id": args.network_id,
                     "namespace": args.namespace,
                     "keep_servers": args.plan.keep_servers,
@@ -63,8 +73,8 @@ class AutoscaledServers(pulumi.ComponentResource):
                 },
                 pulumi.ResourceOptions(
                     parent=self,
-                    depends_on=[args.placement_groups[pool]]
-                    if pool in args.placement_groups
+                    depends_on=[args.placement_groups[pool.name]]
+                    if pool.name in args.placement_groups
                     else None,
                 ),
             )

@@ -18,6 +18,7 @@ from components.engine_config import stops_cleanly
 from components.secrets import AutoscalerSecrets
 from core.plan import StackPlan
 from core.talos.worker_config import WorkerConfig, worker_configs_sha256
+from core.worker_configs import generations
 
 
 class AutoscalerConfig:
@@ -50,11 +51,7 @@ class AutoscalerConfig:
         self.worker_configs_sha256 = pulumi.Output.unsecret(
             worker_configs.apply(worker_configs_sha256)
         )
-        self.generations = pulumi.Output.unsecret(
-            worker_configs.apply(
-                lambda configs: {pool: config.generation for pool, config in configs.items()}
-            )
-        )
+        self.generations = pulumi.Output.unsecret(worker_configs.apply(generations))
         talos_config = pulumi.Output.all(
             worker_configs=worker_configs,
             image_ids=self._image_ids,

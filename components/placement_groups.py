@@ -12,7 +12,7 @@ import pulumi
 import pulumi_hcloud as hcloud
 
 from core import resources
-from core.plan import PlacementGroupPlan
+from core.pools import PlacementGroupPlan
 
 
 class PlacementGroups(pulumi.ComponentResource):
@@ -32,7 +32,7 @@ class PlacementGroups(pulumi.ComponentResource):
         super().__init__(resources.PLACEMENT_GROUPS.type, name, None, opts)
         self.groups = {
             group.pool: hcloud.PlacementGroup(
-                resources.placement_group(group.pool).name(name),
+                group.resource.name(name),
                 name=group.name,
                 type=group.type,
                 labels=group.labels,

@@ -1,7 +1,8 @@
 """The stack plan: everything a stack creates, decided once from its validated config.
 
 ``plan_stack`` is the one place where facts are derived from the config: the network's
-arguments, a snapshot request per architecture, each pool's Talos worker config and
+arguments, a snapshot request per architecture, each pool's record (``pools``: what comes
+after the plan reads instead of ``autoscaler.nodeGroups``), its Talos worker config and
 user data, the Secrets' names and keys, the autoscaler's release, the providerID setter,
 each pool's destroy-sweep record, the smoke test, the verification commands, the
 warnings, and the name and type of every resource (``resources``). ``render`` formats a
@@ -18,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core import resources
@@ -28,14 +29,15 @@ from core.hetzner.access import DEFAULT_ENDPOINT
 from core.hetzner.facts import NODE_GROUP_LABEL, Architecture, architecture_of
 from core.image_builder.identity import image_url, snapshot_labels
 from core.image_builder.schematic import schematic_id_for
+from core.pools import PlacementGroupPlan, PoolPlan, plan_pools
 from core.releases.autoscaler import (
     DEFAULT_CHART_REPOSITORY,
     DEFAULT_CHART_VERSION,
     AutoscalerImage,
 )
-from core.resources import PROJECT, Child, Component
+from core.resources import MANAGED_LABELS, Child, Component
 from core.talos.worker_config import WorkerConfig, worker_config_warnings
-from core.worker_configs import render_worker_configs
+from core.worker_configs import generations, render_worker_configs
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class NetworkPlan:
     existing: str | None = None
     vswitch_id: int | None = None
     vswitch_subnet: str | None = None
-    labels: dict[str, str] = field(default_factory=lambda: {"managed-by": PROJECT})
+    labels: dict[str, str] = field(default_factory=lambda: dict(MANAGED_LABELS))
     #: The pools' own cloud subnets (``nodeGroups[].subnet`` other than ``subnet``).
     pool_subnets: tuple[str, ...] = ()
 
@@ -186,17 +188,6 @@ class SecretsPlan:
 
 
 @dataclass(frozen=True)
-class PlacementGroupPlan:
-    """A pool's spread placement group (``placementGroup: spread``)."""
-
-    pool: str
-    #: Its Hetzner name (unique in the project, like the pool's name the servers carry).
-    name: str
-    labels: dict[str, str]
-    type: str = "spread"
-
-
-@dataclass(frozen=True)
 class ServersPlan:
     """The ``PoolServers`` records whose delete sweeps each pool's servers."""
 
@@ -273,17 +264,14 @@ class StackPlan:
         default_factory=dict, compare=False, repr=False
     )
     rollout: RolloutPlan = field(default_factory=RolloutPlan)
-    #: Pool -> what its servers boot (Talos version, schematic, architecture): with the
-    #: pool's worker config, its generation.
-    boot_images: dict[str, str] = field(default_factory=dict)
+    #: Every pool, in ``autoscaler.nodeGroups`` order: what comes after the plan reads them here.
+    pools: tuple[PoolPlan, ...] = ()
 
     @property
     def outputs(self) -> dict[str, Any]:
         """The stack outputs known from the config alone."""
         found: dict[str, Any] = {
-            "nodeGroups": [
-                values.autoscaling_group(group) for group in self.stack.autoscaler.node_groups
-            ],
+            "nodeGroups": [values.autoscaling_group(pool) for pool in self.pools],
             **self.verification,
         }
         if self.smoke_test is not None:
@@ -311,14 +299,12 @@ class StackPlan:
         Raises WorkerConfigError; ValueError when the base config is encrypted (offline).
         """
         if subnet not in self._worker_configs:
-            self._worker_configs[subnet] = render_worker_configs(
-                self.stack, subnet, self.boot_images
-            )
+            self._worker_configs[subnet] = render_worker_configs(self.stack, self.pools, subnet)
         return self._worker_configs[subnet]
 
     def generations(self, subnet: str) -> dict[str, str]:
         """Each pool's current generation (the ``poolGenerations`` output)."""
-        return {pool: config.generation for pool, config in self.worker_configs(subnet).items()}
+        return generations(self.worker_configs(subnet))
 
     def talos_config(
         self,
@@ -332,6 +318,7 @@ class StackPlan:
         stack = self.stack
         return values.talos_config_secret(
             stack.autoscaler,
+            self.pools,
             stack.talos.node_labels,
             dict(image_ids),
             {pool: config.user_data.text for pool, config in worker_configs.items()},
@@ -353,6 +340,7 @@ class StackPlan:
         return values.autoscaler_values(
             values.ValuesInputs(
                 settings=self.stack.autoscaler,
+                pools=self.pools,
                 image=self.autoscaler.image,
                 network_name=network_name,
                 image_ids=dict(image_ids),
@@ -378,7 +366,9 @@ def plan_stack(
     """
     settings = stack.autoscaler
     legacy = settings.config_format == "legacy"
-    pools = [group.name for group in settings.node_groups]
+    image = _image_plan(stack, existing_images or {})
+    planned = plan_pools(stack, _boot_image_by_architecture(image))
+    pools = [pool.name for pool in planned]
     network = NetworkPlan(
         name=stack.network.name,
         ip_range=stack.network.ip_range,
@@ -389,9 +379,9 @@ def plan_stack(
         vswitch_subnet=stack.network.vswitch_subnet,
         pool_subnets=tuple(
             dict.fromkeys(
-                group.subnet
-                for group in settings.node_groups
-                if group.subnet is not None and group.subnet != stack.network.subnet
+                pool.subnet
+                for pool in planned
+                if pool.subnet is not None and pool.subnet != stack.network.subnet
             )
         ),
     )
@@ -401,7 +391,7 @@ def plan_stack(
         else SmokeTestPlan(
             replicas=settings.smoke_test.replicas,
             pools=[] if legacy else pools,
-            taints=[taint for group in settings.node_groups for taint in group.taints],
+            taints=[taint for pool in planned for taint in pool.taints],
             watch_command=watch_nodes_command(pools),
         )
     )
@@ -412,7 +402,6 @@ def plan_stack(
         chart_repository=settings.chart_repository or DEFAULT_CHART_REPOSITORY,
         image=stack.autoscaler_image,
     )
-    image = _image_plan(stack, existing_images or {})
     secrets = SecretsPlan(
         namespace=settings.namespace,
         talos_config_key=values.LEGACY_CLOUD_INIT_KEY if legacy else values.CLUSTER_CONFIG_KEY,
@@ -427,24 +416,20 @@ def plan_stack(
         pools=tuple(pools),
         keep_servers=settings.keep_servers_on_destroy,
         placement_groups=tuple(
-            PlacementGroupPlan(
-                pool=group.name,
-                name=f"{group.name}-{group.placement_group}",
-                labels={**network.labels, NODE_GROUP_LABEL: group.name},
-            )
-            for group in settings.node_groups
-            if group.placement_group is not None
+            pool.placement_group for pool in planned if pool.placement_group is not None
         ),
     )
     setter = settings.provider_id == "setter"
     # Built and checked now, so that a bad worker config stops the program before any
     # resource exists; the components get them again from the subnet's output (cached).
-    boot_images = _boot_images(stack, image)
     configs = (
-        {network.subnet: render_worker_configs(stack, network.subnet, boot_images)}
+        {network.subnet: render_worker_configs(stack, planned, network.subnet)}
         if stack.base_documents is not None
         else {}
     )
+    if configs:
+        found = generations(configs[network.subnet])
+        planned = tuple(replace(pool, generation=found[pool.name]) for pool in planned)
     return StackPlan(
         stack=stack,
         network=network,
@@ -456,7 +441,7 @@ def plan_stack(
         smoke_test=smoke_test,
         verification=verification_commands(settings.namespace, autoscaler.logs_target, pools),
         warnings=(*warnings, *_stack_warnings(stack, autoscaler, configs.get(network.subnet))),
-        resources=_resources(network, image, servers, autoscaler, setter, smoke_test),
+        resources=_resources(network, image, planned, servers, autoscaler, setter, smoke_test),
         hcloud_endpoint=hcloud_endpoint,
         _worker_configs=configs,
         rollout=RolloutPlan(
@@ -464,14 +449,13 @@ def plan_stack(
             max_unavailable=settings.rollout.max_unavailable,
             drain_timeout_minutes=settings.rollout.drain_timeout,
         ),
-        boot_images=boot_images,
+        pools=planned,
     )
 
 
-def _boot_images(stack: StackConfig, image: ImagePlan) -> dict[str, str]:
-    """Each pool's snapshot as what identifies its contents: a built one by Talos version,
-    schematic and architecture, an ``image.existing`` one by its id (its reference offline). In
-    the legacy format every pool boots one config, so each names every snapshot."""
+def _boot_image_by_architecture(image: ImagePlan) -> dict[Architecture, str]:
+    """Each snapshot as what identifies its contents: a built one by Talos version,
+    schematic and architecture, an ``image.existing`` one by its id (its reference offline)."""
     by_arch = {
         snapshot.architecture: (
             f"talos {snapshot.talos_version} schematic {snapshot.schematic_id} "
@@ -482,11 +466,7 @@ def _boot_images(stack: StackConfig, image: ImagePlan) -> dict[str, str]:
     for existing in image.existing:
         found = existing.image_id if existing.image_id is not None else existing.reference
         by_arch[existing.architecture] = f"snapshot {found} {existing.architecture}"
-    groups = stack.autoscaler.node_groups
-    if stack.autoscaler.config_format == "legacy":
-        every = "; ".join(by_arch[arch] for arch in sorted(by_arch))
-        return {group.name: every for group in groups}
-    return {group.name: by_arch[architecture_of(group.instance_type)] for group in groups}
+    return by_arch
 
 
 def _image_plan(stack: StackConfig, existing_ids: Mapping[Architecture, int]) -> ImagePlan:
@@ -503,7 +483,7 @@ def _image_plan(stack: StackConfig, existing_ids: Mapping[Architecture, int]) ->
         snapshots=tuple(
             SnapshotPlan(
                 architecture=arch,
-                talos_version=talos.version,
+                talos_version=talos.version.text,
                 schematic_id=schematic_id,
                 extensions=() if talos.schematic_id else tuple(talos.extensions),
                 location=stack.image.locations[0],
@@ -550,6 +530,7 @@ def _stack_warnings(
 def _resources(
     network: NetworkPlan,
     image: ImagePlan,
+    pools: Sequence[PoolPlan],
     servers: ServersPlan,
     autoscaler: AutoscalerPlan,
     provider_id_setter: bool,
@@ -588,11 +569,9 @@ def _resources(
     if servers.placement_groups:
         found += component(
             resources.PLACEMENT_GROUPS,
-            *(resources.placement_group(group.pool) for group in servers.placement_groups),
+            *(group.resource for group in servers.placement_groups),
         )
-    found += component(
-        resources.AUTOSCALED_SERVERS, *(resources.pool_record(pool) for pool in servers.pools)
-    )
+    found += component(resources.AUTOSCALED_SERVERS, *(pool.servers_record for pool in pools))
     found += component(
         resources.CLUSTER_AUTOSCALER,
         resources.PACKAGE if autoscaler.deploy == "package" else resources.HELM_RELEASE,

@@ -72,7 +72,7 @@ def render_stack(project_dir: Path, stack_name: str, *, show_secrets: bool = Fal
     if plan.provider_id_setter:
         _provider_id_setter(plan, rendered)
         rendered.line()
-    _node_controller(plan, configs, rendered)
+    _node_controller(plan, rendered)
     _autoscaled_servers(plan, rendered)
     _smoke_test_and_verification(plan, rendered)
     return rendered
@@ -145,8 +145,9 @@ def _worker_configs(
         rendered.line("  talos.workerConfig is encrypted in the stack file: not rendered offline")
         return None
     configs = plan.worker_configs(plan.network.subnet)
-    for pool, config in configs.items():
-        name = f"worker-{pool}.yaml"
+    for pool in plan.pools:
+        config = configs[pool.name]
+        name = f"worker-{pool.name}.yaml"
         rendered.files[name] = config.yaml if show_secrets else redact(config.yaml)
         user_data = config.user_data
         rendered.line(
@@ -156,9 +157,7 @@ def _worker_configs(
         for field_name in ("nodeLabels", "nodeAnnotations"):
             pairs = ", ".join(f"{k}={v}" for k, v in (config.machine.get(field_name) or {}).items())
             rendered.line(f"    {field_name:<16} {pairs or '-'}")
-        rendered.line(
-            f"    {'generation':<16} {config.generation} (boots {plan.boot_images[pool]})"
-        )
+        rendered.line(f"    {'generation':<16} {config.generation} (boots {pool.boot_image})")
     return configs
 
 
@@ -175,7 +174,7 @@ def _placement_groups(plan: StackPlan, rendered: Rendered) -> None:
     for group in plan.servers.placement_groups:
         labels = ",".join(f"{key}={value}" for key, value in group.labels.items())
         rendered.line(
-            f"  hcloud.PlacementGroup {resources.placement_group(group.pool).name(component)}: "
+            f"  hcloud.PlacementGroup {group.resource.name(component)}: "
             f"{group.name} type={group.type} labels={labels} (pool {group.pool})"
         )
 
@@ -260,15 +259,11 @@ def _secrets_and_autoscaler(
             f"  {settings.replicas} replicas (leader election), PodDisruptionBudget "
             "maxUnavailable 1, spread over nodes (kubernetes.io/hostname)"
         )
-    for group in settings.node_groups:
-        priority = ""
-        if settings.expander == "priority":
-            priority = (
-                f" priority {values.LOWEST_PRIORITY if group.priority is None else group.priority}"
-            )
+    for pool in plan.pools:
+        priority = f" priority {pool.priority}" if settings.expander == "priority" else ""
         rendered.line(
-            f"  pool {group.name:<20} {group.instance_type:<7} {group.region:<5} "
-            f"{group.min_size}..{group.max_size} ({group.architecture}){priority}"
+            f"  pool {pool.name:<20} {pool.instance_type:<7} {pool.region:<5} "
+            f"{pool.min_size}..{pool.max_size} ({pool.architecture}){priority}"
         )
     if settings.expander == "priority":
         rendered.line(
@@ -298,15 +293,12 @@ def _provider_id_setter(plan: StackPlan, rendered: Rendered) -> None:
     rendered.files["provider-id-setter.yaml"] = manifests_yaml(manifests)
 
 
-def _node_controller(
-    plan: StackPlan, configs: dict[str, WorkerConfig] | None, rendered: Rendered
-) -> None:
+def _node_controller(plan: StackPlan, rendered: Rendered) -> None:
     secrets, rollout = plan.secrets, plan.rollout
-    generations = (
-        {pool: config.generation for pool, config in configs.items()}
-        if configs is not None
-        else {pool: "<generation>" for pool in plan.servers.pools}
-    )
+    generations = {
+        pool.name: "<generation>" if pool.generation is None else pool.generation
+        for pool in plan.pools
+    }
     network = f"<id of network {plan.network.shown_name}>"
     manifests = node_controller_manifests(
         secrets.namespace,
@@ -343,10 +335,10 @@ def _autoscaled_servers(plan: StackPlan, rendered: Rendered) -> None:
         if plan.servers.keep_servers
         else f"deletes them in network {plan.network.shown_name}, then their Nodes"
     )
-    for pool in plan.servers.pools:
+    for pool in plan.pools:
         rendered.line(
-            f"  PoolServers {resources.pool_record(pool).name(component)}: servers labelled "
-            f"{NODE_GROUP_LABEL}={pool}; on destroy or the pool's removal {what}"
+            f"  PoolServers {pool.servers_record.name(component)}: servers labelled "
+            f"{NODE_GROUP_LABEL}={pool.name}; on destroy or the pool's removal {what}"
         )
     rendered.line()
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 #: The Pulumi project, the namespace of its config keys and the ``managed-by`` label value.
 PROJECT = "hcloud-talos-autoscaler"
+#: The labels of what the stack creates in Hetzner (the network, the placement groups).
+MANAGED_LABELS = {"managed-by": PROJECT}
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from core.config.model import (
     DEFAULT_PRIORITY_CLASS,
     AutoscalerSettings,
-    NodeGroup,
 )
 from core.config.problems import ConfigError, Problem
 from core.hetzner.facts import Architecture
+from core.pools import PoolPlan
 from core.releases.autoscaler import COZYSTACK_CHART_VERSION, DEFAULT_CHART_VERSION, AutoscalerImage
 from core.resources import PROJECT
-from core.worker_configs import pool_node_labels
 
 PACKAGE_NAME = "cozystack.cluster-autoscaler-hetzner"
 PACKAGE_COMPONENT = "cluster-autoscaler-hetzner"
@@ -73,8 +72,6 @@ POD_SELECTOR = {
     "app.kubernetes.io/instance": RELEASE_NAME,
     "app.kubernetes.io/name": "hetzner-cluster-autoscaler",
 }
-#: ``expander: priority``: what a pool without ``priority`` gets (the lowest).
-LOWEST_PRIORITY = 0
 #: Top-level keys of the chart's ``values.yaml``, the same in 9.55.0 (Cozystack's) and
 #: 9.56.0; Helm ignores any other key (``tests/oracles`` compares both charts).
 CHART_VALUE_KEYS = frozenset(
@@ -115,13 +112,13 @@ class ClusterConfigSecret:
     config: dict[str, Any]
 
 
-def template_labels(group: NodeGroup, node_labels: dict[str, str]) -> dict[str, str]:
+def template_labels(pool: PoolPlan, node_labels: dict[str, str]) -> dict[str, str]:
     """The labels the autoscaler assumes a pool's next node has (scale from zero)."""
-    return {**TEMPLATE_OS_LABELS, **node_labels, **pool_node_labels(group)}
+    return {**TEMPLATE_OS_LABELS, **node_labels, **pool.node_labels}
 
 
 def cluster_config(
-    node_groups: list[NodeGroup],
+    pools: Sequence[PoolPlan],
     node_labels: dict[str, str],
     image_ids: dict[Architecture, str],
     user_data_by_pool: dict[str, str],
@@ -140,13 +137,11 @@ def cluster_config(
     """
     groups_by_pool = placement_groups or {}
     missing_groups = [
-        group.name
-        for group in node_groups
-        if group.placement_group and not groups_by_pool.get(group.name)
+        pool.name for pool in pools if pool.placement_group and not groups_by_pool.get(pool.name)
     ]
     if missing_groups:
         raise ValueError(f"no placement group for pool(s) {', '.join(missing_groups)}")
-    architectures = sorted({group.architecture for group in node_groups})
+    architectures = sorted({pool.architecture for pool in pools})
     missing = [arch for arch in architectures if not image_ids.get(arch)]
     if missing:
         raise ValueError(f"no Talos image for architecture(s) {', '.join(missing)}")
@@ -155,18 +150,18 @@ def cluster_config(
         "imagesForArch": {arch: str(image_ids[arch]) for arch in architectures},
         **pin,
         "nodeConfigs": {
-            group.name: {
-                "cloudInit": user_data_by_pool[group.name],
-                "labels": template_labels(group, node_labels),
+            pool.name: {
+                "cloudInit": user_data_by_pool[pool.name],
+                "labels": template_labels(pool, node_labels),
                 "taints": [
                     {"key": taint.key, "value": taint.value, "effect": taint.effect}
-                    for taint in group.taints
+                    for taint in pool.taints
                 ],
-                **({"placementGroup": groups_by_pool[group.name]} if group.placement_group else {}),
-                **({"serverLabels": dict(group.server_labels)} if group.server_labels else {}),
-                **({"subnetIPRange": group.subnet} if group.subnet else {}),
+                **({"placementGroup": groups_by_pool[pool.name]} if pool.placement_group else {}),
+                **({"serverLabels": dict(pool.server_labels)} if pool.server_labels else {}),
+                **({"subnetIPRange": pool.subnet} if pool.subnet else {}),
             }
-            for group in node_groups
+            for pool in pools
         },
     }
 
@@ -224,6 +219,7 @@ class TalosConfigSecret:
 
 def talos_config_secret(
     settings: AutoscalerSettings,
+    pools: Sequence[PoolPlan],
     node_labels: dict[str, str],
     image_ids: dict[Architecture, str],
     user_data_by_pool: dict[str, str],
@@ -238,7 +234,7 @@ def talos_config_secret(
         return TalosConfigSecret(value, False, None, config_fingerprint(value, image_ids))
     secret = cluster_config_secret(
         cluster_config(
-            settings.node_groups,
+            pools,
             node_labels,
             image_ids,
             user_data_by_pool,
@@ -281,6 +277,7 @@ class ValuesInputs:
     """Everything the values depend on, resolved from the other components' outputs."""
 
     settings: AutoscalerSettings
+    pools: tuple[PoolPlan, ...]
     image: AutoscalerImage
     network_name: str
     image_ids: dict[Architecture, str]
@@ -305,14 +302,14 @@ def rbac_values(settings: AutoscalerSettings) -> dict[str, Any]:
     return {"rbac": {"additionalRules": [rule]}}
 
 
-def autoscaling_group(group: NodeGroup) -> dict[str, Any]:
+def autoscaling_group(pool: PoolPlan) -> dict[str, Any]:
     """A pool in the chart's vocabulary (also the ``nodeGroups`` stack output)."""
     return {
-        "name": group.name,
-        "minSize": group.min_size,
-        "maxSize": group.max_size,
-        "instanceType": group.instance_type,
-        "region": group.region,
+        "name": pool.name,
+        "minSize": pool.min_size,
+        "maxSize": pool.max_size,
+        "instanceType": pool.instance_type,
+        "region": pool.region,
     }
 
 
@@ -356,7 +353,7 @@ def autoscaler_values(inputs: ValuesInputs) -> dict[str, Any]:
 
     values.update(
         {
-            "autoscalingGroups": [autoscaling_group(group) for group in settings.node_groups],
+            "autoscalingGroups": [autoscaling_group(pool) for pool in inputs.pools],
             "extraEnv": env,
             "extraEnvSecrets": secrets,
             "extraArgs": {
@@ -382,10 +379,10 @@ def autoscaler_values(inputs: ValuesInputs) -> dict[str, Any]:
         )
     if inputs.image.tag is not None:
         values["image"] = {"tag": inputs.image.tag}
-    return merge_values({**values, **release_values(settings)}, settings.values)
+    return merge_values({**values, **release_values(settings, inputs.pools)}, settings.values)
 
 
-def release_values(settings: AutoscalerSettings) -> dict[str, Any]:
+def release_values(settings: AutoscalerSettings, pools: Sequence[PoolPlan]) -> dict[str, Any]:
     """How the autoscaler's pods run: replicas, placement, resources, priorities.
 
     Only what differs from the chart's defaults (one replica, ``system-cluster-critical``),
@@ -414,20 +411,19 @@ def release_values(settings: AutoscalerSettings) -> dict[str, Any]:
     if settings.priority_class_name != DEFAULT_PRIORITY_CLASS:
         found["priorityClassName"] = settings.priority_class_name
     if settings.expander == "priority":
-        found["expanderPriorities"] = expander_priorities(settings.node_groups)
+        found["expanderPriorities"] = expander_priorities(pools)
     return found
 
 
-def expander_priorities(node_groups: list[NodeGroup]) -> dict[str, list[str]]:
+def expander_priorities(pools: Sequence[PoolPlan]) -> dict[str, list[str]]:
     """The chart's ``expanderPriorities``: priority -> anchored pool-name regexes.
 
     The chart writes them into the ``cluster-autoscaler-priority-expander`` ConfigMap;
-    a pool without a priority gets the lowest, ``LOWEST_PRIORITY``.
+    a pool without a priority gets the lowest, ``core.pools.LOWEST_PRIORITY``.
     """
     found: dict[int, list[str]] = {}
-    for group in node_groups:
-        priority = LOWEST_PRIORITY if group.priority is None else group.priority
-        found.setdefault(priority, []).append(f"^{group.name}$")
+    for pool in pools:
+        found.setdefault(pool.priority, []).append(f"^{pool.name}$")
     return {str(priority): found[priority] for priority in sorted(found, reverse=True)}
 
 

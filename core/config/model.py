@@ -21,11 +21,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetPydanticSchema,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import core_schema
 
 from core import validators
 from core.config.secrets import Secret, SecretValue, as_secret
@@ -339,9 +341,28 @@ class NodeGroup(ConfigModel):
         return hetzner.network_zone_of(self.region)
 
 
+def _parsed_from_text(parse: Any) -> GetPydanticSchema:
+    """A version field: a string, checked as any string is, then parsed once by ``parse``."""
+    return GetPydanticSchema(
+        lambda _source, _handler: core_schema.no_info_after_validator_function(
+            parse, core_schema.str_schema()
+        )
+    )
+
+
+#: ``talos.version``, parsed where the config is read and carried from there.
+TalosVersionField = Annotated[
+    talos_versions.TalosVersion, _parsed_from_text(talos_versions.supported_talos_version)
+]
+#: ``talos.kubernetesVersion``, likewise.
+KubernetesVersionField = Annotated[
+    talos_versions.Version, _parsed_from_text(talos_versions.parse_kubernetes_version)
+]
+
+
 class TalosSettings(ConfigModel):
-    version: str
-    kubernetes_version: str | None = None
+    version: TalosVersionField
+    kubernetes_version: KubernetesVersionField | None = None
     schematic_id: str | None = None
     extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTENSIONS))
     worker_config_file: str | None = None
@@ -352,21 +373,14 @@ class TalosSettings(ConfigModel):
     registry_mirrors: dict[str, list[str]] = Field(default_factory=dict)
     image_factory_url: str = DEFAULT_FACTORY_URL
 
-    @field_validator("version")
-    @classmethod
-    def _talos_version(cls, version: str) -> str:
-        return check_talos_version(version)
-
     @field_validator("kubernetes_version")
     @classmethod
-    def _kubernetes_version(cls, version: str | None, info: ValidationInfo) -> str | None:
-        if version is None:
-            return None
-        kubernetes = talos_versions.parse_kubernetes_version(version)
-        if "version" in info.data:
-            talos = talos_versions.parse_talos_version(info.data["version"])
-            talos_versions.check_kubernetes_supported(talos, kubernetes)
-        return str(kubernetes)
+    def _kubernetes_version(
+        cls, kubernetes: talos_versions.Version | None, info: ValidationInfo
+    ) -> talos_versions.Version | None:
+        if kubernetes is not None and "version" in info.data:
+            talos_versions.check_kubernetes_supported(info.data["version"], kubernetes)
+        return kubernetes
 
     @field_validator("schematic_id")
     @classmethod
@@ -406,14 +420,10 @@ class TalosSettings(ConfigModel):
             )
         return self
 
-    @property
-    def talos_version(self) -> talos_versions.Version:
-        return talos_versions.parse_talos_version(self.version)
-
 
 def check_talos_version(version: str) -> str:
-    """``talos.version`` (and the CLI's ``--talos-version``): a Talos release this program knows."""
-    talos_versions.check_talos_supported(talos_versions.parse_talos_version(version))
+    """The CLI's ``--talos-version``: a Talos release this program knows (as ``talos.version``)."""
+    talos_versions.supported_talos_version(version)
     return version
 
 
@@ -857,14 +867,14 @@ class StackConfig:
         return self.autoscaler.token or self.hcloud_token
 
     @cached_property
-    def kubernetes_version(self) -> str | None:
+    def kubernetes_version(self) -> talos_versions.Version | None:
         """``talos.kubernetesVersion``, else the base worker config's kubelet (if readable)."""
         if self.talos.kubernetes_version is not None:
             return self.talos.kubernetes_version
         for document in self.base_documents or ():
             image = str(((document.get("machine") or {}).get("kubelet") or {}).get("image") or "")
             with contextlib.suppress(ValueError):
-                return str(talos_versions.parse_kubernetes_version(image.rpartition(":")[2]))
+                return talos_versions.parse_kubernetes_version(image.rpartition(":")[2])
         return None
 
     @cached_property

@@ -15,7 +15,6 @@ from core.config.problems import Problem
 from core.config.secrets import Secret
 from core.hetzner import facts as hetzner
 from core.redaction import shown
-from core.releases import talos as talos_versions
 from core.talos.extensions import needed_extensions
 from core.talos.validation import cluster_subnet_conflicts
 
@@ -261,19 +260,22 @@ def _autoscaler_image_problems(stack: StackConfig) -> list[Problem]:
         image = stack.autoscaler_image
     except ValueError as error:
         return [Problem("autoscaler.imageTag", str(error))]
-    kubernetes = stack.kubernetes_version
-    if settings.image_tag is not None and kubernetes is not None and image.version is not None:
-        cluster = talos_versions.parse_kubernetes_version(kubernetes)
-        if image.version.minor_key != cluster.minor_key:
-            return [
-                Problem(
-                    "autoscaler.imageTag",
-                    f"{settings.image_tag} does not match Kubernetes {cluster}: the autoscaler "
-                    "simulates scheduling with its own Kubernetes release, so use a "
-                    f"v{cluster.major}.{cluster.minor}.x image (or remove imageTag: the newest "
-                    "one is chosen)",
-                )
-            ]
+    cluster = stack.kubernetes_version
+    if (
+        settings.image_tag is not None
+        and cluster is not None
+        and image.version is not None
+        and image.version.minor_key != cluster.minor_key
+    ):
+        return [
+            Problem(
+                "autoscaler.imageTag",
+                f"{settings.image_tag} does not match Kubernetes {cluster}: the autoscaler "
+                "simulates scheduling with its own Kubernetes release, so use a "
+                f"v{cluster.major}.{cluster.minor}.x image (or remove imageTag: the newest "
+                "one is chosen)",
+            )
+        ]
     pool_problems = [
         Problem(
             f"autoscaler.nodeGroups[{index}].{POOL_KEYS.get(setting, setting)}",

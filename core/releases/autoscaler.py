@@ -94,15 +94,14 @@ def autoscaler_image(
     image_tag: str | None,
     deploy: str,
     chart_version: str,
-    kubernetes_version: str | None,
+    kubernetes: Version | None,
 ) -> AutoscalerImage:
     """``imageTag`` if set; else the newest release of the cluster's Kubernetes minor;
     else (Kubernetes unknown) the chart's default. ``imageTag`` must be well-formed."""
     if image_tag is not None:
         version = parse_image_tag(image_tag)
         return AutoscalerImage(f"v{version}", version, f"autoscaler.imageTag {image_tag}")
-    if kubernetes_version is not None:
-        kubernetes = talos_versions.parse_kubernetes_version(kubernetes_version)
+    if kubernetes is not None:
         release = NEWEST_RELEASE_BY_MINOR.get(kubernetes.minor_key)
         if release is not None:
             origin = f"the newest release for Kubernetes {kubernetes.major}.{kubernetes.minor}"

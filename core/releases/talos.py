@@ -40,12 +40,30 @@ class Version:
         return f"{self.major}.{self.minor}.{self.patch}"
 
 
-def parse_talos_version(text: str) -> Version:
+@dataclass(frozen=True)
+class TalosVersion(Version):
+    """A Talos release, parsed once from ``talos.version`` and carried from there."""
+
+    @property
+    def text(self) -> str:
+        """As the config, the Image Factory and the snapshot labels write it: ``vX.Y.Z``."""
+        return f"v{self}"
+
+
+def parse_talos_version(text: str) -> TalosVersion:
     """Parse ``vX.Y.Z``; raise ValueError saying what is expected."""
     match = TALOS_VERSION_PATTERN.match(text)
     if not match:
         raise ValueError(f"{text!r} is not a Talos version of the form vX.Y.Z (e.g. v1.11.6)")
-    return Version(*(int(part) for part in match.groups()))
+    return TalosVersion(*(int(part) for part in match.groups()))
+
+
+def supported_talos_version(text: str) -> TalosVersion:
+    """``talos.version`` (and the CLI's ``--talos-version``): a Talos release this program
+    knows; ValueError says what is wrong."""
+    talos = parse_talos_version(text)
+    check_talos_supported(talos)
+    return talos
 
 
 def parse_kubernetes_version(text: str) -> Version:

@@ -25,10 +25,11 @@ class Taint(Protocol):
 class WorkerConfigSpec:
     """What the stack decides about an autoscaled pool's Talos config."""
 
-    talos_version: str
+    talos: talos_versions.TalosVersion
     subnet: str
     network_ip_range: str
-    kubernetes_version: str | None = None
+    #: The kubelet's release (``talos.kubernetesVersion``); None keeps the base config's.
+    kubernetes: talos_versions.Version | None = None
     node_labels: dict[str, str] = field(default_factory=dict)
     node_annotations: dict[str, str] = field(default_factory=dict)
     taints: Sequence[Taint] = ()
@@ -36,7 +37,3 @@ class WorkerConfigSpec:
     #: The image the pool's servers boot (``boot_image``); with it the config carries its
     #: generation label.
     boot_image: str = ""
-
-    @property
-    def talos(self) -> talos_versions.Version:
-        return talos_versions.parse_talos_version(self.talos_version)

@@ -96,9 +96,8 @@ def build_worker_config(
     kubelet["nodeIP"] = {"validSubnets": [spec.subnet]}
     # Values as given: Talos decodes scalars into its string args, and lists (1.13 ``Args``).
     kubelet["extraArgs"] = {**(kubelet.get("extraArgs") or {}), **OWNED_KUBELET_ARGS}
-    if spec.kubernetes_version:
-        kubernetes = talos_versions.parse_kubernetes_version(spec.kubernetes_version)
-        kubelet["image"] = talos_versions.kubelet_image(kubernetes)
+    if spec.kubernetes is not None:
+        kubelet["image"] = talos_versions.kubelet_image(spec.kubernetes)
     dropped = [doc for doc in documents if _is_network_document(doc, spec.talos)]
     documents = [doc for doc in documents if not _is_network_document(doc, spec.talos)]
     documents = _place_registry_mirrors(documents, main, spec)

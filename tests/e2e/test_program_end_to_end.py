@@ -385,8 +385,7 @@ def up_creates_the_stack(program: ProgramStack) -> dict[str, Any]:
             )
             assert priorities is not None
             assert yaml.safe_load(priorities["data"]["priorities"]) == {
-                int(priority): pools
-                for priority, pools in expander_priorities(settings.node_groups).items()
+                int(priority): pools for priority, pools in expander_priorities(plan.pools).items()
             }
     assert outputs["autoscalerLogsTarget"] == f"deployment/{DEPLOYMENT_NAME}"
 

@@ -22,12 +22,12 @@ import pytest
 import yaml
 
 from core.config import parse_stack_config, sections_from_flat_config
+from core.plan import plan_stack
 from core.releases.autoscaler import FEATURE_SINCE
 from core.releases.talos import KUBERNETES_RANGE_BY_TALOS_MINOR
 from core.talos.documents import dump_documents, load_documents
 from core.talos.spec import WorkerConfigSpec
 from core.talos.validation import validate_worker_documents
-from core.worker_configs import pool_worker_spec, render_worker_configs
 
 from tests.conftest import REPO, MockRuntime
 from tests.oracles.oracle_tools import TALOS_MINORS, load_toolchain, talos_validate
@@ -357,9 +357,10 @@ def rendered_spec(minor: int) -> tuple[list[dict[str, Any]], WorkerConfigSpec]:
     flat = on_minor(dev_config(), minor, mirrors=True, base=base)
     sections, token = sections_from_flat_config(flat)
     stack = parse_stack_config(sections, token, REPO)
-    (config,) = render_worker_configs(stack, stack.network.subnet).values()
-    (group,) = stack.autoscaler.node_groups
-    return load_documents(config.yaml), pool_worker_spec(stack, group, stack.network.subnet)
+    plan = plan_stack(stack)
+    (config,) = plan.worker_configs(plan.network.subnet).values()
+    (pool,) = plan.pools
+    return load_documents(config.yaml), pool.worker_spec
 
 
 AGREEMENT_CASES = [
@@ -416,7 +417,7 @@ def test_a_shared_vip_in_the_base_config_never_reaches_a_worker(minor: int, tmp_
     flat = on_minor(dev_config(), minor, mirrors=False, base=base)
     sections, token = sections_from_flat_config(flat)
     stack = parse_stack_config(sections, token, REPO)
-    (config,) = render_worker_configs(stack, stack.network.subnet).values()
+    (config,) = plan_stack(stack).worker_configs(stack.network.subnet).values()
     assert "network" not in load_documents(config.yaml)[0]["machine"]
     assert_loads(minor, config.yaml, tmp_path, "the worker config built from a base with a VIP")
 

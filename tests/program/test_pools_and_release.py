@@ -16,6 +16,7 @@ from core.autoscaler import values
 from core.autoscaler.manifests import provider_id_setter_manifests, setter_files
 from core.config import AutoscalerSettings
 from core.config.rules import SECRET_SETTINGS
+from core.pools import LOWEST_PRIORITY
 from core.releases.autoscaler import FEATURE_SINCE, AutoscalerImage, parse_image_tag
 from core.render import render_stack
 
@@ -24,6 +25,7 @@ from tests.program.test_bad_input import changed, project, render
 from tests.stand_ins.hetzner_api import HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 from tests.support.setter_process import run_standalone_until_registered
+from tests.support.stack_config import pools_of
 
 MAIN = Path(__file__).parents[2] / "__main__.py"
 #: Hetzner API tokens have 64 characters.
@@ -46,7 +48,9 @@ def settings(**changes: Any) -> AutoscalerSettings:
 def release_values(config: AutoscalerSettings) -> dict[str, Any]:
     image = AutoscalerImage("v1.33.6", parse_image_tag("1.33.6"), "test")
     return values.autoscaler_values(
-        values.ValuesInputs(config, image, "net", {"amd64": "1"}, "creds", "talos", "hash")
+        values.ValuesInputs(
+            config, pools_of(config), image, "net", {"amd64": "1"}, "creds", "talos", "hash"
+        )
     )
 
 
@@ -233,7 +237,7 @@ def test_priorities_become_the_expanders_map_and_pools_without_one_come_last() -
     assert produced["expanderPriorities"] == {
         "30": ["^p2$"],
         "10": ["^p0$"],
-        str(values.LOWEST_PRIORITY): ["^p1$", "^p3$"],
+        str(LOWEST_PRIORITY): ["^p1$", "^p3$"],
     }
 
 
@@ -286,13 +290,13 @@ def test_cluster_config_names_placement_groups_and_server_labels_only_where_set(
         pools=[{"placementGroup": "spread", "serverLabels": {"team": "a"}}, {"maxSize": 20}]
     )
     decoded = values.cluster_config(
-        config.node_groups, {}, {"amd64": "1"}, {"p0": "x", "p1": "y"}, None, {"p0": "4711"}
+        pools_of(config), {}, {"amd64": "1"}, {"p0": "x", "p1": "y"}, None, {"p0": "4711"}
     )
     assert decoded["nodeConfigs"]["p0"]["placementGroup"] == "4711"
     assert decoded["nodeConfigs"]["p0"]["serverLabels"] == {"team": "a"}
     assert not {"placementGroup", "serverLabels"} & set(decoded["nodeConfigs"]["p1"])
     with pytest.raises(ValueError, match="no placement group for pool"):
-        values.cluster_config(config.node_groups, {}, {"amd64": "1"}, {"p0": "x", "p1": "y"})
+        values.cluster_config(pools_of(config), {}, {"amd64": "1"}, {"p0": "x", "p1": "y"})
 
 
 # ---- the program ------------------------------------------------------------------------

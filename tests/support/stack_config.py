@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
 
-from core.config import ConfigError, parse_stack_config
+from core.config import AutoscalerSettings, ConfigError, parse_stack_config
+from core.plan import plan_stack
+from core.pools import PoolPlan
 
 from tests.conftest import REPO, set_path
 from tests.stand_ins.hetzner_api import TEST_TOKEN
@@ -49,3 +52,9 @@ def changed(path: str, value: Any) -> dict[str, Any]:
     sections = copy.deepcopy(VALID)
     set_path(sections, path.split("."), value)
     return sections
+
+
+def pools_of(settings: AutoscalerSettings) -> tuple[PoolPlan, ...]:
+    """The plan's pool records for ``settings`` in the VALID stack (the cross-section rules,
+    e.g. the autoscaler release a pool setting needs, are not applied)."""
+    return plan_stack(dataclasses.replace(parse(VALID), autoscaler=settings)).pools

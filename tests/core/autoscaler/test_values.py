@@ -16,6 +16,7 @@ from core.releases.autoscaler import AutoscalerImage, autoscaler_image, parse_im
 
 from tests.conftest import SHARED_REFERENCE
 from tests.support.manifest_paths import package_values
+from tests.support.stack_config import pools_of
 
 #: Top-level keys documented in the chart's values.yaml (kubernetes/autoscaler
 #: charts/cluster-autoscaler/values.yaml) that this program emits.
@@ -65,7 +66,10 @@ def settings(**changes: Any) -> AutoscalerSettings:
 def inputs(config: AutoscalerSettings, **changes: Any) -> values.ValuesInputs:
     base: dict[str, Any] = {
         "settings": config,
-        "image": autoscaler_image(config.image_tag, config.deploy, "9.56.0", "1.33.1"),
+        "pools": pools_of(config),
+        "image": autoscaler_image(
+            config.image_tag, config.deploy, "9.56.0", parse_image_tag("1.33.1")
+        ),
         "network_name": "cozystack-vswitch",
         "image_ids": {"amd64": "123456"},
         "credentials_secret": "hetzner-credentials",
@@ -256,19 +260,21 @@ def test_an_image_reads_a_setting_from_its_first_release_on(setting: str, first:
 def test_the_image_that_runs_when_image_tag_is_unset(
     deploy: str, chart: str, kubernetes: str | None, tag: str | None, runs: str | None
 ) -> None:
-    image = autoscaler_image(None, deploy, chart, kubernetes)
+    image = autoscaler_image(
+        None, deploy, chart, parse_image_tag(kubernetes) if kubernetes else None
+    )
     assert image.tag == tag
     assert (str(image.version) if image.version else None) == runs
 
 
 def test_a_mounted_config_needs_an_autoscaler_that_reads_the_file() -> None:
-    old = autoscaler_image(None, "helm", "9.56.0", "1.32.3")
+    old = autoscaler_image(None, "helm", "9.56.0", parse_image_tag("1.32.3"))
     with pytest.raises(
         ConfigError,
         match=r"predates HCLOUD_CLUSTER_CONFIG_FILE, read from cluster-autoscaler 1\.33\.0 on",
     ):
         values.autoscaler_values(inputs(settings(), image=old, cluster_config_as_file=True))
-    new = autoscaler_image(None, "helm", "9.56.0", "1.33.0")
+    new = autoscaler_image(None, "helm", "9.56.0", parse_image_tag("1.33.0"))
     assert values.autoscaler_values(inputs(settings(), image=new, cluster_config_as_file=True))
 
 
@@ -325,7 +331,7 @@ def test_cluster_config_decodes_like_the_autoscaler_reads_it() -> None:
         ]
     )
     cluster = values.cluster_config(
-        config.node_groups,
+        pools_of(config),
         {"topology.kubernetes.io/zone": "hetzner-cloud"},
         {"amd64": "11", "arm64": "22"},
         {"x86": "x86-yaml", "arm": "arm-yaml"},
@@ -357,7 +363,7 @@ def test_every_architecture_in_use_needs_an_image() -> None:
         ]
     )
     with pytest.raises(ValueError, match="no Talos image for architecture"):
-        values.cluster_config(config.node_groups, {}, {"amd64": "1"}, {"arm": "y"})
+        values.cluster_config(pools_of(config), {}, {"amd64": "1"}, {"arm": "y"})
 
 
 def test_large_cluster_config_moves_to_a_mounted_file() -> None:
@@ -401,7 +407,7 @@ def test_every_pools_template_says_linux() -> None:
         ]
     )
     cluster = values.cluster_config(
-        config.node_groups, {}, {"amd64": "1", "arm64": "2"}, {"x86": "a", "arm": "b"}
+        pools_of(config), {}, {"amd64": "1", "arm64": "2"}, {"x86": "a", "arm": "b"}
     )
     assert {
         pool: c["labels"]["kubernetes.io/os"] for pool, c in cluster["nodeConfigs"].items()
@@ -426,18 +432,18 @@ def test_the_environment_limit_counts_the_variables_name() -> None:
 
 def test_an_existing_network_pins_new_servers_to_the_subnet_when_the_image_can() -> None:
     """FACTS 1.2: defaultSubnetIPRange (CA >= 1.35) attaches servers to that subnet."""
-    new = autoscaler_image(None, "helm", "9.56.0", "1.35.0")
-    old = autoscaler_image(None, "helm", "9.56.0", "1.34.0")
+    new = autoscaler_image(None, "helm", "9.56.0", parse_image_tag("1.35.0"))
+    old = autoscaler_image(None, "helm", "9.56.0", parse_image_tag("1.34.0"))
     assert values.pinned_subnet("shared-net", "10.100.0.0/24", new) == "10.100.0.0/24"
     assert values.pinned_subnet(None, "10.100.0.0/24", new) is None  # our network: one subnet
     assert values.pinned_subnet("shared-net", "10.100.0.0/24", old) is None
     config = settings()
     cluster = values.cluster_config(
-        config.node_groups, {}, {"amd64": "1"}, {"workers-fsn1": "a"}, "10.100.0.0/24"
+        pools_of(config), {}, {"amd64": "1"}, {"workers-fsn1": "a"}, "10.100.0.0/24"
     )
     assert cluster["defaultSubnetIPRange"] == "10.100.0.0/24"
     assert "defaultSubnetIPRange" not in values.cluster_config(
-        config.node_groups, {}, {"amd64": "1"}, {"workers-fsn1": "a"}
+        pools_of(config), {}, {"amd64": "1"}, {"workers-fsn1": "a"}
     )
     assert values.subnet_pin_warning("shared-net", "cluster-config", new) is None
     assert values.subnet_pin_warning(None, "cluster-config", old) is None

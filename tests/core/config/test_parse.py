@@ -448,5 +448,5 @@ def test_kubernetes_1_29_reads_the_cluster_config_and_1_28_works_with_legacy() -
 
 def test_without_kubernetes_version_the_base_configs_kubelet_decides() -> None:
     stack = parse(changed("talos.kubernetesVersion", None))
-    assert stack.kubernetes_version == "1.33.1"  # examples/worker.yaml's kubelet image
+    assert str(stack.kubernetes_version) == "1.33.1"  # examples/worker.yaml's kubelet image
     assert stack.autoscaler_image.tag == "v1.33.6"

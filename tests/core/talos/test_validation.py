@@ -13,13 +13,13 @@ from core.autoscaler.values import template_labels
 from core.config import ConfigError, parse_stack_config
 from core.config.parse import read_stack_file
 from core.config.rules import extension_warnings
-from core.releases.talos import parse_talos_version
+from core.plan import plan_stack
+from core.releases.talos import parse_kubernetes_version, parse_talos_version
 from core.talos.documents import dump_documents, load_documents
 from core.talos.keys import talos_keys
 from core.talos.problems import WorkerConfigError
 from core.talos.spec import WorkerConfigSpec
 from core.talos.worker_config import build_worker_config
-from core.worker_configs import render_worker_configs
 
 from tests.conftest import REPO, set_path
 from tests.stand_ins.hetzner_api import TEST_TOKEN
@@ -30,8 +30,8 @@ KUBERNETES_FOR = {11: "1.33.1", 12: "1.34.2", 13: "1.35.0"}
 
 def spec(minor: int) -> WorkerConfigSpec:
     return WorkerConfigSpec(
-        talos_version=f"v1.{minor}.2",
-        kubernetes_version=KUBERNETES_FOR[minor],
+        talos=parse_talos_version(f"v1.{minor}.2"),
+        kubernetes=parse_kubernetes_version(KUBERNETES_FOR[minor]),
         subnet="10.100.0.0/24",
         network_ip_range="10.100.0.0/16",
     )
@@ -209,7 +209,7 @@ def test_a_type_error_stops_the_offline_render(tmp_path: Path) -> None:
     set_path(documents[0], ["machine", "features", "kubePrism"], [1])
     stack = stack_with_base(tmp_path, documents, "v1.12.7", "1.34.2")
     with pytest.raises(WorkerConfigError, match="kubePrism: must be a mapping"):
-        render_worker_configs(stack, stack.network.subnet)
+        plan_stack(stack)
 
 
 # ---- 3. arguments keep their values ----------------------------------------------------------
@@ -347,12 +347,13 @@ def test_pool_nodes_carry_the_instance_type_the_autoscaler_template_promises(
     tmp_path: Path,
 ) -> None:
     stack = stack_with_base(tmp_path, base_documents(11))
-    (group,) = stack.autoscaler.node_groups
-    (config,) = render_worker_configs(stack, stack.network.subnet).values()
+    plan = plan_stack(stack)
+    (pool,) = plan.pools
+    (config,) = plan.worker_configs(plan.network.subnet).values()
     labels = load_documents(config.yaml)[0]["machine"]["nodeLabels"]
     assert labels["node.kubernetes.io/instance-type"] == "cpx22"
     # The autoscaler's own template sets the pool's server type there (FACTS §1.5); so do ours.
-    template = template_labels(group, dict(stack.talos.node_labels))
+    template = template_labels(pool, dict(stack.talos.node_labels))
     assert template["node.kubernetes.io/instance-type"] == "cpx22"
 
 

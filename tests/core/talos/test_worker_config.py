@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from core.config import Taint
+from core.releases.talos import parse_kubernetes_version, parse_talos_version
 from core.talos.documents import REDACTED, dump_documents, load_documents, redact
 from core.talos.keys import deprecated_keys, talos_keys
 from core.talos.node_labels import label_problem
@@ -37,8 +38,8 @@ KUBERNETES_FOR = {8: "1.31.4", 9: "1.32.3", 10: "1.33.1", 11: "1.33.1", 12: "1.3
 
 def spec(talos_minor: int = 11, **changes: Any) -> WorkerConfigSpec:
     values: dict[str, Any] = {
-        "talos_version": f"v1.{talos_minor}.2",
-        "kubernetes_version": KUBERNETES_FOR[talos_minor],
+        "talos": parse_talos_version(f"v1.{talos_minor}.2"),
+        "kubernetes": parse_kubernetes_version(KUBERNETES_FOR[talos_minor]),
         "subnet": "10.100.0.0/24",
         "network_ip_range": "10.100.0.0/16",
         "node_labels": {
@@ -262,7 +263,7 @@ def test_static_hostnames_are_removed() -> None:
 )
 def test_guide_troubleshooting_failures_are_caught(mutate: Any, expected: str) -> None:
     with pytest.raises(WorkerConfigError) as caught:
-        build_worker_config(mutate(base_for(11)), spec(11, kubernetes_version=None), "of pool w")
+        build_worker_config(mutate(base_for(11)), spec(11, kubernetes=None), "of pool w")
     assert any(expected in str(problem) for problem in caught.value.problems), caught.value
     assert str(caught.value).startswith("the Talos worker config of pool w has")
 
