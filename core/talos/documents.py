@@ -4,6 +4,7 @@ and the config shown with its secrets redacted.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import yaml
@@ -35,13 +36,18 @@ def load_documents(text: str, source: str = "") -> list[dict[str, Any]]:
     return documents
 
 
+#: Line width of the YAML: longer plain and quoted scalars are folded.
+YAML_WIDTH = 1000
+
+
 def dump_documents(documents: list[dict[str, Any]], written: dict[str, str] | None = None) -> str:
     """Deterministic YAML: same documents, same bytes.
 
-    ``written`` remembers the YAML of top-level sections across calls: the pools' configs
-    differ only in ``machine``, and the (pure-Python, byte-stable) dumper is most of a
+    ``written`` remembers the YAML of sections across calls: the pools' configs differ only
+    in a few keys of ``machine``, and the (pure-Python, byte-stable) dumper is most of a
     build's time. A block mapping's YAML is its sections' YAML one after the other, except
     when a value is shared (written once with an anchor): such documents are dumped whole.
+    A top-level map is its key's line, then its own sections' YAML indented (``_indented``).
     """
     return "---\n".join(_dump_document(document, written) for document in documents)
 
@@ -49,17 +55,55 @@ def dump_documents(documents: list[dict[str, Any]], written: dict[str, str] | No
 def _dump_document(document: dict[str, Any], written: dict[str, str] | None) -> str:
     if written is None or not document or _shares_values(document):
         return _dump(document)
-    sections = []
-    for key, value in document.items():
-        seen = repr((key, value))  # types and order included: equal text, equal YAML
-        if seen not in written:
-            written[seen] = _dump({key: value})
-        sections.append(written[seen])
-    return "".join(sections)
+    return "".join(
+        _dump_section(key, value, written, nested=False) for key, value in document.items()
+    )
+
+
+def _dump_section(key: Any, value: Any, written: dict[str, str], *, nested: bool) -> str:
+    """``{key: value}`` as YAML at the top level or, ``nested``, indented under a key ("" when
+    that could differ from the dumper's)."""
+    seen = repr((nested, key, value))  # types and order included: equal text, equal YAML
+    if seen not in written:
+        if nested:
+            written[seen] = _indented(_dump({key: value}))
+        else:
+            written[seen] = _dump_children(key, value, written) or _dump({key: value})
+    return written[seen]
+
+
+def _dump_children(key: Any, value: Any, written: dict[str, str]) -> str:
+    """A top-level map as its key's line and its sections' YAML; "" if the dumper might
+    write it otherwise (an empty map, a key it quotes, a section ``_indented`` refuses)."""
+    if not isinstance(value, dict) or not value or not _is_plain_key(key):
+        return ""
+    sections = [_dump_section(inner, child, written, nested=True) for inner, child in value.items()]
+    return f"{key}:\n{''.join(sections)}" if all(sections) else ""
+
+
+def _is_plain_key(key: Any) -> bool:
+    """Whether the dumper writes ``key`` as it is (not quoted, not as a complex ``?`` key)."""
+    return isinstance(key, str) and _writes_plain(key)
+
+
+@cache
+def _writes_plain(key: str) -> bool:
+    return _dump({key: None}) == f"{key}: null\n"
+
+
+def _indented(text: str) -> str:
+    """Top-level YAML as it is written under a key: two spaces before each line but the empty
+    ones (breaks inside quoted scalars). Only the folding of long scalars depends on the
+    column; a fold needs a line (or a line and the next) longer than the width, so with every
+    line below half the width there is none at either indent; "" otherwise."""
+    lines = text.split("\n")
+    if any(len(line) >= YAML_WIDTH // 2 for line in lines):
+        return ""
+    return "\n".join(f"  {line}" if line else line for line in lines)
 
 
 def _dump(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=YAML_WIDTH)
 
 
 def _shares_values(node: Any) -> bool:

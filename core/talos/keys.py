@@ -56,24 +56,28 @@ class TalosKeys:
 
 def talos_keys(talos: talos_versions.Version) -> TalosKeys:
     """The keys of a Talos minor (our committed table, generated from schemas and Go types)."""
-    return _talos_keys_table()[f"{talos.major}.{talos.minor}"]
+    return _minor_keys(f"{talos.major}.{talos.minor}")
 
 
 @cache
-def _talos_keys_table() -> dict[str, TalosKeys]:
+def _minor_keys(minor: str) -> TalosKeys:
+    """One minor's keys, built when first asked for (a stack needs one of them)."""
+    table = _talos_keys_table()[minor]
+    return TalosKeys(
+        documents={kind: frozenset(paths) for kind, paths in table["documents"].items()},
+        deprecated=tuple(
+            DeprecatedField(path, entry["instead"], frozenset(entry["paths"]))
+            for path, entry in table["deprecated"].items()
+        ),
+        values={kind: _value_rules(rules) for kind, rules in table["values"].items()},
+        removed_network_kinds=frozenset(table["network_documents"]["removed"]),
+    )
+
+
+@cache
+def _talos_keys_table() -> dict[str, Any]:
     text = resources.files("core.talos").joinpath("config_keys.json").read_text("utf-8")
-    return {
-        minor: TalosKeys(
-            documents={kind: frozenset(paths) for kind, paths in table["documents"].items()},
-            deprecated=tuple(
-                DeprecatedField(path, entry["instead"], frozenset(entry["paths"]))
-                for path, entry in table["deprecated"].items()
-            ),
-            values={kind: _value_rules(rules) for kind, rules in table["values"].items()},
-            removed_network_kinds=frozenset(table["network_documents"]["removed"]),
-        )
-        for minor, table in json.loads(text).items()
-    }
+    return dict(json.loads(text))
 
 
 def _value_rules(rules: dict[str, dict[str, list[Any]]]) -> ValueRules:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cli.render import main as render_main
@@ -220,7 +220,9 @@ documents_values = st.recursive(
     | st.floats(allow_nan=False)
     | st.dates()
     | st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
-    | st.sampled_from(["x" * 1_200, "a: b", "- x", "line\nline\n", " lead", "\u2028", "yes"]),
+    | st.sampled_from(["x" * 1_200, "a: b", "- x", "line\nline\n", " lead", "\u2028", "yes"])
+    # folded at the width at any indent; not folded, but near it
+    | st.sampled_from(["word " * 250, "word " * 110, "line\n\n  indented\n \n"]),
     lambda inner: (
         st.lists(inner, max_size=4)
         | st.dictionaries(st.text(max_size=12) | st.integers(), inner, max_size=4)
@@ -250,6 +252,62 @@ def test_worker_configs_written_section_by_section_are_the_same_bytes(
     written: dict[str, str] = {}
     assert dump_documents(documents, written) == whole
     assert dump_documents(documents, written) == whole  # from what was written before
+
+
+#: Keys as documents hold them, among them one the dumper writes as a complex ``?`` key.
+document_keys = st.text(max_size=12) | st.integers() | st.booleans() | st.just("k" * 130)
+
+
+@FUZZ
+@given(
+    documents=st.lists(
+        st.dictionaries(
+            document_keys,
+            st.dictionaries(document_keys, documents_values, min_size=1, max_size=6),
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+@example(  # breaks inside quoted scalars, a complex key, long scalars: each at two indents
+    documents=[
+        {"machine": {"files": ["line\nline\n", {"inner": "a\n\nb"}], "k" * 130: {"x": 1}}},
+        {"machine": {"folded": "word " * 250}, "cluster": {"near": "word " * 110}},
+        {"k" * 130: {"line": "line\nline\n"}},
+    ]
+)
+def test_maps_written_section_by_section_are_the_same_bytes(
+    documents: list[dict[Any, Any]],
+) -> None:
+    """Top-level maps (``machine``) are written from their own sections' YAML, indented."""
+    whole = "---\n".join(
+        yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+        for document in documents
+    )
+    written: dict[str, str] = {}
+    assert dump_documents(documents, written) == whole
+    assert dump_documents(documents, written) == whole
+
+
+def test_a_pool_writes_only_the_sections_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second pool's config dumps only its own labels, not the rest of ``machine``."""
+    base = yaml.safe_load((REPO / "examples" / "worker.yaml").read_text())
+    other = copy.deepcopy(base)
+    other["machine"]["nodeLabels"] = {"node.kubernetes.io/pool": "other"}
+    written: dict[str, str] = {}
+    dump_documents([base], written)
+    dumped: list[Any] = []
+    real_dump = yaml.safe_dump
+
+    def counting_dump(document: Any, *args: Any, **kwargs: Any) -> str:
+        dumped.append(document)
+        return real_dump(document, *args, **kwargs)
+
+    monkeypatch.setattr(yaml, "safe_dump", counting_dump)
+    text = dump_documents([other], written)
+    assert text == real_dump(other, sort_keys=False, default_flow_style=False, width=1000)
+    assert dumped == [{"nodeLabels": other["machine"]["nodeLabels"]}]
 
 
 def test_a_document_with_shared_values_is_written_whole() -> None:
