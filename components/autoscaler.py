@@ -24,8 +24,9 @@ class ClusterAutoscalerArgs:
     plan: AutoscalerPlan
     #: Wired from ``AutoscalerSecrets`` (Helm installs the release there).
     namespace: pulumi.Input[str]
-    #: Chart values (``AutoscalerConfig.chart_values``, resolved from other outputs).
-    values: pulumi.Input[dict[str, Any]]
+    #: Chart values (``AutoscalerConfig.chart_values``, resolved from other outputs). An
+    #: Output as it is: ``Output.from_input`` would lift every value inside it into an Output.
+    values: pulumi.Output[dict[str, Any]]
 
 
 class ClusterAutoscaler(pulumi.ComponentResource):
@@ -39,7 +40,7 @@ class ClusterAutoscaler(pulumi.ComponentResource):
     ) -> None:
         super().__init__(resources.CLUSTER_AUTOSCALER.type, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        values = pulumi.Output.from_input(args.values)
+        values = args.values
         if args.plan.deploy == "package":
             manifest = values.apply(package_manifest)
             package = k8s.apiextensions.CustomResource(

@@ -45,8 +45,10 @@ class AutoscalerConfig:
     ) -> None:
         self._plan = plan
         self._image_ids = pulumi.Output.from_input(image_ids)
-        worker_configs: pulumi.Output[dict[str, WorkerConfig]] = pulumi.Output.secret(
-            pulumi.Output.from_input(subnet).apply(stops_cleanly(plan.worker_configs))
+        # Secret from the subnet on: ``Output.secret`` of the configs would lift each into an
+        # Output of its own.
+        worker_configs: pulumi.Output[dict[str, WorkerConfig]] = pulumi.Output.secret(subnet).apply(
+            stops_cleanly(plan.worker_configs)
         )
         self.worker_configs_sha256 = pulumi.Output.unsecret(
             worker_configs.apply(worker_configs_sha256)

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import paramiko
 from hcloud import APIException
 from hcloud.actions import BoundAction
 from hcloud.images import BoundImage, Image
@@ -49,6 +49,9 @@ from core.image_builder.builder_resources import (
 )
 from core.image_builder.identity import check_labels, image_url, snapshot_labels
 from core.waits import Interrupted, until
+
+if TYPE_CHECKING:  # the build connects through ``rescue``, which loads it
+    import paramiko
 
 BUILDER_BASE_IMAGE = "ubuntu-24.04"
 #: Test-only: the tests point the build at a loopback sshd and a file instead of the

@@ -16,6 +16,9 @@ is caught at ``verify image``. While the write runs, the script prints a
 Every remote command is bounded: curl gives up when the download stays below
 ``STALL_BYTES_PER_SECOND`` for the stall window, and each command has an overall
 limit; the SSH connection sends keepalives and a lost connection fails at once.
+
+paramiko and cryptography are imported by the functions that use them: the Pulumi program
+imports this module (for the snapshot's provider), and evaluating it opens no connection.
 """
 
 from __future__ import annotations
@@ -26,10 +29,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import paramiko
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from core.waits import (
     Backoff,
@@ -37,6 +37,9 @@ from core.waits import (
     format_seconds,
     until,
 )
+
+if TYPE_CHECKING:
+    import paramiko
 
 #: "Throughput near zero": a download below this for the whole stall window is stalled.
 STALL_BYTES_PER_SECOND = 16 * 1024
@@ -75,6 +78,10 @@ class RemoteCommandFailed(RuntimeError):
 
 def ephemeral_key() -> tuple[paramiko.PKey, str]:
     """An ed25519 key pair that lives only in memory."""
+    import paramiko
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private_text = key.private_bytes(
         serialization.Encoding.PEM,
@@ -93,6 +100,7 @@ def connect(
     host: str, port: int, key: paramiko.PKey, seconds: float, backoff: Backoff
 ) -> paramiko.SSHClient:
     """Retry until the rescue system answers SSH, for at most ``seconds``."""
+    import paramiko
 
     def attempt() -> paramiko.SSHClient:
         client = paramiko.SSHClient()
