@@ -44,10 +44,9 @@ def dump_documents(documents: list[dict[str, Any]], written: dict[str, str] | No
     """Deterministic YAML: same documents, same bytes.
 
     ``written`` remembers the YAML of sections across calls: the pools' configs differ only
-    in a few keys of ``machine``, and the (pure-Python, byte-stable) dumper is most of a
+    in a few labels of ``machine``, and the (pure-Python, byte-stable) dumper is most of a
     build's time. A block mapping's YAML is its sections' YAML one after the other, except
     when a value is shared (written once with an anchor): such documents are dumped whole.
-    A top-level map is its key's line, then its own sections' YAML indented (``_indented``).
     """
     return "---\n".join(_dump_document(document, written) for document in documents)
 
@@ -55,29 +54,24 @@ def dump_documents(documents: list[dict[str, Any]], written: dict[str, str] | No
 def _dump_document(document: dict[str, Any], written: dict[str, str] | None) -> str:
     if written is None or not document or _shares_values(document):
         return _dump(document)
-    return "".join(
-        _dump_section(key, value, written, nested=False) for key, value in document.items()
-    )
+    return "".join(_section(key, value, written) for key, value in document.items())
 
 
-def _dump_section(key: Any, value: Any, written: dict[str, str], *, nested: bool) -> str:
-    """``{key: value}`` as YAML at the top level or, ``nested``, indented under a key ("" when
-    that could differ from the dumper's)."""
-    seen = repr((nested, key, value))  # types and order included: equal text, equal YAML
+def _section(key: Any, value: Any, written: dict[str, str]) -> str:
+    """``{key: value}`` as the dumper writes it, remembered in ``written``: a map as its key's
+    line and its own sections' YAML indented, when that is sure to be the same text."""
+    seen = repr((key, value))  # types and order included: equal text, equal YAML
     if seen not in written:
-        if nested:
-            written[seen] = _indented(_dump({key: value}))
-        else:
-            written[seen] = _dump_children(key, value, written) or _dump({key: value})
+        written[seen] = _from_sections(key, value, written) or _dump({key: value})
     return written[seen]
 
 
-def _dump_children(key: Any, value: Any, written: dict[str, str]) -> str:
-    """A top-level map as its key's line and its sections' YAML; "" if the dumper might
-    write it otherwise (an empty map, a key it quotes, a section ``_indented`` refuses)."""
+def _from_sections(key: Any, value: Any, written: dict[str, str]) -> str:
+    """A map's YAML from its sections'; empty for an empty map, a key the dumper quotes, or a
+    section ``_indented`` refuses."""
     if not isinstance(value, dict) or not value or not _is_plain_key(key):
         return ""
-    sections = [_dump_section(inner, child, written, nested=True) for inner, child in value.items()]
+    sections = [_indented(_section(inner, child, written)) for inner, child in value.items()]
     return f"{key}:\n{''.join(sections)}" if all(sections) else ""
 
 

@@ -251,7 +251,11 @@ def _key_paths(
 
 def _path_part(key: Any) -> str:
     """A key as a path shows it; empty, odd or huge keys are quoted and shortened."""
-    text = str(key)
+    return _shown_key(str(key))
+
+
+@cache  # every pool's config has the same keys
+def _shown_key(text: str) -> str:
     if text and len(text) <= 64 and re.fullmatch(r"[\w./-]+", text):
         return text
     return shown(text)

@@ -291,10 +291,11 @@ def test_maps_written_section_by_section_are_the_same_bytes(
 
 
 def test_a_pool_writes_only_the_sections_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A second pool's config dumps only its own labels, not the rest of ``machine``."""
+    """A second pool's config dumps only its own label, not the rest of ``machine``."""
     base = yaml.safe_load((REPO / "examples" / "worker.yaml").read_text())
+    base["machine"]["nodeLabels"] = {"topology.kubernetes.io/zone": "hetzner-cloud"}
     other = copy.deepcopy(base)
-    other["machine"]["nodeLabels"] = {"node.kubernetes.io/pool": "other"}
+    other["machine"]["nodeLabels"]["node.kubernetes.io/pool"] = "other"
     written: dict[str, str] = {}
     dump_documents([base], written)
     dumped: list[Any] = []
@@ -307,7 +308,7 @@ def test_a_pool_writes_only_the_sections_it_changes(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(yaml, "safe_dump", counting_dump)
     text = dump_documents([other], written)
     assert text == real_dump(other, sort_keys=False, default_flow_style=False, width=1000)
-    assert dumped == [{"nodeLabels": other["machine"]["nodeLabels"]}]
+    assert dumped == [{"node.kubernetes.io/pool": "other"}]
 
 
 def test_a_document_with_shared_values_is_written_whole() -> None:
