@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 #: The Pulumi project, the namespace of its config keys and the ``managed-by`` label value.
 PROJECT = "hcloud-talos-autoscaler"
+#: The label key naming what created a Hetzner resource (snapshots carry it too).
+MANAGED_BY_LABEL = "managed-by"
 #: The labels of what the stack creates in Hetzner (the network, the placement groups).
-MANAGED_LABELS = {"managed-by": PROJECT}
+MANAGED_LABELS = {MANAGED_BY_LABEL: PROJECT}
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from core.releases.autoscaler import (
     AutoscalerImage,
     autoscaler_image,
 )
-from core.resources import PROJECT
+from core.resources import MANAGED_BY_LABEL, PROJECT
 from core.talos.node_labels import label_problems
 
 __all__ = ["PROJECT"]
@@ -68,7 +68,7 @@ class SnapshotLabel(StrEnum):
     TALOS_VERSION = "talos-version"
     TALOS_SCHEMATIC = "talos-schematic"
     ARCH = "arch"
-    MANAGED_BY = "managed-by"
+    MANAGED_BY = MANAGED_BY_LABEL
 
 
 SNAPSHOT_IDENTITY_LABELS = tuple(label.value for label in SnapshotLabel)
