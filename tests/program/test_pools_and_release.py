@@ -1,11 +1,11 @@
-"""Issue 25: placement groups, per-pool settings, the autoscaler's release, priorities, and
-the providerID setter's least privilege."""
+"""Issue 25 end to end: per-pool settings and the release's keys through the offline render (bad
+input exits 2 naming the key) and the program under Pulumi mocks (placement groups, each pool's
+Kilo location and subnet, replicas and priorities, the setter's own read-only token)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +13,10 @@ import pytest
 import yaml
 
 from core.autoscaler import values
-from core.autoscaler.manifests import provider_id_setter_manifests, setter_files
-from core.config import AutoscalerSettings
-from core.config.rules import SECRET_SETTINGS
-from core.pools import LOWEST_PRIORITY
-from core.releases.autoscaler import FEATURE_SINCE, AutoscalerImage, parse_image_tag
 from core.render import render_stack
 
-from tests.conftest import SHARED_REFERENCE, TEST_TOKEN, MockRuntime, shipped_config
+from tests.conftest import TEST_TOKEN, MockRuntime, shipped_config
 from tests.program.test_bad_input import changed, project, render
-from tests.stand_ins.hetzner_api import HetznerEmulator
-from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
-from tests.support.setter_process import run_standalone_until_registered
-from tests.support.stack_config import pools_of
 
 MAIN = Path(__file__).parents[2] / "__main__.py"
 #: Hetzner API tokens have 64 characters.
@@ -36,22 +27,6 @@ POOL_RECORD = "pulumi-python:dynamic/autoscaler:PoolServers"
 K8S_SECRET = "kubernetes:core/v1:Secret"
 HELM = "kubernetes:helm.sh/v3:Release"
 SETTER_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-
-
-def settings(**changes: Any) -> AutoscalerSettings:
-    pool = {"name": "a", "minSize": 0, "maxSize": 10, "instanceType": "cpx22", "region": "fsn1"}
-    pools = changes.pop("pools", [{}])
-    raw = {"nodeGroups": [{**pool, "name": f"p{i}", **p} for i, p in enumerate(pools)], **changes}
-    return AutoscalerSettings.model_validate(raw)
-
-
-def release_values(config: AutoscalerSettings) -> dict[str, Any]:
-    image = AutoscalerImage("v1.33.6", parse_image_tag("1.33.6"), "test")
-    return values.autoscaler_values(
-        values.ValuesInputs(
-            config, pools_of(config), image, "net", {"amd64": "1"}, "creds", "talos", "hash"
-        )
-    )
 
 
 # ---- every new key: exit 2 naming the key ------------------------------------------------
@@ -178,127 +153,6 @@ def test_the_legacy_format_refuses_per_pool_settings(
     assert "nodeGroups[0]: pool workers-fsn1 has labels/taints (or nodeAnnotations" in err
 
 
-def test_priorities_need_the_priority_expander_and_one_expander_setting() -> None:
-    with pytest.raises(ValueError, match=r"set autoscaler\.expander: priority"):
-        settings(pools=[{"priority": 5}])
-    with pytest.raises(ValueError, match="expander is set twice"):
-        settings(expander="priority", extraArgs={"expander": "random"})
-
-
-# ---- the release values -----------------------------------------------------------------
-
-
-def test_a_stack_without_the_new_keys_keeps_its_values() -> None:
-    produced = release_values(settings())
-    assert set(produced) == {
-        "autoscalingGroups",
-        "extraEnv",
-        "extraEnvSecrets",
-        "extraArgs",
-        "podAnnotations",
-        "image",
-    }
-    assert "expander" not in produced["extraArgs"]
-
-
-def test_several_replicas_get_a_budget_and_a_spread_over_nodes() -> None:
-    produced = release_values(
-        settings(
-            replicas=2,
-            resources={"requests": {"cpu": "100m", "memory": "300Mi"}},
-            nodeSelector={"node-role.kubernetes.io/control-plane": ""},
-            tolerations=[{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}],
-            priorityClassName="platform-critical",
-        )
-    )
-    assert produced["replicaCount"] == 2
-    assert produced["podDisruptionBudget"] == {"maxUnavailable": 1}
-    (spread,) = produced["topologySpreadConstraints"]
-    assert spread["topologyKey"] == "kubernetes.io/hostname"
-    assert spread["labelSelector"]["matchLabels"] == values.POD_SELECTOR
-    assert produced["resources"] == {"requests": {"cpu": "100m", "memory": "300Mi"}}
-    assert produced["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
-    assert produced["tolerations"] == [
-        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
-    ]
-    assert produced["priorityClassName"] == "platform-critical"
-
-
-def test_one_replica_leaves_the_charts_budget_and_placement() -> None:
-    produced = release_values(settings(replicas=1))
-    assert not {"replicaCount", "podDisruptionBudget", "topologySpreadConstraints"} & set(produced)
-
-
-def test_priorities_become_the_expanders_map_and_pools_without_one_come_last() -> None:
-    produced = release_values(
-        settings(expander="priority", pools=[{"priority": 10}, {}, {"priority": 30}, {}])
-    )
-    assert produced["extraArgs"]["expander"] == "priority"
-    assert produced["expanderPriorities"] == {
-        "30": ["^p2$"],
-        "10": ["^p0$"],
-        str(LOWEST_PRIORITY): ["^p1$", "^p3$"],
-    }
-
-
-def test_chart_values_are_merged_last_maps_key_by_key() -> None:
-    produced = release_values(
-        settings(
-            replicas=2,
-            extraArgs={"v": 2},
-            values={
-                "extraArgs": {"scan-interval": "20s"},
-                "podDisruptionBudget": {"maxUnavailable": 2},
-                "tolerations": [{"operator": "Exists"}],
-                "revisionHistoryLimit": 3,
-            },
-        )
-    )
-    assert produced["extraArgs"] == {
-        "enforce-node-group-min-size": True,
-        "v": 2,
-        "scan-interval": "20s",
-    }
-    assert produced["podDisruptionBudget"] == {"maxUnavailable": 2}
-    assert produced["tolerations"] == [{"operator": "Exists"}]
-    assert produced["revisionHistoryLimit"] == 3
-    assert produced["extraEnv"]["HCLOUD_NETWORK"] == "net"
-
-
-@pytest.mark.parametrize("deploy", ["package", "helm"])
-def test_values_no_chart_reads_are_warned_about(deploy: str) -> None:
-    namespace = {} if deploy == "package" else {"namespace": "x"}
-    config = settings(deploy=deploy, values={"replicaCount": 2, "replicas": 2}, **namespace)
-    warning = values.ignored_values_warning(config)
-    assert warning is not None
-    assert warning.startswith("autoscaler.values: replicas is not a value")
-    assert ("9.55.0" in warning) == (deploy == "package")
-    assert values.ignored_values_warning(settings(values={"replicaCount": 2})) is None
-
-
-@pytest.mark.parametrize(
-    "chart", ["cluster-autoscaler", "cozystack-cluster-autoscaler/charts/cluster-autoscaler"]
-)
-def test_the_known_chart_values_are_the_charts_own(chart: str) -> None:
-    """The upstream chart (9.56.0) and the one Cozystack's wrapper vendors (9.55.0)."""
-    chart_values = yaml.safe_load((SHARED_REFERENCE / "charts" / chart / "values.yaml").read_text())
-    assert set(chart_values) == values.CHART_VALUE_KEYS
-
-
-def test_cluster_config_names_placement_groups_and_server_labels_only_where_set() -> None:
-    config = settings(
-        pools=[{"placementGroup": "spread", "serverLabels": {"team": "a"}}, {"maxSize": 20}]
-    )
-    decoded = values.cluster_config(
-        pools_of(config), {}, {"amd64": "1"}, {"p0": "x", "p1": "y"}, None, {"p0": "4711"}
-    )
-    assert decoded["nodeConfigs"]["p0"]["placementGroup"] == "4711"
-    assert decoded["nodeConfigs"]["p0"]["serverLabels"] == {"team": "a"}
-    assert not {"placementGroup", "serverLabels"} & set(decoded["nodeConfigs"]["p1"])
-    with pytest.raises(ValueError, match="no placement group for pool"):
-        values.cluster_config(pools_of(config), {}, {"amd64": "1"}, {"p0": "x", "p1": "y"})
-
-
 # ---- the program ------------------------------------------------------------------------
 
 
@@ -415,63 +269,6 @@ def test_without_a_read_only_token_the_setter_reads_the_autoscalers(
     pulumi_runtime.run(MAIN, prod())
     credentials = next(s for s in pulumi_runtime.by_type(K8S_SECRET) if "credentials" in s.name)
     assert set(credentials.inputs["stringData"]) == {values.CREDENTIALS_KEY}
-
-
-def _verb(method: str, path: str) -> tuple[str, str]:
-    """(resource, verb) of a Kubernetes API request, as RBAC names it."""
-    parsed = urllib.parse.urlsplit(path)
-    parts = parsed.path.strip("/").split("/")  # api, v1, <resource>[, <name>]
-    resource, named = parts[2], len(parts) > 3
-    query = urllib.parse.parse_qs(parsed.query)
-    if method == "GET":
-        verb = "watch" if query.get("watch") else "get" if named else "list"
-    else:
-        verb = {"PATCH": "patch", "PUT": "update", "POST": "create", "DELETE": "delete"}[method]
-    return resource, verb
-
-
-def test_the_cluster_role_grants_exactly_the_calls_the_script_makes(
-    tmp_path: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
-) -> None:
-    script = tmp_path / "provider_id_setter.py"
-    for name, text in setter_files().items():
-        (tmp_path / name).write_text(text)
-    run_standalone_until_registered(script, hetzner_api, kubernetes_api)
-
-    made = {_verb(method, path) for method, path in kubernetes_api.state.requests}
-    role = provider_id_setter_manifests("ns", "creds", "token")[2]
-    granted = {
-        (resource, verb)
-        for rule in role["rules"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-    assert made == granted
-    # It only reads Hetzner: a read-only token is enough.
-    assert {method for method, _ in hetzner_api.state.requests} == {"GET"}
-
-
-def test_the_read_only_token_is_a_secret_setting() -> None:
-    assert "autoscaler.providerIdToken" in [shown for shown, _, _ in SECRET_SETTINGS]
-
-
-def test_the_configuration_table_lists_every_autoscaler_key_with_its_minimum_version() -> None:
-    page = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
-    table = page.split("\n## Keys\n", 1)[1].split("\n## ", 1)[0]
-    rows = {line.split("|")[1] for line in table.splitlines() if line.startswith("| `")}
-    listed = " ".join(rows)
-    for field in AutoscalerSettings.model_fields.values():
-        assert f"`autoscaler.{field.alias}`" in listed, field.alias
-    for key in ("nodeAnnotations", "placementGroup", "serverLabels", "subnet", "priority"):
-        assert f"`autoscaler.nodeGroups[].{key}`" in listed, key
-    for key, setting in (
-        ("placementGroup", "placementGroup"),
-        ("serverLabels", "serverLabels"),
-        ("subnet", "subnetIPRange"),
-    ):
-        major, minor = FEATURE_SINCE[setting]
-        (row,) = [line for line in table.splitlines() if f"nodeGroups[].{key}`" in line]
-        assert f"Autoscaler ≥ {major}.{minor}" in row
 
 
 # ---- a pool's own subnet ----------------------------------------------------------------------

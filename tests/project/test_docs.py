@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from core.config import AutoscalerSettings
+from core.releases.autoscaler import FEATURE_SINCE
+
 REPO = Path(__file__).parents[2]
 README = REPO / "README.md"
 PAGES = sorted((REPO / "docs").glob("*.md"))
@@ -51,3 +54,22 @@ def test_the_readme_shows_the_test_command_ci_runs_and_the_offline_render() -> N
     development = README.read_text().split("\n## Development\n", 1)[1]
     assert f"\n{command} " in development
     assert "make render" in README.read_text()
+
+
+def test_the_configuration_table_lists_every_autoscaler_key_with_its_minimum_version() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    table = page.split("\n## Keys\n", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1] for line in table.splitlines() if line.startswith("| `")}
+    listed = " ".join(rows)
+    for field in AutoscalerSettings.model_fields.values():
+        assert f"`autoscaler.{field.alias}`" in listed, field.alias
+    for key in ("nodeAnnotations", "placementGroup", "serverLabels", "subnet", "priority"):
+        assert f"`autoscaler.nodeGroups[].{key}`" in listed, key
+    for key, setting in (
+        ("placementGroup", "placementGroup"),
+        ("serverLabels", "serverLabels"),
+        ("subnet", "subnetIPRange"),
+    ):
+        major, minor = FEATURE_SINCE[setting]
+        (row,) = [line for line in table.splitlines() if f"nodeGroups[].{key}`" in line]
+        assert f"Autoscaler ≥ {major}.{minor}" in row

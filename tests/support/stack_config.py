@@ -58,3 +58,12 @@ def pools_of(settings: AutoscalerSettings) -> tuple[PoolPlan, ...]:
     """The plan's pool records for ``settings`` in the VALID stack (the cross-section rules,
     e.g. the autoscaler release a pool setting needs, are not applied)."""
     return plan_stack(dataclasses.replace(parse(VALID), autoscaler=settings)).pools
+
+
+def autoscaler_settings(**changes: Any) -> AutoscalerSettings:
+    """Autoscaler settings with pools p0, p1, ... (``pools``: each one's changes) and
+    ``changes``."""
+    pool = {"name": "a", "minSize": 0, "maxSize": 10, "instanceType": "cpx22", "region": "fsn1"}
+    pools = changes.pop("pools", [{}])
+    raw = {"nodeGroups": [{**pool, "name": f"p{i}", **p} for i, p in enumerate(pools)], **changes}
+    return AutoscalerSettings.model_validate(raw)

@@ -12,11 +12,12 @@ import yaml
 
 from core.autoscaler import values
 from core.config import AutoscalerSettings, ConfigError
+from core.pools import LOWEST_PRIORITY
 from core.releases.autoscaler import AutoscalerImage, autoscaler_image, parse_image_tag
 
 from tests.conftest import SHARED_REFERENCE
 from tests.support.manifest_paths import package_values
-from tests.support.stack_config import pools_of
+from tests.support.stack_config import autoscaler_settings, pools_of
 
 #: Top-level keys documented in the chart's values.yaml (kubernetes/autoscaler
 #: charts/cluster-autoscaler/values.yaml) that this program emits.
@@ -451,3 +452,128 @@ def test_an_existing_network_pins_new_servers_to_the_subnet_when_the_image_can()
     assert warning is not None and "predates defaultSubnetIPRange" in warning
     legacy = values.subnet_pin_warning("shared-net", "legacy", new)
     assert legacy is not None and "configFormat legacy has no cluster config" in legacy
+
+
+# ---- replicas, placement, priorities and the chart's values (issue 25) ----------------------
+
+
+def release_values(config: AutoscalerSettings) -> dict[str, Any]:
+    image = AutoscalerImage("v1.33.6", parse_image_tag("1.33.6"), "test")
+    return values.autoscaler_values(
+        values.ValuesInputs(
+            config, pools_of(config), image, "net", {"amd64": "1"}, "creds", "talos", "hash"
+        )
+    )
+
+
+def test_a_stack_without_the_new_keys_keeps_its_values() -> None:
+    produced = release_values(autoscaler_settings())
+    assert set(produced) == {
+        "autoscalingGroups",
+        "extraEnv",
+        "extraEnvSecrets",
+        "extraArgs",
+        "podAnnotations",
+        "image",
+    }
+    assert "expander" not in produced["extraArgs"]
+
+
+def test_several_replicas_get_a_budget_and_a_spread_over_nodes() -> None:
+    produced = release_values(
+        autoscaler_settings(
+            replicas=2,
+            resources={"requests": {"cpu": "100m", "memory": "300Mi"}},
+            nodeSelector={"node-role.kubernetes.io/control-plane": ""},
+            tolerations=[{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}],
+            priorityClassName="platform-critical",
+        )
+    )
+    assert produced["replicaCount"] == 2
+    assert produced["podDisruptionBudget"] == {"maxUnavailable": 1}
+    (spread,) = produced["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"] == values.POD_SELECTOR
+    assert produced["resources"] == {"requests": {"cpu": "100m", "memory": "300Mi"}}
+    assert produced["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
+    assert produced["tolerations"] == [
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
+    ]
+    assert produced["priorityClassName"] == "platform-critical"
+
+
+def test_one_replica_leaves_the_charts_budget_and_placement() -> None:
+    produced = release_values(autoscaler_settings(replicas=1))
+    assert not {"replicaCount", "podDisruptionBudget", "topologySpreadConstraints"} & set(produced)
+
+
+def test_priorities_become_the_expanders_map_and_pools_without_one_come_last() -> None:
+    produced = release_values(
+        autoscaler_settings(expander="priority", pools=[{"priority": 10}, {}, {"priority": 30}, {}])
+    )
+    assert produced["extraArgs"]["expander"] == "priority"
+    assert produced["expanderPriorities"] == {
+        "30": ["^p2$"],
+        "10": ["^p0$"],
+        str(LOWEST_PRIORITY): ["^p1$", "^p3$"],
+    }
+
+
+def test_chart_values_are_merged_last_maps_key_by_key() -> None:
+    produced = release_values(
+        autoscaler_settings(
+            replicas=2,
+            extraArgs={"v": 2},
+            values={
+                "extraArgs": {"scan-interval": "20s"},
+                "podDisruptionBudget": {"maxUnavailable": 2},
+                "tolerations": [{"operator": "Exists"}],
+                "revisionHistoryLimit": 3,
+            },
+        )
+    )
+    assert produced["extraArgs"] == {
+        "enforce-node-group-min-size": True,
+        "v": 2,
+        "scan-interval": "20s",
+    }
+    assert produced["podDisruptionBudget"] == {"maxUnavailable": 2}
+    assert produced["tolerations"] == [{"operator": "Exists"}]
+    assert produced["revisionHistoryLimit"] == 3
+    assert produced["extraEnv"]["HCLOUD_NETWORK"] == "net"
+
+
+@pytest.mark.parametrize("deploy", ["package", "helm"])
+def test_values_no_chart_reads_are_warned_about(deploy: str) -> None:
+    namespace = {} if deploy == "package" else {"namespace": "x"}
+    config = autoscaler_settings(
+        deploy=deploy, values={"replicaCount": 2, "replicas": 2}, **namespace
+    )
+    warning = values.ignored_values_warning(config)
+    assert warning is not None
+    assert warning.startswith("autoscaler.values: replicas is not a value")
+    assert ("9.55.0" in warning) == (deploy == "package")
+    assert values.ignored_values_warning(autoscaler_settings(values={"replicaCount": 2})) is None
+
+
+@pytest.mark.parametrize(
+    "chart", ["cluster-autoscaler", "cozystack-cluster-autoscaler/charts/cluster-autoscaler"]
+)
+def test_the_known_chart_values_are_the_charts_own(chart: str) -> None:
+    """The upstream chart (9.56.0) and the one Cozystack's wrapper vendors (9.55.0)."""
+    chart_values = yaml.safe_load((SHARED_REFERENCE / "charts" / chart / "values.yaml").read_text())
+    assert set(chart_values) == values.CHART_VALUE_KEYS
+
+
+def test_cluster_config_names_placement_groups_and_server_labels_only_where_set() -> None:
+    config = autoscaler_settings(
+        pools=[{"placementGroup": "spread", "serverLabels": {"team": "a"}}, {"maxSize": 20}]
+    )
+    decoded = values.cluster_config(
+        pools_of(config), {}, {"amd64": "1"}, {"p0": "x", "p1": "y"}, None, {"p0": "4711"}
+    )
+    assert decoded["nodeConfigs"]["p0"]["placementGroup"] == "4711"
+    assert decoded["nodeConfigs"]["p0"]["serverLabels"] == {"team": "a"}
+    assert not {"placementGroup", "serverLabels"} & set(decoded["nodeConfigs"]["p1"])
+    with pytest.raises(ValueError, match="no placement group for pool"):
+        values.cluster_config(pools_of(config), {}, {"amd64": "1"}, {"p0": "x", "p1": "y"})

@@ -1,5 +1,6 @@
 """Talos worker configs as users really feed them (issue 22): 1.12+ network documents, value
-types, 1.13 list arguments, kernel modules and their extensions, and the smaller rules."""
+types, 1.13 list arguments, kernel modules and their extensions, the smaller rules, and the
+failures of the guide's troubleshooting."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from core.talos.documents import dump_documents, load_documents
 from core.talos.keys import talos_keys
 from core.talos.problems import WorkerConfigError
 from core.talos.spec import WorkerConfigSpec
+from core.talos.validation import validate_worker_documents
 from core.talos.worker_config import build_worker_config
 
 from tests.conftest import REPO, set_path
 from tests.stand_ins.hetzner_api import TEST_TOKEN
+from tests.support.worker_config import base_for
+from tests.support.worker_config import spec as pool_spec
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 KUBERNETES_FOR = {11: "1.33.1", 12: "1.34.2", 13: "1.35.0"}
@@ -407,3 +411,102 @@ def test_a_pool_that_can_never_grow_is_a_warning(tmp_path: Path) -> None:
     (project / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
     _, warnings = read_stack_file(project, "dev")
     assert any("maxSize 0: the autoscaler never creates a server in it" in w for w in warnings)
+
+
+# ---- 6. the guide's troubleshooting failures, the Internal IP, control-plane-only settings ---
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        # "unknown keys found during decoding": nodeLabels not under machine.
+        (
+            lambda b: b.replace("  kubelet:\n", "  kubelet:\n    nodeLabels:\n      a: b\n", 1),
+            "machine.kubelet.nodeLabels: unknown key for Talos v1.11 (Talos would fail with 'unknown keys found during decoding'); `nodeLabels` goes under `machine`",
+        ),
+        # ... and nodeIP not under machine.kubelet.
+        (
+            lambda b: b.replace(
+                "  certSANs: []\n",
+                "  certSANs: []\n  nodeIP:\n    validSubnets: [10.100.0.0/24]\n",
+                1,
+            ),
+            "machine.nodeIP: unknown key for Talos v1.11 (Talos would fail with 'unknown keys found during decoding'); `nodeIP` goes under `machine.kubelet`",
+        ),
+        (
+            lambda b: "nodeLabels:\n  a: b\n" + b,
+            "nodeLabels: unknown key for Talos v1.11",
+        ),
+        # "kubelet image is not valid": Kubernetes newer than the Talos release supports.
+        (
+            lambda b: b.replace("kubelet:v1.33.1", "kubelet:v1.35.0"),
+            "machine.kubelet.image: 'ghcr.io/siderolabs/kubelet:v1.35.0': Kubernetes 1.35.0 is outside what Talos v1.11.2 supports",
+        ),
+        (
+            lambda b: b.replace("type: worker", "type: controlplane"),
+            "machine.type: is 'controlplane'; autoscaled nodes join as workers",
+        ),
+        (
+            lambda b: b.replace(
+                '    key: ""\n  certSANs',
+                "    key: TFMwdExTMUNSVWRKVGlCRlJESTFOVEU1\n  certSANs",
+                1,
+            ),
+            "machine.ca.key: is a control-plane private key",
+        ),
+        (
+            lambda b: b.replace("https://192.0.2.10:6443", "192.0.2.10:6443"),
+            "cluster.controlPlane.endpoint: is '192.0.2.10:6443'; it must be the https URL",
+        ),
+        (
+            lambda b: b.replace("  token: 3f9k2p.0sample0cluster0\n", ""),
+            "cluster.token: is missing",
+        ),
+        # Talos' default service network 10.96.0.0/12 swallows the guide's 10.100.0.0/16.
+        (
+            lambda b: b.replace("10.96.0.0/16", "10.96.0.0/12"),
+            "cluster.network.serviceSubnets: 10.96.0.0/12 overlaps the private network 10.100.0.0/16",
+        ),
+    ],
+)
+def test_guide_troubleshooting_failures_are_caught(mutate: Any, expected: str) -> None:
+    with pytest.raises(WorkerConfigError) as caught:
+        build_worker_config(mutate(base_for(11)), pool_spec(11, kubernetes=None), "of pool w")
+    assert any(expected in str(problem) for problem in caught.value.problems), caught.value
+    assert str(caught.value).startswith("the Talos worker config of pool w has")
+
+
+def test_wrong_internal_ip_subnet_is_reported() -> None:
+    documents = load_documents(build_worker_config(base_for(11), pool_spec(11)).yaml)
+    problems = validate_worker_documents(documents, pool_spec(11, subnet="10.100.1.0/24"))
+    assert [str(p) for p in problems] == [
+        "machine.kubelet.nodeIP.validSubnets: is ['10.100.0.0/24'] but the private subnet is "
+        "10.100.1.0/24; nodes would register the wrong Internal IP"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            {"cluster": {"etcd": {"advertisedSubnets": ["10.100.0.0/24"]}}},
+            "cluster.etcd: is only allowed on control plane machines",
+        ),
+        (
+            {"machine": {"features": {"kubernetesTalosAPIAccess": {"enabled": True}}}},
+            "machine.features.kubernetesTalosAPIAccess: can only be enabled on control plane",
+        ),
+    ],
+)
+def test_settings_talos_refuses_on_workers_are_refused(
+    extra: dict[str, Any], expected: str
+) -> None:
+    """Talos's own validation refuses these on a worker (found by the loader oracle, issue 17)."""
+    documents = load_documents(base_for(11))
+    for section, values in extra.items():
+        for key, value in values.items():
+            merged = documents[0][section].get(key) or {}
+            documents[0][section][key] = {**merged, **value} if isinstance(value, dict) else value
+    with pytest.raises(WorkerConfigError) as caught:
+        build_worker_config(dump_documents(documents), pool_spec(11), "of pool w")
+    assert any(expected in str(problem) for problem in caught.value.problems), caught.value
