@@ -1,13 +1,14 @@
 """The Kubernetes objects this program applies besides the chart, as plain data.
 
 - the providerID setter: ``core/kubernetes/provider_id_setter.py`` and the ``client.py``
-  it imports (standard library only, kept and tested there) in a ConfigMap, run by an
+  it imports (standard library only, kept and tested there) in a ConfigMap, mounted at the
+  paths the repository has (``<mount>/core/kubernetes/...``) and run by an
   official Python image with its own ServiceAccount and a ClusterRole on nodes. The
   autoscaler counts a node as registered only when its ``spec.providerID`` is
   ``hcloud://<server-id>``; on a Cozystack cluster nothing sets it (Local CCM removes the
   ``uninitialized`` taint first, and a cloud-node controller only initializes nodes that
   still carry it), so unregistered servers would be deleted after 15 minutes;
-- the node controller: ``node_controller.py`` next to the same ``client.py``,
+- the node controller: ``node_controller.py`` with the same ``client.py``,
   ``rollout.py`` (the labels and settings it shares with the ``nodes`` command) and its
   ``config.json`` (the stack's network, each pool's generation, the rollout settings) in
   its own ConfigMap, with its own ServiceAccount and ClusterRole: it drains and replaces
@@ -37,18 +38,25 @@ from core.resources import PROJECT
 SETTER_NAME = "provider-id-setter"
 #: Official Python image (Docker Hub library/python); the script needs nothing else.
 SETTER_IMAGE = "python:3.14.0-alpine3.22"
-SCRIPT_FILE = "provider_id_setter.py"
-#: The standard-library modules the scripts import by flat name, shipped beside them.
+#: The scripts' package. Its files are mounted at the paths the repository has
+#: (``<mount>/core/kubernetes/client.py``), so a script imports the modules shipped beside it
+#: as the repository's code does (``from core.kubernetes.client import ...``): ``core`` and
+#: ``core.kubernetes`` are namespace packages there (no ``__init__.py`` shipped).
+HELPER_PACKAGE = "core.kubernetes"
+SCRIPT_MODULE = "provider_id_setter"
+SCRIPT_FILE = f"{SCRIPT_MODULE}.py"
+#: The standard-library modules the scripts import, shipped beside them.
 CLIENT_FILE = "client.py"
 ROLLOUT_FILE = "rollout.py"
 SCRIPT_DIR = "/opt/provider-id-setter"
 #: Cluster-scoped names carry the project's name so they do not collide with others'.
 CLUSTER_ROLE = f"{PROJECT}-{SETTER_NAME}"
 HEALTH_PORT = 8080
-#: No PYTHON* variables, no user site (the script's folder stays on ``sys.path``: it imports
-#: ``client.py`` from beside it), no bytecode written (the root file system is read-only),
-#: unbuffered logs.
-SETTER_COMMAND = ["python", "-E", "-s", "-B", "-u", f"{SCRIPT_DIR}/{SCRIPT_FILE}"]
+#: No PYTHON* variables, no user site, no bytecode written (the root file system is
+#: read-only), unbuffered logs; the script run as a module (``-m``) from the working
+#: directory, the mount, which ``-m`` puts first on ``sys.path`` (``-E``/``-s`` keep it; ``-I``
+#: or ``-P`` would not): ``core.kubernetes.client`` is found there.
+SETTER_COMMAND = ["python", "-E", "-s", "-B", "-u", "-m", f"{HELPER_PACKAGE}.{SCRIPT_MODULE}"]
 SCRIPT_HASH_ANNOTATION = f"{PROJECT}/script-sha256"
 #: What the setter does, and nothing more: list Nodes and patch them (the API server
 #: itself refuses to change a providerID that is already set). Its script makes no other
@@ -63,7 +71,17 @@ NODE_RULE: dict[str, list[str]] = {
 @cache
 def helper_file(name: str) -> str:
     """A file of ``core/kubernetes`` exactly as this repository ships (and its tests run) it."""
-    return resources.files("core.kubernetes").joinpath(name).read_text(encoding="utf-8")
+    return resources.files(HELPER_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+
+
+def volume_items(data: dict[str, str]) -> list[dict[str, str]]:
+    """Where the ConfigMap volume puts each key (a key cannot hold a ``/``): a Python file at
+    its path in the repository, under the mount; anything else (``config.json``) at the top."""
+    package = HELPER_PACKAGE.replace(".", "/")
+    return [
+        {"key": key, "path": f"{package}/{key}" if key.endswith(".py") else key}
+        for key in sorted(data)
+    ]
 
 
 def setter_files() -> dict[str, str]:
@@ -115,7 +133,8 @@ def _in_cluster_helper(
 ) -> list[dict[str, Any]]:
     """The objects of one in-cluster helper: its ConfigMap (``data``), ServiceAccount,
     ClusterRole (``rules``) and binding, and a Deployment of one pod that runs ``command``
-    on the official Python image with the ConfigMap mounted at ``mount``. A change of
+    on the official Python image with the ConfigMap mounted at ``mount`` (its working
+    directory; the files at ``volume_items``' paths). A change of
     ``scripts`` (the helper's code) rolls the pod; a ConfigMap change alone would not."""
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": PROJECT}
     metadata = {"name": name, "namespace": namespace, "labels": labels}
@@ -123,6 +142,7 @@ def _in_cluster_helper(
         "name": name,
         "image": SETTER_IMAGE,
         "command": command,
+        "workingDir": mount,
         "env": env,
         "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
         # The loop reports itself overdue after it missed its schedule by two minutes.
@@ -188,7 +208,12 @@ def _in_cluster_helper(
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
                         "containers": [container],
-                        "volumes": [{"name": "script", "configMap": {"name": name}}],
+                        "volumes": [
+                            {
+                                "name": "script",
+                                "configMap": {"name": name, "items": volume_items(data)},
+                            }
+                        ],
                     },
                 },
             },
@@ -197,12 +222,13 @@ def _in_cluster_helper(
 
 
 CONTROLLER_NAME = "node-controller"
-CONTROLLER_SCRIPT_FILE = "node_controller.py"
+CONTROLLER_SCRIPT_MODULE = "node_controller"
+CONTROLLER_SCRIPT_FILE = f"{CONTROLLER_SCRIPT_MODULE}.py"
 CONTROLLER_CONFIG_FILE = "config.json"
 CONTROLLER_DIR = "/opt/node-controller"
 CONTROLLER_ROLE = f"{PROJECT}-{CONTROLLER_NAME}"
 #: As the setter's.
-CONTROLLER_COMMAND = [*SETTER_COMMAND[:-1], f"{CONTROLLER_DIR}/{CONTROLLER_SCRIPT_FILE}"]
+CONTROLLER_COMMAND = [*SETTER_COMMAND[:-1], f"{HELPER_PACKAGE}.{CONTROLLER_SCRIPT_MODULE}"]
 #: Read Nodes, cordon and annotate them, delete replaced ones; find and evict their pods
 #: (the Eviction API, which honours PodDisruptionBudgets); report on the Node with Events.
 CONTROLLER_RULES: list[dict[str, list[str]]] = [

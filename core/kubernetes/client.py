@@ -1,9 +1,9 @@
 """What the in-cluster helpers share: the Kubernetes and Hetzner API clients, a pod's
 access to both, servers and nodes as the helpers see them, and the health endpoint.
 
-Standard library only. The ConfigMap of each helper ships this file next to its script,
-which imports it by its flat name (``client``); the destroy sweep and the command lines
-import it as ``core.kubernetes.client``. Nothing here imports a script.
+Standard library only. The ConfigMap of each helper ships this file at the path it has here
+(``<mount>/core/kubernetes/client.py``), so the scripts, the destroy sweep and the command
+lines all import it as ``core.kubernetes.client``. Nothing here imports a script.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ keep the old one until they are replaced; this loop replaces them:
   uncordoned, annotated, reported (a log line and a Warning Event on the Node) and left for
   ``retryFailedSeconds`` while the others go on.
 
-Deployed from a ConfigMap next to ``client.py`` (the clients it shares with the providerID
-setter) and ``rollout.py``, into an official ``python:alpine`` image: standard library only.
+Deployed from a ConfigMap with ``client.py`` (the clients it shares with the providerID
+setter) and ``rollout.py``, each at its path here, into an official ``python:alpine`` image
+(``python -m core.kubernetes.node_controller`` in the mount): standard library only.
 Its settings are a JSON file (the ConfigMap's ``config.json``: ``networkId``, ``pools``
 (pool -> current generation), ``strategy`` (``replace`` or ``none``), ``maxUnavailable``,
 ``drainTimeoutSeconds``), read again every pass, so a new generation needs no restart.
@@ -49,54 +50,30 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING or __package__:  # imported from the repository (tests)
-    from core.kubernetes.client import (
-        LIVENESS_GRACE_SECONDS,
-        NODE_GROUP_LABEL,
-        PROVIDER_ID_PREFIX,
-        SERVICE_ACCOUNT_DIR,
-        ApiError,
-        HetznerApi,
-        KubernetesApi,
-        PodAccess,
-        Server,
-        in_pool,
-        match,
-        parse_node,
-        request_json,
-        serve_health,
-    )
-    from core.kubernetes.rollout import (
-        DRAIN_FAILED_ANNOTATION,
-        DRAINING_ANNOTATION,
-        GENERATION_LABEL,
-        RolloutConfig,
-    )
-else:  # run from the ConfigMap, next to client.py and rollout.py
-    from client import (
-        LIVENESS_GRACE_SECONDS,
-        NODE_GROUP_LABEL,
-        PROVIDER_ID_PREFIX,
-        SERVICE_ACCOUNT_DIR,
-        ApiError,
-        HetznerApi,
-        KubernetesApi,
-        PodAccess,
-        Server,
-        in_pool,
-        match,
-        parse_node,
-        request_json,
-        serve_health,
-    )
-    from rollout import (
-        DRAIN_FAILED_ANNOTATION,
-        DRAINING_ANNOTATION,
-        GENERATION_LABEL,
-        RolloutConfig,
-    )
+from core.kubernetes.client import (
+    LIVENESS_GRACE_SECONDS,
+    NODE_GROUP_LABEL,
+    PROVIDER_ID_PREFIX,
+    SERVICE_ACCOUNT_DIR,
+    ApiError,
+    HetznerApi,
+    KubernetesApi,
+    PodAccess,
+    Server,
+    in_pool,
+    match,
+    parse_node,
+    request_json,
+    serve_health,
+)
+from core.kubernetes.rollout import (
+    DRAIN_FAILED_ANNOTATION,
+    DRAINING_ANNOTATION,
+    GENERATION_LABEL,
+    RolloutConfig,
+)
 
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 COMPONENT = "hcloud-talos-autoscaler-node-controller"

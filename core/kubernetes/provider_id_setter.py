@@ -12,8 +12,9 @@ IPs. The API server lets providerID only go from empty to a value, so a set one 
 never overwritten; nodes that match no such server (bare metal, control planes) are
 never touched.
 
-Deployed from a ConfigMap into an official ``python:alpine`` image, next to ``client.py``
-(the clients it shares with the node controller): standard library only. In the
+Deployed from a ConfigMap into an official ``python:alpine`` image with ``client.py`` (the
+clients it shares with the node controller), each at its path here, and run as
+``python -m core.kubernetes.provider_id_setter`` in the mount: standard library only. In the
 cluster it uses its ServiceAccount (token and CA at the standard paths,
 ``KUBERNETES_SERVICE_HOST``/``_PORT``) and ``HCLOUD_TOKEN`` (``HCLOUD_ENDPOINT``
 overrides the API URL). ``PROVIDER_ID_SETTER_*`` variables exist for tests.
@@ -34,34 +35,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING or __package__:  # imported from the repository (tests)
-    from core.kubernetes.client import (
-        LIVENESS_GRACE_SECONDS,
-        PROVIDER_ID_PREFIX,
-        SERVICE_ACCOUNT_DIR,
-        ApiError,
-        HetznerApi,
-        KubernetesApi,
-        Node,
-        PodAccess,
-        match,
-        serve_health,
-    )
-else:  # run from the ConfigMap, next to client.py
-    from client import (
-        LIVENESS_GRACE_SECONDS,
-        PROVIDER_ID_PREFIX,
-        SERVICE_ACCOUNT_DIR,
-        ApiError,
-        HetznerApi,
-        KubernetesApi,
-        Node,
-        PodAccess,
-        match,
-        serve_health,
-    )
+from core.kubernetes.client import (
+    LIVENESS_GRACE_SECONDS,
+    PROVIDER_ID_PREFIX,
+    SERVICE_ACCOUNT_DIR,
+    ApiError,
+    HetznerApi,
+    KubernetesApi,
+    Node,
+    PodAccess,
+    match,
+    serve_health,
+)
 
 LOOP_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 300.0

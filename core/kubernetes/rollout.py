@@ -1,7 +1,7 @@
 """The node controller's contract with the rest of the project: the label and annotations
 it reads and writes on Nodes, and its settings (``config.json``, written by the program).
 
-Standard library only: the controller's ConfigMap ships this file next to its script;
+Standard library only: the controller's ConfigMap ships this file with its script;
 the worker configs (the generation label) and the ``nodes`` command import it here.
 """
 

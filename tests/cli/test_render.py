@@ -19,6 +19,7 @@ from tests.conftest import REPO
 from tests.stand_ins.hetzner_api import HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 from tests.support.manifest_paths import pod_spec
+from tests.support.pod_volume import lay_out_helper, projected
 from tests.support.setter_process import run_standalone_until_registered
 
 
@@ -152,18 +153,19 @@ def test_render_writes_the_provider_id_setter_that_runs_as_tested(
     )
     data = by_kind["ConfigMap"]["data"]
     assert sorted(data) == ["client.py", "provider_id_setter.py"]
-    for name, text in data.items():
-        assert text.encode() == (REPO / "core" / "kubernetes" / name).read_bytes()
-    key = "provider_id_setter.py"
+    (volume,) = pod_spec(by_kind["Deployment"])["volumes"]
+    files = projected(data, volume["configMap"])
+    # Each file at the path it has in the repository, byte for byte.
+    assert sorted(files) == ["core/kubernetes/client.py", "core/kubernetes/provider_id_setter.py"]
+    for path, text in files.items():
+        assert text.encode() == (REPO / path).read_bytes()
     container = pod_spec(by_kind["Deployment"])["containers"][0]
     (mount,) = container["volumeMounts"]
-    assert container["command"][-1] == f"{mount['mountPath']}/{key}"
+    assert container["workingDir"] == mount["mountPath"]
+    assert container["command"][-2:] == ["-m", "core.kubernetes.provider_id_setter"]
 
-    mounted = tmp_path / "mounted" / key
-    mounted.parent.mkdir()
-    for name, text in data.items():
-        (mounted.parent / name).write_text(text)
-    run_standalone_until_registered(mounted, hetzner_api, kubernetes_api)
+    pod = lay_out_helper(manifests, tmp_path / "pod")
+    run_standalone_until_registered(pod, hetzner_api, kubernetes_api)
 
 
 def test_provider_id_none_is_warned_and_writes_no_setter(tmp_path: Path) -> None:
@@ -262,8 +264,11 @@ def test_render_shows_each_pools_generation_and_writes_the_node_controller(
         "Deployment",
     ]
     data = manifests[0]["data"]
+    (volume,) = pod_spec(manifests[4])["volumes"]
+    files = projected(data, volume["configMap"])
     for name in ("node_controller.py", "client.py", "rollout.py"):
-        assert data[name] == (REPO / "core" / "kubernetes" / name).read_text()
+        assert files[f"core/kubernetes/{name}"] == (REPO / "core" / "kubernetes" / name).read_text()
+    assert files["config.json"] == data["config.json"]
     settings = json.loads(data["config.json"])
     assert settings["pools"] == generations
     assert settings["networkId"] == f"<id of network {plan.network.shown_name}>"

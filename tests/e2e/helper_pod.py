@@ -1,8 +1,9 @@
 """The in-cluster helpers (the providerID setter, the node controller) run on this machine as
 their Deployment's pod would run them: no kubelet runs containers here, so this reads the
 Deployment the program applied and does the kubelet's part — its ConfigMap volume's files in a
-folder where it is mounted, its container's command (``python`` is this interpreter), its
-environment with Secret references resolved through the API server, a token of its
+folder where it is mounted, each at the path the volume's ``items`` give it
+(``tests.support.pod_volume``), its container's command (``python`` is this interpreter) run
+in its ``workingDir``, its environment with Secret references resolved through the API server, a token of its
 ServiceAccount (TokenRequest) with the CA and namespace where the pod finds them.
 """
 
@@ -13,13 +14,13 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.kube_cluster import LOOPBACK, KubeCluster
+from tests.support.pod_volume import lay_out_container
 
 
 def service_account_dir(kube: KubeCluster, directory: Path, namespace: str, name: str) -> Path:
@@ -34,21 +35,13 @@ def service_account_dir(kube: KubeCluster, directory: Path, namespace: str, name
 @dataclass
 class HelperPod:
     deployment: dict[str, Any]
-    #: The files of its ConfigMap volume, by name, as the pod reads them.
+    #: Its ConfigMap's files, by key.
     files: dict[str, str]
     #: Its ServiceAccount's token.
     token: str
     #: Its output (stdout and stderr).
     log: Path
     process: subprocess.Popen[bytes]
-
-
-def _local(mounts: dict[str, Path], text: str) -> str:
-    """A path of the pod, here."""
-    for mount, folder in mounts.items():
-        if text.startswith(mount):
-            return str(folder) + text[len(mount) :]
-    return text
 
 
 @contextlib.contextmanager
@@ -68,19 +61,14 @@ def helper_pod(
     spec = deployment["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     root = directory / name
-    volumes = {volume["name"]: volume for volume in spec.get("volumes") or []}
-    mounts: dict[str, Path] = {}
-    files: dict[str, str] = {}
-    for mount in container.get("volumeMounts") or []:
-        source = volumes[mount["name"]]["configMap"]["name"]
+    config_maps: dict[str, dict[str, str]] = {}
+    for volume in spec.get("volumes") or []:
+        source = volume["configMap"]["name"]
         config_map = kube.get(f"/api/v1/namespaces/{namespace}/configmaps/{source}")
         assert config_map is not None, f"no ConfigMap {namespace}/{source}"
-        folder = root / mount["mountPath"].lstrip("/")
-        folder.mkdir(parents=True)
-        for key, text in config_map["data"].items():
-            (folder / key).write_text(text)
-            files[key] = text
-        mounts[mount["mountPath"]] = folder
+        config_maps[source] = config_map["data"]
+    pod = lay_out_container(spec, config_maps, root)
+    files = {key: text for data in config_maps.values() for key, text in data.items()}
     account = service_account_dir(
         kube, root / "serviceaccount", namespace, spec["serviceAccountName"]
     )
@@ -92,20 +80,21 @@ def helper_pod(
     }
     for variable in container.get("env") or []:
         if "value" in variable:
-            env[variable["name"]] = _local(mounts, variable["value"])
+            env[variable["name"]] = pod.local(variable["value"])
         else:
             reference = variable["valueFrom"]["secretKeyRef"]
             secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{reference['name']}")
             value = base64.b64decode(secret["data"][reference["key"]]).decode()
             env[variable["name"]] = value
-    command = [
-        sys.executable if word == "python" else _local(mounts, word)
-        for word in container["command"]
-    ]
+    assert pod.cwd is not None, "the helper runs in its mount (workingDir)"
     log = root / "log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            command, env={**env, **test_env}, stdout=output, stderr=subprocess.STDOUT
+            pod.command,
+            cwd=pod.cwd,
+            env={**env, **test_env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield HelperPod(deployment, files, (account / "token").read_text(), log, process)

@@ -5,8 +5,8 @@ Hetzner API emulator.
 Three nodes of an old generation run a Deployment with a PDB (``minAvailable: 2``); one also
 runs a pod whose PDB never allows an eviction. A bare-metal node and another stack's node
 carry the pool's labels and the old generation too. The controller runs as its Deployment
-runs it (from the ConfigMap's folder, with its ServiceAccount's token and its ClusterRole),
-first with the old generation (nothing to do), then with the new one, written into its
+runs it (its command in its ConfigMap volume laid out as the pod has it, with its
+ServiceAccount's token and its ClusterRole), first with the old generation (nothing to do), then with the new one, written into its
 ``config.json`` as ``pulumi up`` writes the ConfigMap. A thread stands in for the scheduler and
 the kubelets of the pool's nodes; another samples the cluster all along: the PDB is never
 violated, at most one node is cordoned at a time, foreign nodes are never touched.
@@ -17,14 +17,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from core.autoscaler.manifests import CONTROLLER_COMMAND, CONTROLLER_NAME, node_controller_manifests
+from core.autoscaler.manifests import (
+    CONTROLLER_CONFIG_FILE,
+    CONTROLLER_DIR,
+    CONTROLLER_NAME,
+    node_controller_manifests,
+)
 from core.config import parse_stack_config, sections_from_flat_config
 from core.hetzner.facts import NODE_GROUP_LABEL
 from core.kubernetes.node_controller import COMPONENT, DRAIN_FAILED_ANNOTATION, GENERATION_LABEL
@@ -43,6 +47,7 @@ from tests.e2e.workload import (
 )
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 from tests.stand_ins.kubelet import PoolStandIn, register_node
+from tests.support.pod_volume import lay_out_helper
 
 NAMESPACE = "rollout-e2e"
 POOL = "workers-fsn1"
@@ -156,17 +161,6 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
         "the disruption controller allows one disruption of web",
         60,
     )
-    # The controller's own objects, as the program applies them (its RBAC is all it gets).
-    manifests = node_controller_manifests(NAMESPACE, "hetzner-credentials", "token", "{}")
-    _, account, role, binding, _ = manifests
-    call(kube, "POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts", account)
-    call(kube, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", role)
-    call(kube, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)
-    folder = tmp_path / "opt"
-    folder.mkdir()
-    for name, text in manifests[0]["data"].items():
-        if name.endswith(".py"):
-            (folder / name).write_text(text)
     settings = {
         "networkId": network,
         "pools": {POOL: old},
@@ -174,7 +168,16 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
         "maxUnavailable": 1,
         "drainTimeoutSeconds": DRAIN_TIMEOUT,
     }
-    (folder / "config.json").write_text(json.dumps(settings))
+    # The controller's own objects, as the program applies them (its RBAC is all it gets).
+    manifests = node_controller_manifests(
+        NAMESPACE, "hetzner-credentials", "token", json.dumps(settings)
+    )
+    _, account, role, binding, _ = manifests
+    call(kube, "POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts", account)
+    call(kube, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", role)
+    call(kube, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)
+    pod = lay_out_helper(manifests, tmp_path)
+    config = Path(pod.local(f"{CONTROLLER_DIR}/{CONTROLLER_CONFIG_FILE}"))
     account_dir = service_account_dir(kube, tmp_path / "serviceaccount", NAMESPACE, CONTROLLER_NAME)
 
     watcher = Watcher(kube, NAMESPACE, "web")
@@ -182,7 +185,8 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
     log = tmp_path / "controller.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, *CONTROLLER_COMMAND[1:-1], str(folder / "node_controller.py")],
+            pod.command,
+            cwd=pod.cwd,
             env={
                 "PATH": os.environ["PATH"],
                 "HCLOUD_TOKEN": TEST_TOKEN,
@@ -190,7 +194,7 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
                 "KUBERNETES_SERVICE_HOST": "127.0.0.1",
                 "KUBERNETES_SERVICE_PORT": str(kube.apiserver_port),
                 "NODE_CONTROLLER_SERVICE_ACCOUNT_DIR": str(account_dir),
-                "NODE_CONTROLLER_CONFIG": str(folder / "config.json"),
+                "NODE_CONTROLLER_CONFIG": str(config),
                 "NODE_CONTROLLER_LOOP_SECONDS": "1",
                 "NODE_CONTROLLER_HEALTH_PORT": str(free_port()),
             },
@@ -203,7 +207,7 @@ def test_outdated_nodes_are_replaced_one_at_a_time_without_violating_a_pdb(
             assert all(not sample.cordoned for sample in watcher.samples), log.read_text()
             rollout_started = time.monotonic()
             settings["pools"] = {POOL: new}  # `pulumi up` writes the ConfigMap
-            (folder / "config.json").write_text(json.dumps(settings))
+            config.write_text(json.dumps(settings))
             # The autoscaler's replacement for the evicted pods: a node of the new generation
             # (a cordon comes a pass before the first eviction, so it is there in time).
             hetzner_api.add_server(

@@ -19,6 +19,7 @@ from core.talos.worker_config import WorkerConfig, worker_configs_sha256
 from tests.conftest import REPO, MockRuntime, shipped_config
 from tests.stand_ins.hetzner_api import TEST_TOKEN
 from tests.support.manifest_paths import package_values, pod_spec, required_node_terms
+from tests.support.pod_volume import projected
 from tests.support.program import HELM, K8S_SECRET, MAIN, OUTPUT_CONTRACT, PACKAGE, dev_config
 
 NETWORK = "hcloud:index/network:Network"
@@ -248,9 +249,19 @@ def test_the_node_controller_is_wired_from_the_network_and_the_generations(
     exports = pulumi_runtime.run(MAIN, config)
     config_map = pulumi_runtime.named("node-controller-script")
     data = config_map.inputs["data"]
-    # The script and the modules it imports from its side, byte for byte.
-    for name in ("node_controller.py", "client.py", "rollout.py"):
-        assert data[name].encode() == (REPO / "core" / "kubernetes" / name).read_bytes()
+    deployment = pulumi_runtime.named("node-controller-deployment")
+    pod = pod_spec(deployment.inputs)
+    (volume,) = pod["volumes"]
+    files = projected(data, volume["configMap"])
+    # The script and the modules it imports, at their paths in the repository, byte for byte.
+    assert sorted(files) == [
+        "config.json",
+        "core/kubernetes/client.py",
+        "core/kubernetes/node_controller.py",
+        "core/kubernetes/rollout.py",
+    ]
+    for path in sorted(files)[1:]:
+        assert files[path].encode() == (REPO / path).read_bytes()
     settings = json.loads(data["config.json"])
     assert settings == {
         "networkId": int(exports["networkId"].value),
@@ -259,11 +270,10 @@ def test_the_node_controller_is_wired_from_the_network_and_the_generations(
         "maxUnavailable": 1,
         "drainTimeoutSeconds": 600,
     }
-    deployment = pulumi_runtime.named("node-controller-deployment")
-    pod = pod_spec(deployment.inputs)
     container = pod["containers"][0]
     (mount,) = container["volumeMounts"]
-    assert container["command"][-1] == f"{mount['mountPath']}/node_controller.py"
+    assert container["workingDir"] == mount["mountPath"]
+    assert container["command"][-2:] == ["-m", "core.kubernetes.node_controller"]
     assert {"name": "NODE_CONTROLLER_CONFIG", "value": f"{mount['mountPath']}/config.json"} in (
         container["env"]
     )
@@ -530,7 +540,6 @@ def test_the_registered_config_map_holds_the_tested_script_byte_for_byte(
     pulumi_runtime: MockRuntime,
 ) -> None:
     pulumi_runtime.run(MAIN, dev_config())
-    folder = REPO / "core" / "kubernetes"
     config_map = pulumi_runtime.named("provider-id-setter-script")
     deployment = next(
         d
@@ -539,15 +548,18 @@ def test_the_registered_config_map_holds_the_tested_script_byte_for_byte(
     )
     data = config_map.inputs["data"]
     assert sorted(data) == ["client.py", "provider_id_setter.py"]
-    for name, text in data.items():
-        assert text.encode() == (folder / name).read_bytes()
-    key = "provider_id_setter.py"
     pod = pod_spec(deployment.inputs)
     (volume,) = pod["volumes"]
     assert volume["configMap"]["name"] == config_map.inputs["metadata"]["name"]
-    (mount,) = pod["containers"][0]["volumeMounts"]
+    files = projected(data, volume["configMap"])
+    assert sorted(files) == ["core/kubernetes/client.py", "core/kubernetes/provider_id_setter.py"]
+    for path, text in files.items():
+        assert text.encode() == (REPO / path).read_bytes()
+    (container,) = pod["containers"]
+    (mount,) = container["volumeMounts"]
     assert mount["name"] == volume["name"]
-    assert pod["containers"][0]["command"][-1] == f"{mount['mountPath']}/{key}"
+    assert container["workingDir"] == mount["mountPath"]
+    assert container["command"][-2:] == ["-m", "core.kubernetes.provider_id_setter"]
 
 
 def test_provider_id_none_deploys_no_setter_and_warns(

@@ -3,7 +3,8 @@
 Read from the source (every import, ``TYPE_CHECKING`` ones too), as the import drawing is:
 no module imports itself through others, no two packages of ``core`` import each other
 through any chain, nothing imports an in-cluster script, and what a helper's ConfigMap
-ships imports only the standard library and the other files shipped with it.
+ships, at the paths its volume gives the files, is exactly its script and what the script
+imports of the project, each file as the repository has it at that path.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from pathlib import Path
 from core.autoscaler.manifests import (
     CONTROLLER_COMMAND,
     SETTER_COMMAND,
-    controller_files,
-    setter_files,
+    node_controller_manifests,
+    provider_id_setter_manifests,
 )
 
 from tests.conftest import REPO
+from tests.support.manifest_paths import pod_spec
+from tests.support.pod_volume import projected
 
-#: The scripts the Deployments run (the last word of each command).
-SCRIPTS = {Path(command[-1]).stem for command in (SETTER_COMMAND, CONTROLLER_COMMAND)}
+#: The scripts the Deployments run (``python ... -m core.kubernetes.<script>``).
+SCRIPTS = {command[-1].rpartition(".")[2] for command in (SETTER_COMMAND, CONTROLLER_COMMAND)}
 KUBERNETES = "core.kubernetes"
 
 
@@ -132,15 +135,35 @@ def test_nothing_but_an_in_cluster_script_imports_one() -> None:
 
 
 def test_the_config_maps_ship_what_their_scripts_import_and_nothing_of_the_project() -> None:
-    for files in (setter_files(), controller_files()):
-        shipped = {Path(name).stem for name in files}
-        assert SCRIPTS & shipped
-        for name in files:
-            path = REPO / "core" / "kubernetes" / name
-            assert path.read_text(encoding="utf-8") == files[name]
-            for imported in imported_names(path):
-                top = imported.split(".")[0]
-                if top == "core":  # only the repository's view of a file shipped alongside
-                    assert imported.removeprefix(f"{KUBERNETES}.").split(".")[0] in shipped
-                else:
-                    assert top in sys.stdlib_module_names or top in shipped, (name, imported)
+    helpers = (
+        provider_id_setter_manifests("ns", "creds", "token"),
+        node_controller_manifests("ns", "creds", "token", "{}"),
+    )
+    for config_map, *_, deployment in helpers:
+        pod = pod_spec(deployment)
+        (volume,) = pod["volumes"]
+        files = projected(config_map["data"], volume["configMap"])
+        shipped = {module_name(REPO / path): path for path in files if path.endswith(".py")}
+        (container,) = pod["containers"]
+        assert container["command"][-2] == "-m"
+        script = container["command"][-1]
+        # The script and, through it, every module of the project it reaches: all shipped,
+        # nothing else; the packages above them are namespace packages in the pod.
+        needed, todo = set(), [script]
+        while todo:
+            name = todo.pop()
+            if name not in needed:
+                needed.add(name)
+                assert name in shipped, (script, name)
+                path = REPO / shipped[name]
+                assert path.read_text(encoding="utf-8") == files[shipped[name]]
+                for imported in imported_names(path):
+                    top = imported.split(".")[0]
+                    if imported in shipped:
+                        todo.append(imported)
+                    else:
+                        assert top in sys.stdlib_module_names or (
+                            imported.rpartition(".")[0] in shipped  # a name imported from one
+                        ), (name, imported)
+        assert needed == set(shipped)
+        assert "core" not in sys.stdlib_module_names

@@ -1,5 +1,5 @@
-"""The providerID setter as its Deployment runs it: a separate process from its ConfigMap folder,
-against the Hetzner API emulator and the Kubernetes API stand-in."""
+"""The providerID setter as its Deployment runs it: a separate process with its ConfigMap volume
+laid out as the pod has it, against the Hetzner API emulator and the Kubernetes API stand-in."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
-
-from core.autoscaler.manifests import SETTER_COMMAND
 
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
+from tests.support.pod_volume import LaidOutPod
 
 NETWORK = 4711
 POOL = {"hcloud/node-group": "workers-fsn1"}
@@ -29,12 +27,12 @@ def free_port() -> int:
 
 
 def run_script(
-    script: Path,
+    pod: LaidOutPod,
     hetzner_api: HetznerEmulator,
     kubernetes_api: KubernetesApiStandIn,
     health_port: int,
 ) -> subprocess.Popen[str]:
-    """The script as the Deployment runs it: from its ConfigMap folder, nothing of the project."""
+    """The pod's command in its working directory: nothing of the project but the volume."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HCLOUD_TOKEN": TEST_TOKEN,
@@ -45,9 +43,10 @@ def run_script(
         "PROVIDER_ID_SETTER_LOOP_SECONDS": "0.2",
         "PROVIDER_ID_SETTER_HEALTH_PORT": str(health_port),
     }
+    assert pod.cwd is not None and pod.command[0] == sys.executable
     return subprocess.Popen(
-        [sys.executable, *SETTER_COMMAND[1:-1], str(script)],  # the Deployment's command
-        cwd=script.parent,
+        pod.command,
+        cwd=pod.cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -56,14 +55,14 @@ def run_script(
 
 
 def run_standalone_until_registered(
-    script: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
+    pod: LaidOutPod, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
 ) -> str:
-    """Run ``script`` until it registers one node, check /healthz and SIGTERM; its output."""
+    """Run the setter's ``pod`` until it registers one node, check /healthz and SIGTERM; its output."""
     server = hetzner_api.add_server("pool-1", POOL, private_ips={NETWORK: "10.100.0.11"})
     kubernetes_api.add_node("pool-1", internal_ip="10.100.0.11")
     kubernetes_api.add_node("metal-1", internal_ip="192.168.1.20")
     port = free_port()
-    process = run_script(script, hetzner_api, kubernetes_api, port)
+    process = run_script(pod, hetzner_api, kubernetes_api, port)
     try:
         deadline = time.monotonic() + 60  # a Python start on busy cores, then one loop
         while kubernetes_api.provider_id("pool-1") == "" and time.monotonic() < deadline:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
-from core.autoscaler.manifests import provider_id_setter_manifests, setter_files
+from core.autoscaler.manifests import provider_id_setter_manifests
 
 from tests.stand_ins.hetzner_api import HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
+from tests.support.pod_volume import lay_out_helper
 from tests.support.setter_process import run_standalone_until_registered
 
 
@@ -28,13 +29,13 @@ def _verb(method: str, path: str) -> tuple[str, str]:
 def test_the_cluster_role_grants_exactly_the_calls_the_script_makes(
     tmp_path: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
 ) -> None:
-    script = tmp_path / "provider_id_setter.py"
-    for name, text in setter_files().items():
-        (tmp_path / name).write_text(text)
-    run_standalone_until_registered(script, hetzner_api, kubernetes_api)
+    manifests = provider_id_setter_manifests("ns", "creds", "token")
+    run_standalone_until_registered(
+        lay_out_helper(manifests, tmp_path), hetzner_api, kubernetes_api
+    )
 
     made = {_verb(method, path) for method, path in kubernetes_api.state.requests}
-    role = provider_id_setter_manifests("ns", "creds", "token")[2]
+    role = manifests[2]
     granted = {
         (resource, verb)
         for rule in role["rules"]

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -15,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from core.autoscaler.manifests import CONTROLLER_COMMAND, controller_files
+from core.autoscaler.manifests import (
+    CONTROLLER_CONFIG_FILE,
+    CONTROLLER_DIR,
+    node_controller_manifests,
+)
 from core.kubernetes.node_controller import (
     DRAIN_FAILED_ANNOTATION,
     DRAINING_ANNOTATION,
@@ -32,6 +35,7 @@ from core.kubernetes.provider_id_setter import ApiError, KubernetesApi
 
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
+from tests.support.pod_volume import LaidOutPod, lay_out_helper
 from tests.support.setter_process import free_port
 
 NETWORK = 4711
@@ -528,12 +532,13 @@ def test_a_pod_no_controller_recreates_is_never_evicted(
 
 
 def run_controller(
-    folder: Path,
+    pod: LaidOutPod,
     hetzner_api: HetznerEmulator,
     kubernetes_api: KubernetesApiStandIn,
     health_port: int,
 ) -> subprocess.Popen[str]:
-    """The script as its Deployment runs it: from the ConfigMap's folder, next to the setter's."""
+    """The script as its Deployment runs it: its command in its working directory, the
+    ConfigMap's volume laid out as the pod has it."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HCLOUD_TOKEN": TEST_TOKEN,
@@ -541,13 +546,13 @@ def run_controller(
         "KUBERNETES_SERVICE_HOST": kubernetes_api.host,
         "KUBERNETES_SERVICE_PORT": str(kubernetes_api.port),
         "NODE_CONTROLLER_SERVICE_ACCOUNT_DIR": str(kubernetes_api.service_account_dir),
-        "NODE_CONTROLLER_CONFIG": str(folder / "config.json"),
+        "NODE_CONTROLLER_CONFIG": pod.local(f"{CONTROLLER_DIR}/{CONTROLLER_CONFIG_FILE}"),
         "NODE_CONTROLLER_LOOP_SECONDS": "0.2",
         "NODE_CONTROLLER_HEALTH_PORT": str(health_port),
     }
     return subprocess.Popen(
-        [sys.executable, *CONTROLLER_COMMAND[1:-1], str(folder / "node_controller.py")],
-        cwd="/",
+        pod.command,
+        cwd=pod.cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -558,17 +563,13 @@ def run_controller(
 def test_the_script_runs_from_the_config_map_folder(
     tmp_path: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
 ) -> None:
-    folder = tmp_path / "opt"
-    folder.mkdir()
-    for name, text in controller_files().items():
-        (folder / name).write_text(text)
-    (folder / "config.json").write_text(
-        json.dumps({"networkId": NETWORK, "pools": {POOL: NEW}, "drainTimeoutSeconds": 60})
-    )
+    settings = json.dumps({"networkId": NETWORK, "pools": {POOL: NEW}, "drainTimeoutSeconds": 60})
+    manifests = node_controller_manifests("ns", "creds", "token", settings)
+    pod = lay_out_helper(manifests, tmp_path)
     server = pool_node(hetzner_api, kubernetes_api, "workers-fsn1-a", "10.100.0.3")
     kubernetes_api.add_pod("shop", "web", ["nginx"], node="workers-fsn1-a", owner_kind="ReplicaSet")
     port = free_port()
-    process = run_controller(folder, hetzner_api, kubernetes_api, port)
+    process = run_controller(pod, hetzner_api, kubernetes_api, port)
     try:
         deadline = time.monotonic() + 60  # a Python start on busy cores, then three passes
         while "workers-fsn1-a" in kubernetes_api.state.nodes and time.monotonic() < deadline:

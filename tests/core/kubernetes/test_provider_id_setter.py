@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from core.autoscaler.manifests import SETTER_COMMAND, setter_files
+from core.autoscaler.manifests import provider_id_setter_manifests
 from core.kubernetes import client as client_module
 from core.kubernetes import provider_id_setter as setter_module
 from core.kubernetes.provider_id_setter import (
@@ -25,6 +24,7 @@ from core.kubernetes.provider_id_setter import (
 
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 from tests.stand_ins.kubernetes_api import PROVIDER_ID_FORBIDDEN, KubernetesApiStandIn
+from tests.support.pod_volume import lay_out_helper
 from tests.support.setter_process import NETWORK, POOL, run_standalone_until_registered
 
 
@@ -284,16 +284,15 @@ def test_health_follows_the_loop(
 def test_the_script_runs_standalone(
     tmp_path: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
 ) -> None:
-    copy = tmp_path / "alone" / "provider_id_setter.py"
-    copy.parent.mkdir()
-    for name, text in setter_files().items():
-        (copy.parent / name).write_text(text)
-    run_standalone_until_registered(copy, hetzner_api, kubernetes_api)
+    pod = lay_out_helper(provider_id_setter_manifests("ns", "creds", "token"), tmp_path)
+    run_standalone_until_registered(pod, hetzner_api, kubernetes_api)
 
 
 def test_missing_token_exits_with_a_reason(tmp_path: Path) -> None:
+    pod = lay_out_helper(provider_id_setter_manifests("ns", "creds", "token"), tmp_path)
     result = subprocess.run(
-        [sys.executable, *SETTER_COMMAND[1:-1], str(Path(setter_module.__file__))],
+        pod.command,
+        cwd=pod.cwd,
         env={"PATH": os.environ.get("PATH", "")},
         capture_output=True,
         text=True,
