@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 import urllib.request
 
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
@@ -54,6 +54,41 @@ def run_script(
     )
 
 
+class ProcessOutput:
+    """A process's output read as it comes, so that a test waits for a line it logs (after the
+    call it logs about, which a stand-in sees first) instead of polling."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:  # end of output: the process has exited
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, seconds: float) -> bool:
+        """Whether ``text`` was logged within ``seconds``; False at once when the process ended
+        without it."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: any(text in line for line in self.lines) or not self._reader.is_alive(),
+                seconds,
+            ) and any(text in line for line in self.lines)
+
+    def text(self) -> str:
+        """All of it, once the process has exited."""
+        self._reader.join(timeout=30)
+        return "".join(self.lines)
+
+
 def run_standalone_until_registered(
     pod: LaidOutPod, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
 ) -> str:
@@ -63,11 +98,11 @@ def run_standalone_until_registered(
     kubernetes_api.add_node("metal-1", internal_ip="192.168.1.20")
     port = free_port()
     process = run_script(pod, hetzner_api, kubernetes_api, port)
+    output = ProcessOutput(process)
     try:
-        deadline = time.monotonic() + 60  # a Python start on busy cores, then one loop
-        while kubernetes_api.provider_id("pool-1") == "" and time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            time.sleep(0.05)
+        # A Python start on busy cores, then one loop.
+        registered = f"node pool-1: spec.providerID set to hcloud://{server}"
+        assert output.wait_for(registered, 60), "".join(output.lines)
         assert kubernetes_api.provider_id("pool-1") == f"hcloud://{server}"
         health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert health.status == 200
@@ -77,7 +112,5 @@ def run_standalone_until_registered(
         if process.poll() is None:
             process.kill()
             process.wait()
-    output = process.stdout.read() if process.stdout else ""
-    assert f"node pool-1: spec.providerID set to hcloud://{server}" in output
     assert kubernetes_api.provider_id("metal-1") == ""
-    return output
+    return output.text()

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from core.kubernetes.provider_id_setter import ApiError, KubernetesApi
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 from tests.support.pod_volume import LaidOutPod, lay_out_helper
-from tests.support.setter_process import free_port
+from tests.support.setter_process import ProcessOutput, free_port
 
 NETWORK = 4711
 OTHER_NETWORK = 4712
@@ -570,11 +569,11 @@ def test_the_script_runs_from_the_config_map_folder(
     kubernetes_api.add_pod("shop", "web", ["nginx"], node="workers-fsn1-a", owner_kind="ReplicaSet")
     port = free_port()
     process = run_controller(pod, hetzner_api, kubernetes_api, port)
+    output = ProcessOutput(process)
     try:
-        deadline = time.monotonic() + 60  # a Python start on busy cores, then three passes
-        while "workers-fsn1-a" in kubernetes_api.state.nodes and time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            time.sleep(0.05)
+        # A Python start on busy cores, then three passes; logged after the Node's delete.
+        replaced = "node workers-fsn1-a: deleted; the autoscaler replaces it"
+        assert output.wait_for(replaced, 60), "".join(output.lines)
         assert "workers-fsn1-a" not in kubernetes_api.state.nodes
         health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert health.status == 200
@@ -584,10 +583,10 @@ def test_the_script_runs_from_the_config_map_folder(
         if process.poll() is None:
             process.kill()
             process.wait()
-    output = process.stdout.read() if process.stdout else ""
+    logged = output.text()
     assert server not in hetzner_api.state.servers
-    assert "evicted shop/web" in output
-    assert f"drained; deleted server {server}" in output
+    assert "evicted shop/web" in logged
+    assert f"drained; deleted server {server}" in logged
 
 
 def test_a_server_that_cannot_be_deleted_gives_the_node_back(
