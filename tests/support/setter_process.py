@@ -54,9 +54,10 @@ def run_script(
     )
 
 
-class ProcessOutput:
-    """A process's output read as it comes, so that a test waits for a line it logs (after the
-    call it logs about, which a stand-in sees first) instead of polling."""
+class RunningHelper:
+    """An in-cluster helper's process, its output read as it comes so that a test waits for a
+    line it logs (after the call it logs about, which a stand-in sees first) instead of
+    polling; killed on leaving the ``with`` block if still running."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
@@ -83,10 +84,25 @@ class ProcessOutput:
                 seconds,
             ) and any(text in line for line in self.lines)
 
+    def healthy_then_stopped(self, health_port: int) -> None:
+        """/healthz answers 200, and SIGTERM (a pod's stop) ends the process with 0."""
+        health = urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=5)
+        assert health.status == 200
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(timeout=30) == 0
+
     def text(self) -> str:
         """All of it, once the process has exited."""
         self._reader.join(timeout=30)
         return "".join(self.lines)
+
+    def __enter__(self) -> RunningHelper:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def run_standalone_until_registered(
@@ -97,20 +113,11 @@ def run_standalone_until_registered(
     kubernetes_api.add_node("pool-1", internal_ip="10.100.0.11")
     kubernetes_api.add_node("metal-1", internal_ip="192.168.1.20")
     port = free_port()
-    process = run_script(pod, hetzner_api, kubernetes_api, port)
-    output = ProcessOutput(process)
-    try:
+    with RunningHelper(run_script(pod, hetzner_api, kubernetes_api, port)) as setter:
         # A Python start on busy cores, then one loop.
         registered = f"node pool-1: spec.providerID set to hcloud://{server}"
-        assert output.wait_for(registered, 60), "".join(output.lines)
+        assert setter.wait_for(registered, 60), "".join(setter.lines)
         assert kubernetes_api.provider_id("pool-1") == f"hcloud://{server}"
-        health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
-        assert health.status == 200
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        setter.healthy_then_stopped(port)
     assert kubernetes_api.provider_id("metal-1") == ""
-    return output.text()
+    return setter.text()

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from core.kubernetes.provider_id_setter import ApiError, KubernetesApi
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
 from tests.support.pod_volume import LaidOutPod, lay_out_helper
-from tests.support.setter_process import ProcessOutput, free_port
+from tests.support.setter_process import RunningHelper, free_port
 
 NETWORK = 4711
 OTHER_NETWORK = 4712
@@ -568,22 +566,13 @@ def test_the_script_runs_from_the_config_map_folder(
     server = pool_node(hetzner_api, kubernetes_api, "workers-fsn1-a", "10.100.0.3")
     kubernetes_api.add_pod("shop", "web", ["nginx"], node="workers-fsn1-a", owner_kind="ReplicaSet")
     port = free_port()
-    process = run_controller(pod, hetzner_api, kubernetes_api, port)
-    output = ProcessOutput(process)
-    try:
+    with RunningHelper(run_controller(pod, hetzner_api, kubernetes_api, port)) as running:
         # A Python start on busy cores, then three passes; logged after the Node's delete.
         replaced = "node workers-fsn1-a: deleted; the autoscaler replaces it"
-        assert output.wait_for(replaced, 60), "".join(output.lines)
+        assert running.wait_for(replaced, 60), "".join(running.lines)
         assert "workers-fsn1-a" not in kubernetes_api.state.nodes
-        health = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
-        assert health.status == 200
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    logged = output.text()
+        running.healthy_then_stopped(port)
+    logged = running.text()
     assert server not in hetzner_api.state.servers
     assert "evicted shop/web" in logged
     assert f"drained; deleted server {server}" in logged
