@@ -26,22 +26,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_script(
+def run_helper(
     pod: LaidOutPod,
     hetzner_api: HetznerEmulator,
     kubernetes_api: KubernetesApiStandIn,
     health_port: int,
+    env_prefix: str = "PROVIDER_ID_SETTER",
+    **settings: str,
 ) -> subprocess.Popen[str]:
-    """The pod's command in its working directory: nothing of the project but the volume."""
+    """An in-cluster helper's pod (the setter's unless ``env_prefix`` says otherwise): its command
+    in its working directory, nothing of the project but the volume; ``settings`` are further
+    ``<env_prefix>_<name>`` variables."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HCLOUD_TOKEN": TEST_TOKEN,
         "HCLOUD_ENDPOINT": hetzner_api.endpoint,
         "KUBERNETES_SERVICE_HOST": kubernetes_api.host,
         "KUBERNETES_SERVICE_PORT": str(kubernetes_api.port),
-        "PROVIDER_ID_SETTER_SERVICE_ACCOUNT_DIR": str(kubernetes_api.service_account_dir),
-        "PROVIDER_ID_SETTER_LOOP_SECONDS": "0.2",
-        "PROVIDER_ID_SETTER_HEALTH_PORT": str(health_port),
+        f"{env_prefix}_SERVICE_ACCOUNT_DIR": str(kubernetes_api.service_account_dir),
+        f"{env_prefix}_LOOP_SECONDS": "0.2",
+        f"{env_prefix}_HEALTH_PORT": str(health_port),
+        **{f"{env_prefix}_{name}": value for name, value in settings.items()},
     }
     assert pod.cwd is not None and pod.command[0] == sys.executable
     return subprocess.Popen(
@@ -113,7 +118,7 @@ def run_standalone_until_registered(
     kubernetes_api.add_node("pool-1", internal_ip="10.100.0.11")
     kubernetes_api.add_node("metal-1", internal_ip="192.168.1.20")
     port = free_port()
-    with RunningHelper(run_script(pod, hetzner_api, kubernetes_api, port)) as setter:
+    with RunningHelper(run_helper(pod, hetzner_api, kubernetes_api, port)) as setter:
         # A Python start on busy cores, then one loop.
         registered = f"node pool-1: spec.providerID set to hcloud://{server}"
         assert setter.wait_for(registered, 60), "".join(setter.lines)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +30,8 @@ from core.kubernetes.provider_id_setter import ApiError, KubernetesApi
 
 from tests.stand_ins.hetzner_api import TEST_TOKEN, HetznerEmulator
 from tests.stand_ins.kubernetes_api import KubernetesApiStandIn
-from tests.support.pod_volume import LaidOutPod, lay_out_helper
-from tests.support.setter_process import RunningHelper, free_port
+from tests.support.pod_volume import lay_out_helper
+from tests.support.setter_process import RunningHelper, free_port, run_helper
 
 NETWORK = 4711
 OTHER_NETWORK = 4712
@@ -528,35 +526,6 @@ def test_a_pod_no_controller_recreates_is_never_evicted(
     )
 
 
-def run_controller(
-    pod: LaidOutPod,
-    hetzner_api: HetznerEmulator,
-    kubernetes_api: KubernetesApiStandIn,
-    health_port: int,
-) -> subprocess.Popen[str]:
-    """The script as its Deployment runs it: its command in its working directory, the
-    ConfigMap's volume laid out as the pod has it."""
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HCLOUD_TOKEN": TEST_TOKEN,
-        "HCLOUD_ENDPOINT": hetzner_api.endpoint,
-        "KUBERNETES_SERVICE_HOST": kubernetes_api.host,
-        "KUBERNETES_SERVICE_PORT": str(kubernetes_api.port),
-        "NODE_CONTROLLER_SERVICE_ACCOUNT_DIR": str(kubernetes_api.service_account_dir),
-        "NODE_CONTROLLER_CONFIG": pod.local(f"{CONTROLLER_DIR}/{CONTROLLER_CONFIG_FILE}"),
-        "NODE_CONTROLLER_LOOP_SECONDS": "0.2",
-        "NODE_CONTROLLER_HEALTH_PORT": str(health_port),
-    }
-    return subprocess.Popen(
-        pod.command,
-        cwd=pod.cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def test_the_script_runs_from_the_config_map_folder(
     tmp_path: Path, hetzner_api: HetznerEmulator, kubernetes_api: KubernetesApiStandIn
 ) -> None:
@@ -566,7 +535,9 @@ def test_the_script_runs_from_the_config_map_folder(
     server = pool_node(hetzner_api, kubernetes_api, "workers-fsn1-a", "10.100.0.3")
     kubernetes_api.add_pod("shop", "web", ["nginx"], node="workers-fsn1-a", owner_kind="ReplicaSet")
     port = free_port()
-    with RunningHelper(run_controller(pod, hetzner_api, kubernetes_api, port)) as running:
+    config = pod.local(f"{CONTROLLER_DIR}/{CONTROLLER_CONFIG_FILE}")
+    process = run_helper(pod, hetzner_api, kubernetes_api, port, "NODE_CONTROLLER", CONFIG=config)
+    with RunningHelper(process) as running:
         # A Python start on busy cores, then three passes; logged after the Node's delete.
         replaced = "node workers-fsn1-a: deleted; the autoscaler replaces it"
         assert running.wait_for(replaced, 60), "".join(running.lines)
