@@ -231,6 +231,14 @@ documents_values = st.recursive(
 )
 
 
+def dumped_whole(documents: list[dict[Any, Any]]) -> str:
+    """The oracle: each document dumped whole by PyYAML, as the program's settings dump it."""
+    return "---\n".join(
+        yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
+        for document in documents
+    )
+
+
 @FUZZ
 @given(
     documents=st.lists(
@@ -245,10 +253,7 @@ def test_worker_configs_written_section_by_section_are_the_same_bytes(
     documents: list[dict[Any, Any]],
 ) -> None:
     """The pools share the YAML of their unchanged sections; the user data must not change."""
-    whole = "---\n".join(
-        yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
-        for document in documents
-    )
+    whole = dumped_whole(documents)
     written: dict[str, str] = {}
     assert dump_documents(documents, written) == whole
     assert dump_documents(documents, written) == whole  # from what was written before
@@ -281,10 +286,7 @@ def test_maps_written_section_by_section_are_the_same_bytes(
     documents: list[dict[Any, Any]],
 ) -> None:
     """Top-level maps (``machine``) are written from their own sections' YAML, indented."""
-    whole = "---\n".join(
-        yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
-        for document in documents
-    )
+    whole = dumped_whole(documents)
     written: dict[str, str] = {}
     assert dump_documents(documents, written) == whole
     assert dump_documents(documents, written) == whole
